@@ -1,0 +1,59 @@
+"""One configuration object per run; it is saved inside the checkpoint."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    backbone: str = "efficientnet_lite0"
+    weights: str = "imagenet"  # "imagenet", "none" or a path to a state dict
+    freeze: int = -1  # stages frozen; -1 = the reference's rule (everything up to stride 8)
+    dropout: float = 0.4
+    image_size: int = 224
+    augment: str = "strong"  # strong | light | none
+    loss: str = "bce"  # bce | focal
+    pos_weight: bool = True
+    focal_gamma: float = 2.0
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    epochs: int = 8
+    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    split: str = "iterative"  # iterative | last_attribute
+    val_fraction: float = 0.15
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | mps
+    amp: bool = True  # mixed precision on CUDA (float16 with loss scaling)
+    channels_last: bool = True
+    num_workers: int = -1  # -1: chosen for the device
+    unknown_as_na: bool = False
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def replace(self, **changes) -> "TrainConfig":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown configuration field(s): {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS = {
+    # The first public solution: ResNet-34, conv1..layer2 frozen, Adam 1e-4, 8 epochs, split on Attr4.
+    "reference": TrainConfig(backbone="resnet34", weights="imagenet", freeze=3, split="last_attribute"),
+    # Our default: the offline ImageNet backbone, all attributes stratified.
+    "default": TrainConfig(),
+}
+
+
+def preset(name: str, **changes) -> TrainConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**changes)

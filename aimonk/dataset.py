@@ -1,0 +1,122 @@
+"""A labelled image folder: label file + images, decoded once into memory."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .images import DataWarning, cache_images, list_images
+from .labels import LabelTable, read_labels, summarize
+
+LABEL_FILE_NAMES = ("labels.txt", "labels.csv")
+
+
+def find_label_file(data) -> Path:
+    """`data` is a label file, or a folder holding labels.txt or labels.csv."""
+    data = Path(data)
+    if data.is_file():
+        return data
+    if not data.is_dir():
+        raise FileNotFoundError(f"no such data folder or label file: {data}")
+    for name in LABEL_FILE_NAMES:
+        if (data / name).is_file():
+            return data / name
+    raise FileNotFoundError(f"{data} holds no label file ({' or '.join(LABEL_FILE_NAMES)})")
+
+
+def find_image_folder(label_file: Path) -> Path:
+    """Images live in `images/` beside the label file, or beside it directly."""
+    folder = label_file.parent / "images"
+    return folder if folder.is_dir() else label_file.parent
+
+
+@dataclass
+class LabelledImages:
+    """Images (N, H, W, 3) uint8 aligned row by row with their labels."""
+
+    images: np.ndarray
+    labels: LabelTable
+    image_dir: Path
+    missing: list[str] = field(default_factory=list)  # listed in the label file, not on disk
+    unreadable: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.labels.values
+
+    @property
+    def attributes(self) -> list[str]:
+        return self.labels.attributes
+
+    @property
+    def filenames(self) -> list[str]:
+        return self.labels.filenames
+
+    def summary(self):
+        return summarize(self.values, self.attributes)
+
+
+def read_label_folder(data, unknown_as_na: bool = False) -> tuple[LabelTable, Path, list[str]]:
+    """Labels, the image folder, and the listed files that are missing on disk (with one warning)."""
+    label_file = find_label_file(data)
+    table = read_labels(label_file, unknown_as_na=unknown_as_na)
+    for message in table.warnings:
+        warnings.warn(message, DataWarning, stacklevel=2)
+    image_dir = find_image_folder(label_file)
+    missing = [name for name in table.filenames if not (image_dir / name).is_file()]
+    if missing:
+        warnings.warn(f"{len(missing)} image(s) listed in {label_file} are missing in {image_dir} and are skipped: "
+                      + ", ".join(missing), DataWarning, stacklevel=2)
+    return table, image_dir, missing
+
+
+def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, progress: bool = True) -> LabelledImages:
+    """Read the labels and decode every present, readable image once at image_size x image_size."""
+    table, image_dir, missing = read_label_folder(data, unknown_as_na)
+    present = [i for i, name in enumerate(table.filenames) if name not in set(missing)]
+    images, kept = cache_images([image_dir / table.filenames[i] for i in present], image_size, progress=progress)
+    rows = [present[i] for i in kept]
+    unreadable = [table.filenames[i] for i in sorted(set(present) - set(rows))]
+    if not rows:
+        raise ValueError(f"no readable images for {table.source} in {image_dir}")
+    return LabelledImages(images, table.subset(rows), image_dir, missing, unreadable)
+
+
+class AttributeDataset(torch.utils.data.Dataset):
+    """Serves (uint8 HWC image after augmentation, float targets with NaN = unknown)."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray | None = None, transform=None):
+        self.images, self.transform = images, transform
+        self.targets = targets if targets is not None else np.full((len(images), 0), np.nan, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image=image)["image"]
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(self.targets[index])
+
+
+def load_image_folder(paths, image_size: int, progress: bool = True) -> tuple[np.ndarray, list[Path]]:
+    """Unlabelled images for prediction: a file, a folder, or a list of files."""
+    if isinstance(paths, (str, Path)):
+        paths = Path(paths)
+        if paths.is_dir():
+            paths = list_images(paths)
+            if not paths:
+                raise FileNotFoundError(f"no images in folder {paths}")
+        elif paths.is_file():
+            paths = [paths]
+        else:
+            raise FileNotFoundError(f"no such image or folder: {paths}")
+    paths = [Path(p) for p in paths]
+    images, kept = cache_images(paths, image_size, progress=progress)
+    return images, [paths[i] for i in kept]

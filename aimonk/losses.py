@@ -1,0 +1,78 @@
+"""Masked multilabel losses: NaN targets (unknown labels) give no loss and no gradient."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOSSES = ("bce", "focal")
+
+
+def positive_weights(values: np.ndarray, attributes=None) -> torch.Tensor:
+    """Per-attribute pos_weight = negatives / positives over known labels.
+
+    An attribute with no positives or no negatives gets weight 1 (and a warning): the ratio
+    would be infinite or zero and would silence or explode that attribute's loss.
+    """
+    positives = np.nansum(values == 1, axis=0).astype(float)
+    negatives = np.nansum(values == 0, axis=0).astype(float)
+    weights = np.ones(values.shape[1])
+    usable = (positives > 0) & (negatives > 0)
+    weights[usable] = negatives[usable] / positives[usable]
+    if not usable.all():
+        names = attributes or [f"column {i + 1}" for i in range(values.shape[1])]
+        bad = [names[i] for i in np.flatnonzero(~usable)]
+        warnings.warn(f"pos_weight set to 1 for {bad}: the training split has no positives or no negatives",
+                      UserWarning, stacklevel=2)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _masked_mean(loss: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    # multiplying by the mask (not indexing) keeps shapes static; the NaN targets were zeroed first
+    return (loss * known).sum() / known.sum().clamp(min=1)
+
+
+class MaskedBCEWithLogits(nn.Module):
+    def __init__(self, pos_weight: torch.Tensor | None = None):
+        super().__init__()
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        known = ~torch.isnan(targets)
+        targets = torch.where(known, targets, torch.zeros_like(targets))
+        loss = F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=self.pos_weight,
+                                                  reduction="none")
+        return _masked_mean(loss, known)
+
+
+class MaskedFocalLoss(nn.Module):
+    """Focal loss (Lin et al. 2017) on known labels; pos_weight scales the positive term."""
+
+    def __init__(self, gamma: float = 2.0, pos_weight: torch.Tensor | None = None):
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        known = ~torch.isnan(targets)
+        targets = torch.where(known, targets, torch.zeros_like(targets))
+        logits = logits.float()
+        bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        p_true = torch.exp(-bce)  # probability given to the true class
+        loss = (1 - p_true) ** self.gamma * bce
+        if self.pos_weight is not None:
+            loss = loss * torch.where(targets > 0, self.pos_weight.expand_as(loss), torch.ones_like(loss))
+        return _masked_mean(loss, known)
+
+
+def make_loss(name: str, train_values: np.ndarray, use_pos_weight: bool = True, focal_gamma: float = 2.0,
+              attributes=None) -> nn.Module:
+    weights = positive_weights(train_values, attributes) if use_pos_weight else None
+    if name == "bce":
+        return MaskedBCEWithLogits(weights)
+    if name == "focal":
+        return MaskedFocalLoss(focal_gamma, weights)
+    raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")

