@@ -29,15 +29,18 @@ def attribute_metrics(targets: np.ndarray, probabilities: np.ndarray, thresholds
     return table
 
 
-def majority_baseline_f1(train_targets: np.ndarray, eval_targets: np.ndarray) -> np.ndarray:
-    """F1 of always predicting each attribute's majority class in the training labels."""
+def majority_classes(train_targets: np.ndarray) -> np.ndarray:
+    """Each attribute's majority class (1 or 0) among known training labels."""
+    rates = np.nanmean(train_targets, axis=0)
+    return (np.nan_to_num(rates, nan=0.0) >= 0.5).astype(int)
+
+
+def majority_baseline_f1(majority: np.ndarray, eval_targets: np.ndarray) -> np.ndarray:
+    """F1 of always predicting each attribute's majority class."""
     scores = []
     for column in range(eval_targets.shape[1]):
-        train_known = train_targets[_known(train_targets, column), column]
-        majority = int(train_known.mean() >= 0.5) if len(train_known) else 0
         truth = eval_targets[_known(eval_targets, column), column].astype(int)
-        _, _, f1, _ = precision_recall_fscore_support(truth, np.full_like(truth, majority), average="binary",
-                                                      zero_division=0)
+        _, _, f1, _ = precision_recall_fscore_support(truth, np.full_like(truth, majority[column]),
+                                                      average="binary", zero_division=0)
         scores.append(f1)
     return np.array(scores)
-

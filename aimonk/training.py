@@ -15,7 +15,7 @@ from .config import TrainConfig
 from .dataset import AttributeDataset, LabelledImages
 from .engine import autocast, predict_logits, seed_everything, select_device, to_model_input
 from .losses import make_loss
-from .metrics import attribute_metrics
+from .metrics import attribute_metrics, majority_classes
 from .models import build_model
 from .split import train_val_split
 from .transforms import train_transform
@@ -109,6 +109,7 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     checkpoint = out_dir / "model.pt" if out_dir else None
     split = {"train": [data.filenames[i] for i in train_rows], "val": [data.filenames[i] for i in val_rows],
              "label_file": str(data.labels.source.resolve()) if data.labels.source else None}
+    majority = majority_classes(data.values[train_rows]).tolist()
     try:
         for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
@@ -126,7 +127,8 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
                 best, best_epoch, stale = record, epoch, 0
                 if checkpoint:
                     save_checkpoint(checkpoint_payload(model, config, data.attributes, [0.5] * len(data.attributes),
-                                                       history, epoch=epoch, split=split), checkpoint)
+                                                       history, epoch=epoch, split=split,
+                                                       majority=majority), checkpoint)
             else:
                 stale += 1
             if progress:

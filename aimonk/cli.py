@@ -1,0 +1,179 @@
+"""Command line: `aimonk summary|train|evaluate|predict|demo` (also `python -m aimonk`)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from .config import PRESETS, TrainConfig, preset
+
+FIELD_HELP = {
+    "backbone": "resnet18, resnet34, resnet50 or efficientnet_lite0",
+    "weights": "imagenet (downloaded; shipped for efficientnet_lite0), none, or a path to a state dict",
+    "freeze": "number of backbone stages to freeze; -1 = the reference's rule (up to stride 8)",
+    "augment": "strong, light or none",
+    "loss": "bce or focal (both masked)",
+    "split": "iterative (all attributes and NA stratified) or last_attribute (the reference's)",
+    "patience": "stop after this many epochs without improvement (0 = never)",
+    "num_workers": "DataLoader worker processes (-1 = automatic)",
+    "unknown_as_na": "read unknown label tokens as NA instead of stopping with an error",
+}
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One --option per TrainConfig field; unset options keep the preset's value."""
+    group = parser.add_argument_group("training configuration (defaults: the chosen preset)")
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default
+        if isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=FIELD_HELP.get(field.name))
+        else:
+            group.add_argument(flag, type=type(default), default=None, metavar=field.name.upper(),
+                               help=FIELD_HELP.get(field.name, f"default {default}"))
+
+
+def config_from_args(args) -> TrainConfig:
+    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+               if getattr(args, f.name, None) is not None}
+    return preset(args.preset, **changes)
+
+
+def cmd_summary(args) -> int:
+    from .dataset import read_label_folder
+    from .labels import summarize
+
+    table, image_dir, missing = read_label_folder(args.data, args.unknown_as_na)
+    summary = summarize(table.values, table.attributes)
+    if args.format == "csv":
+        print(summary.to_csv(), end="")
+    elif args.format == "json":
+        print(summary.reset_index().to_json(orient="records", indent=2))
+    else:
+        print(f"{table.source}: {len(table)} labelled images, {len(table.attributes)} attributes, "
+              f"{len(missing)} missing in {image_dir}")
+        print(summary.to_string(formatters={"positive_rate": "{:.1%}".format}))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .dataset import load_labelled_folder
+    from .plots import plot_epoch_curves, plot_loss_curve, save_figure
+    from .training import fit
+
+    config = config_from_args(args)
+    out = Path(args.out)
+    data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na)
+    print(f"training {config.backbone} on {len(data)} images, {len(data.attributes)} attributes -> {out}")
+    started = time.perf_counter()
+    result = fit(config, data, out)
+    minutes = (time.perf_counter() - started) / 60
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    if result.history["iteration_loss"]:
+        save_figure(plot_loss_curve(result.history), out / "loss_curve.png")
+        save_figure(plot_epoch_curves(result.history), out / "epoch_curves.png")
+    print(f"best epoch {result.best_epoch}; {minutes:.1f} min; checkpoint {result.checkpoint}; "
+          f"figures in {out}")
+    return 130 if result.interrupted else 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate_checkpoint
+    from .predict import parse_thresholds
+
+    thresholds = None
+    if args.thresholds:
+        from .checkpoint import load_checkpoint
+        thresholds = parse_thresholds(args.thresholds, len(load_checkpoint(args.model)["attributes"]))
+    evaluation = evaluate_checkpoint(args.data, args.model, args.subset, thresholds, args.device)
+    print(f"scored {len(evaluation.names)} images ({evaluation.subset} rows) with {args.model}")
+    print(evaluation.table.to_string(float_format="{:.3f}".format))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        evaluation.table.to_csv(out / "metrics.csv")
+        evaluation.table.reset_index().to_json(out / "metrics.json", orient="records", indent=2)
+        print(f"written {out / 'metrics.csv'} and {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .predict import Predictor, parse_thresholds
+
+    predictor = Predictor.load(args.model, args.device)
+    thresholds = None
+    if args.threshold is not None or args.thresholds:
+        thresholds = parse_thresholds(args.thresholds or str(args.threshold), len(predictor.attributes))
+    predictions = predictor.predict_paths(args.path, thresholds, progress=Path(args.path).is_dir())
+    sys.stdout.write(predictions.format(args.format))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import make_demo_dataset
+
+    out = make_demo_dataset(args.out, count=args.count, size=args.size, seed=args.seed)
+    print(f"wrote {args.count} synthetic images and labels.txt to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aimonk", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    summary = commands.add_parser("summary", help="the imbalance table of a labelled folder")
+    summary.add_argument("data", help="folder with labels.txt/labels.csv (and images/), or the label file")
+    summary.add_argument("--format", choices=("text", "csv", "json"), default="text")
+    summary.add_argument("--unknown-as-na", action="store_true", help=FIELD_HELP["unknown_as_na"])
+    summary.set_defaults(run=cmd_summary)
+
+    train = commands.add_parser("train", help="train a model; keeps the best checkpoint in OUT/model.pt")
+    train.add_argument("data")
+    train.add_argument("--out", required=True, help="output folder for model.pt, history and figures")
+    train.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    add_config_options(train)
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint on a labelled folder")
+    evaluate.add_argument("data")
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--subset", choices=("auto", "val", "all"), default="auto",
+                          help="auto: the validation split if DATA is the training folder, else all images")
+    evaluate.add_argument("--thresholds", help="override the stored thresholds: one value or one per attribute")
+    evaluate.add_argument("--out", help="folder for metrics.csv and metrics.json")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="predict attributes of an image or a folder of images")
+    predict.add_argument("path", help="an image file or a folder")
+    predict.add_argument("--model", required=True)
+    choice = predict.add_mutually_exclusive_group()
+    choice.add_argument("--threshold", type=float, help="one threshold for every attribute")
+    choice.add_argument("--thresholds", help="comma-separated thresholds, one per attribute")
+    predict.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(run=cmd_predict)
+
+    demo = commands.add_parser("demo", help="generate the synthetic demo dataset")
+    demo.add_argument("--out", default="data/demo")
+    demo.add_argument("--count", type=int, default=400)
+    demo.add_argument("--size", type=int, default=128)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.simplefilter("always", UserWarning)
+    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"aimonk {args.command}: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,67 @@
+"""Scoring a trained checkpoint on labelled images, beside the majority-class baseline."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .dataset import LabelledImages, find_label_file, load_labelled_folder
+from .metrics import attribute_metrics, majority_baseline_f1, majority_classes
+from .predict import Predictor
+
+SUBSETS = ("auto", "val", "all")
+
+
+@dataclass
+class Evaluation:
+    table: pd.DataFrame  # one row per attribute and a "macro" row
+    names: list[str]
+    targets: np.ndarray
+    probabilities: np.ndarray
+    subset: str
+
+
+def rows_to_score(data: LabelledImages, payload: dict, subset: str) -> tuple[np.ndarray, str]:
+    """The checkpoint's validation rows when `data` is the folder it was trained on, else every row."""
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS}")
+    split = payload.get("split") or {}
+    same_folder = split.get("label_file") == str(Path(data.labels.source).resolve())
+    if subset == "all" or (subset == "auto" and not same_folder):
+        return np.arange(len(data)), "all"
+    if not same_folder:
+        raise ValueError(f"the checkpoint was trained on {split.get('label_file')}, not {data.labels.source}: "
+                         "its validation split does not apply here (use --subset all)")
+    wanted = set(split.get("val", []))
+    rows = np.array([i for i, name in enumerate(data.filenames) if name in wanted], dtype=int)
+    if not len(rows):
+        raise ValueError("the checkpoint has no validation split (trained on all data): use --subset all")
+    return rows, "val"
+
+
+def score(targets, probabilities, thresholds, attributes, majority) -> pd.DataFrame:
+    table = attribute_metrics(targets, probabilities, thresholds, attributes)
+    baseline = majority_baseline_f1(np.asarray(majority), targets)
+    table["baseline_f1"] = list(baseline) + [baseline.mean()]
+    table["lift"] = table["f1"] - table["baseline_f1"]
+    return table
+
+
+def evaluate_checkpoint(data, model_path, subset: str = "auto", thresholds=None, device: str = "auto",
+                        progress: bool = True) -> Evaluation:
+    """Score `model_path` on the folder `data` at its stored (or the given) thresholds."""
+    predictor = Predictor.load(model_path, device)
+    if not isinstance(data, LabelledImages):
+        data = load_labelled_folder(find_label_file(data), predictor.image_size,
+                                    predictor.config.unknown_as_na, progress)
+    if len(data.attributes) != len(predictor.attributes):
+        raise ValueError(f"{data.labels.source} has {len(data.attributes)} attributes, "
+                         f"the model predicts {len(predictor.attributes)}")
+    rows, used = rows_to_score(data, predictor.payload, subset)
+    probabilities = predictor.probabilities(data.images[rows], progress)
+    targets = data.values[rows]
+    majority = predictor.payload.get("majority") or majority_classes(targets)
+    table = score(targets, probabilities, thresholds or predictor.thresholds, predictor.attributes, majority)
+    return Evaluation(table, [data.filenames[i] for i in rows], targets, probabilities, used)
