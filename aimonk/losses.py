@@ -70,9 +70,9 @@ class MaskedFocalLoss(nn.Module):
 
 def make_loss(name: str, train_values: np.ndarray, use_pos_weight: bool = True, focal_gamma: float = 2.0,
               attributes=None) -> nn.Module:
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
     weights = positive_weights(train_values, attributes) if use_pos_weight else None
     if name == "bce":
         return MaskedBCEWithLogits(weights)
-    if name == "focal":
-        return MaskedFocalLoss(focal_gamma, weights)
-    raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
+    return MaskedFocalLoss(focal_gamma, weights)

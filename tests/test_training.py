@@ -1,0 +1,64 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aimonk.dataset import load_labelled_folder
+from aimonk.training import fit
+
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+
+
+@pytest.fixture(scope="module")
+def data(demo_dir):
+    return load_labelled_folder(demo_dir, 48, progress=False)
+
+
+def test_history_records_every_iteration_and_epoch(trained_run, data, tiny_config):
+    out, result = trained_run
+    steps = len(result.train_rows) // tiny_config.batch_size  # drop_last
+    assert len(result.history["iteration_loss"]) == steps
+    epoch = result.history["epochs"][0]
+    assert set(epoch) >= {"train_loss", "val_loss", "val_macro_f1", "val_f1", "seconds"}
+    assert json.loads((out / "history.json").read_text()) == result.history
+    assert len(set(result.train_rows) & set(result.val_rows)) == 0
+
+
+def test_training_reduces_the_loss(data, tiny_config, tmp_path):
+    config = tiny_config.replace(epochs=3, weights="imagenet", lr=1e-3, augment="none")
+    result = fit(config, data, None, progress=False)
+    losses = [e["train_loss"] for e in result.history["epochs"]]
+    assert losses[-1] < losses[0]
+
+
+def test_ctrl_c_keeps_the_best_checkpoint(data, tiny_config, tmp_path, monkeypatch):
+    import aimonk.training as training
+
+    real = training.train_one_epoch
+    calls = []
+
+    def interrupted_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", interrupted_in_epoch_two)
+    result = fit(tiny_config.replace(epochs=5), data, tmp_path, progress=False)
+    assert result.interrupted and result.best_epoch == 1
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert saved["epoch"] == 1 and len(saved["history"]["epochs"]) == 1
+
+
+def test_early_stopping(data, tiny_config, monkeypatch):
+    import aimonk.training as training
+
+    monkeypatch.setattr(training, "is_better", lambda record, best: best is None)
+    result = fit(tiny_config.replace(epochs=6, patience=2), data, None, progress=False)
+    assert len(result.history["epochs"]) == 3 and result.best_epoch == 1
+
+
+def test_training_without_validation_keeps_last_epoch(data, tiny_config):
+    result = fit(tiny_config.replace(epochs=2, val_fraction=0.0), data, None, progress=False)
+    assert result.best_epoch == 2 and len(result.val_rows) == 0
