@@ -10,6 +10,7 @@ import pandas as pd
 from .dataset import LabelledImages, find_label_file, load_labelled_folder
 from .metrics import attribute_metrics, majority_baseline_f1, majority_classes
 from .predict import Predictor
+from .thresholds import cross_fitted_decisions, tune_thresholds
 
 SUBSETS = ("auto", "val", "all")
 
@@ -65,3 +66,35 @@ def evaluate_checkpoint(data, model_path, subset: str = "auto", thresholds=None,
     majority = predictor.payload.get("majority") or majority_classes(targets)
     table = score(targets, probabilities, thresholds or predictor.thresholds, predictor.attributes, majority)
     return Evaluation(table, [data.filenames[i] for i in rows], targets, probabilities, used)
+
+
+def compare_thresholds(targets, probabilities, attributes, majority, strategy: str = "f1", folds: int = 2,
+                       seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Metrics at 0.5 beside metrics at tuned thresholds, tuned honestly by cross-fitting.
+
+    Each row's decision uses thresholds tuned on the other folds of the scored rows, so no row is
+    scored by a threshold it helped choose. Returns the table and the thresholds tuned on all rows
+    (the ones to use on new images).
+    """
+    at_half = score(targets, probabilities, 0.5, attributes, majority)
+    decisions, _ = cross_fitted_decisions(targets, probabilities, strategy, folds, seed)
+    tuned = attribute_metrics(targets, decisions.astype(float), 0.5, attributes)
+    final = tune_thresholds(targets, probabilities, strategy)
+    table = pd.DataFrame({
+        "precision@0.5": at_half["precision"], "recall@0.5": at_half["recall"], "f1@0.5": at_half["f1"],
+        "precision@tuned": tuned["precision"], "recall@tuned": tuned["recall"], "f1@tuned": tuned["f1"],
+        "baseline_f1": at_half["baseline_f1"], "tuned_threshold": list(final) + [np.nan],
+    })
+    return table, final
+
+
+def worst_mistakes(targets, probabilities, thresholds, per_attribute: int = 4) -> dict[int, list[int]]:
+    """For each attribute, the rows wrong with the most confidence (known labels only)."""
+    worst = {}
+    for column in range(targets.shape[1]):
+        truth = targets[:, column]
+        predicted = probabilities[:, column] >= thresholds[column]
+        wrong = np.flatnonzero(~np.isnan(truth) & (predicted != (truth == 1)))
+        confidence = np.abs(probabilities[wrong, column] - truth[wrong])
+        worst[column] = wrong[np.argsort(-confidence)][:per_attribute].tolist()
+    return worst

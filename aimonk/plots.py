@@ -73,3 +73,98 @@ def save_figure(figure, path) -> Path:
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return path
+
+
+def _label_mark(truth: float, predicted: bool) -> tuple[str, str]:
+    """Mark and colour for one attribute of one image: green right, red wrong, grey unknown truth."""
+    mark = "✓" if predicted else "✗"
+    if np.isnan(truth):
+        return mark, "grey"
+    return mark, "green" if bool(truth) == predicted else "red"
+
+
+def plot_image_grid(images, titles, columns: int = 6, title: str | None = None, colours=None):
+    """Images in a grid, each with a multi-line caption (optionally one colour per caption line)."""
+    count = len(images)
+    rows = max(1, int(np.ceil(count / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for index, (ax, image) in enumerate(zip(axes.flat, images)):
+        ax.imshow(image)
+        lines = titles[index].split("\n")
+        for line_number, line in enumerate(lines):
+            colour = colours[index][line_number] if colours else "black"
+            ax.text(0.5, -0.04 - 0.11 * line_number, line, transform=ax.transAxes, ha="center", va="top",
+                    fontsize=8, color=colour)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_sample_predictions(images, names, targets, probabilities, thresholds, attributes, columns: int = 6):
+    """Each image with ✓/✗ per attribute; green where the prediction is right, red where wrong."""
+    titles, colours = [], []
+    for name, truth, probs in zip(names, targets, probabilities):
+        lines, line_colours = [Path(name).name], ["black"]
+        for attribute, t, p, threshold in zip(attributes, truth, probs, thresholds):
+            mark, colour = _label_mark(t, p >= threshold)
+            lines.append(f"{mark} {attribute} {p:.0%}")
+            line_colours.append(colour)
+        titles.append("\n".join(lines))
+        colours.append(line_colours)
+    return plot_image_grid(images, titles, columns, "Sample predictions (green right, red wrong, grey unlabelled)",
+                           colours)
+
+
+def plot_precision_recall(targets, probabilities, attributes, thresholds=None):
+    """One precision-recall curve per attribute on its known labels, the operating point marked."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    figure, ax = plt.subplots(figsize=(6.5, 5.5))
+    for column, name in enumerate(attributes):
+        known = ~np.isnan(targets[:, column])
+        truth, scores = targets[known, column].astype(int), probabilities[known, column]
+        if truth.min() == truth.max():
+            continue
+        precision, recall, _ = precision_recall_curve(truth, scores)
+        line, = ax.plot(recall, precision, label=f"{name} (AP {average_precision_score(truth, scores):.2f}, "
+                                                  f"{truth.mean():.0%} positive)")
+        if thresholds is not None:
+            chosen = scores >= thresholds[column]
+            if chosen.any():
+                ax.plot(truth[chosen].sum() / truth.sum(), truth[chosen].mean(), "o", color=line.get_color())
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.02),
+           title="Precision-recall per attribute (dots: chosen thresholds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    return figure
+
+
+def plot_confusion_matrices(targets, probabilities, thresholds, attributes):
+    from sklearn.metrics import confusion_matrix
+
+    figure, axes = plt.subplots(1, len(attributes), figsize=(3.2 * len(attributes), 3.2), squeeze=False)
+    for column, (ax, name) in enumerate(zip(axes[0], attributes)):
+        known = ~np.isnan(targets[:, column])
+        matrix = confusion_matrix(targets[known, column].astype(int),
+                                  (probabilities[known, column] >= thresholds[column]).astype(int), labels=[0, 1])
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center",
+                    color="white" if count > matrix.max() / 2 else "black", fontsize=12)
+        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["absent", "present"], yticklabels=["absent", "present"],
+               xlabel="predicted", ylabel="true" if column == 0 else "", title=f"{name} (t={thresholds[column]:.2f})")
+    figure.tight_layout()
+    return figure
+
+
+def plot_heatmap(frame: pd.DataFrame, title: str, fmt: str = ".2f"):
+    import seaborn as sns
+
+    figure, ax = plt.subplots(figsize=(1.3 * len(frame.columns) + 2, 1.1 * len(frame) + 1.5))
+    sns.heatmap(frame, annot=True, fmt=fmt, cmap="viridis", vmin=0, vmax=1, ax=ax, cbar_kws={"shrink": 0.8})
+    ax.set_title(title)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,59 @@
+"""Per-attribute decision thresholds, tuned on some rows and only ever scored on others."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import precision_recall_curve
+from sklearn.model_selection import KFold
+
+
+def parse_strategy(strategy: str) -> tuple[str, float | None]:
+    """'f1' (maximise F1), 'precision:0.8' (best recall with precision >= 0.8) or 'recall:0.9'."""
+    name, _, value = strategy.partition(":")
+    if name == "f1" and not value:
+        return name, None
+    if name in ("precision", "recall") and value:
+        floor = float(value)
+        if 0 < floor <= 1:
+            return name, floor
+    raise ValueError(f"threshold strategy must be 'f1', 'precision:P' or 'recall:R' with 0 < P, R <= 1; got {strategy!r}")
+
+
+def tune_threshold(truth: np.ndarray, scores: np.ndarray, strategy: str = "f1") -> float:
+    """The threshold for one attribute's known labels; 0.5 when there is nothing to tune on."""
+    name, floor = parse_strategy(strategy)
+    if len(truth) == 0 or truth.min() == truth.max():
+        return 0.5
+    precision, recall, cuts = precision_recall_curve(truth, scores)
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    if name == "f1":
+        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        return float(cuts[np.argmax(f1)])
+    if name == "precision":
+        ok = np.flatnonzero(precision >= floor)
+        return float(cuts[ok[0]]) if len(ok) else float(cuts[-1])  # lowest cut meeting the floor
+    ok = np.flatnonzero(recall >= floor)
+    return float(cuts[ok[-1]]) if len(ok) else float(cuts[0])  # highest cut meeting the floor
+
+
+def tune_thresholds(targets: np.ndarray, probabilities: np.ndarray, strategy: str = "f1") -> np.ndarray:
+    """One threshold per attribute, tuned on the known labels of every given row."""
+    thresholds = []
+    for column in range(targets.shape[1]):
+        known = ~np.isnan(targets[:, column])
+        thresholds.append(tune_threshold(targets[known, column].astype(int), probabilities[known, column], strategy))
+    return np.array(thresholds)
+
+
+def cross_fitted_decisions(targets: np.ndarray, probabilities: np.ndarray, strategy: str = "f1", folds: int = 2,
+                           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Honest decisions at tuned thresholds: each row is decided by thresholds tuned on the other folds.
+
+    Returns (decisions (N, K) of 0/1, thresholds (folds, K)).
+    """
+    decisions = np.zeros_like(probabilities, dtype=np.int8)
+    per_fold = []
+    for tune_rows, score_rows in KFold(folds, shuffle=True, random_state=seed).split(probabilities):
+        thresholds = tune_thresholds(targets[tune_rows], probabilities[tune_rows], strategy)
+        decisions[score_rows] = probabilities[score_rows] >= thresholds
+        per_fold.append(thresholds)
+    return decisions, np.array(per_fold)

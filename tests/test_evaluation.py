@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from aimonk.evaluation import compare_thresholds, evaluate_checkpoint, worst_mistakes
+
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+
+
+def test_perfect_predictor_scores_one_at_half_and_at_tuned_thresholds():
+    rng = np.random.default_rng(0)
+    targets = (rng.random((80, 3)) < [0.9, 0.5, 0.1]).astype(np.float32)
+    targets[:2, 2] = 1
+    targets[5, 1] = np.nan
+    probabilities = np.where(targets == 1, 0.9, 0.1)
+    table, thresholds = compare_thresholds(targets, probabilities, ["a", "b", "c"], majority=[1, 0, 0])
+    assert table.loc["macro", "f1@0.5"] == 1.0 and table.loc["macro", "f1@tuned"] == 1.0
+    assert table.loc["a", "baseline_f1"] == pytest.approx(2 * targets[:, 0].mean() / (1 + targets[:, 0].mean()))
+
+
+def test_worst_mistakes_are_confidently_wrong_known_labels():
+    targets = np.array([[1], [0], [np.nan], [1], [0]], dtype=np.float32)
+    probabilities = np.array([[0.1], [0.95], [0.99], [0.4], [0.2]])
+    assert worst_mistakes(targets, probabilities, [0.5])[0] == [1, 0, 3]
+
+
+def test_held_out_folder_is_scored_whole_with_stored_thresholds(trained_run, demo_dir):
+    out, _ = trained_run
+    evaluation = evaluate_checkpoint(demo_dir, out / "model.pt", subset="all", device="cpu", progress=False)
+    assert evaluation.subset == "all" and len(evaluation.names) == 57
+    assert list(evaluation.table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
+    assert (evaluation.table.loc["Attr1":"Attr4", "threshold"] == 0.5).all()

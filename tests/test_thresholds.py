@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from aimonk.thresholds import cross_fitted_decisions, parse_strategy, tune_threshold, tune_thresholds
+
+
+def test_f1_threshold_separates_a_separable_attribute():
+    truth = np.array([0, 0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.35, 0.9])
+    threshold = tune_threshold(truth, scores, "f1")
+    assert 0.3 < threshold <= 0.35
+
+
+def test_precision_floor_gives_the_best_recall_meeting_it():
+    truth = np.array([1, 0, 1, 0, 1, 1])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    threshold = tune_threshold(truth, scores, "precision:0.6")
+    chosen = scores >= threshold
+    assert truth[chosen].mean() >= 0.6 and chosen.sum() == 6  # everything: precision 4/6
+
+
+def test_recall_floor():
+    truth = np.array([1, 1, 0, 1, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.2, 0.1])
+    threshold = tune_threshold(truth, scores, "recall:0.6")
+    assert threshold == pytest.approx(0.8)
+
+
+def test_single_class_keeps_half():
+    assert tune_threshold(np.array([1, 1]), np.array([0.2, 0.3])) == 0.5
+
+
+def test_bad_strategy():
+    with pytest.raises(ValueError, match="threshold strategy"):
+        parse_strategy("precision:2")
+
+
+def test_nan_targets_are_ignored():
+    targets = np.array([[1], [0], [np.nan], [1]], dtype=np.float32)
+    probabilities = np.array([[0.8], [0.3], [0.99], [0.6]])
+    assert tune_thresholds(targets, probabilities)[0] == pytest.approx(0.6)
+
+
+def test_cross_fitted_thresholds_never_see_the_rows_they_decide(monkeypatch):
+    import aimonk.thresholds as module
+
+    seen = []
+    real = module.tune_thresholds
+
+    def spy(targets, probabilities, strategy="f1"):
+        seen.append(set(map(float, probabilities[:, 0])))
+        return real(targets, probabilities, strategy)
+
+    monkeypatch.setattr(module, "tune_thresholds", spy)
+    rng = np.random.default_rng(0)
+    probabilities = rng.random((40, 1))  # distinct values identify the rows
+    targets = (rng.random((40, 1)) < 0.5).astype(np.float32)
+    decisions, per_fold = cross_fitted_decisions(targets, probabilities, folds=4)
+    assert per_fold.shape == (4, 1) and len(seen) == 4
+    for tuned_on, thresholds in zip(seen, per_fold):
+        scored = set(map(float, probabilities[:, 0])) - tuned_on
+        assert scored and not (scored & tuned_on)
+    assert decisions.shape == (40, 1)
