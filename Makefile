@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= data/demo
 RUN ?= runs/demo
 
-.PHONY: setup demo test clean
+.PHONY: setup demo demo-cli test clean
 
 $(BIN)/aimonk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +18,19 @@ setup: $(BIN)/aimonk
 $(DATA)/labels.txt: | setup
 	$(BIN)/aimonk demo --out $(DATA)
 
+# The main job: the four numbered notebooks, headless, on the demo data (executed copies in $(RUN)).
 demo: setup $(DATA)/labels.txt
+	$(BIN)/aimonk notebooks --data $(DATA) --out $(RUN) --figures figures -p image_size 128 -p epochs 12
+
+# The same job from the command line, without notebooks.
+demo-cli: setup $(DATA)/labels.txt
 	$(BIN)/aimonk summary $(DATA)
-	$(BIN)/aimonk train $(DATA) --out $(RUN) --image-size 128 --epochs 12
-	$(BIN)/aimonk evaluate $(DATA) --model $(RUN)/model.pt --out $(RUN)
-	$(BIN)/aimonk predict $(DATA)/images --model $(RUN)/model.pt --format csv > $(RUN)/predictions.csv
-	@echo "predictions written to $(RUN)/predictions.csv"
+	$(BIN)/aimonk train $(DATA) --out $(RUN)-cli --image-size 128 --epochs 12
+	$(BIN)/aimonk evaluate $(DATA) --model $(RUN)-cli/model.pt --out $(RUN)-cli
+	$(BIN)/aimonk predict $(DATA)/images --model $(RUN)-cli/model.pt --format csv > $(RUN)-cli/predictions.csv
 
 test: setup
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(RUN) $(DATA)
+	rm -rf $(RUN) $(RUN)-cli $(DATA)

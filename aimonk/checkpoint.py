@@ -65,3 +65,11 @@ def model_from_checkpoint(payload: dict) -> AttributeClassifier:
     model.mean.copy_(torch.tensor(norm["mean"]).view(1, 3, 1, 1))
     model.std.copy_(torch.tensor(norm["std"]).view(1, 3, 1, 1))
     return model.eval()
+
+
+def update_thresholds(path, thresholds, how: str) -> None:
+    """Store new decision thresholds in a checkpoint, with a note of how they were chosen."""
+    payload = load_checkpoint(path)
+    payload["thresholds"] = [float(t) for t in thresholds]
+    payload["thresholds_source"] = how
+    save_checkpoint(payload, path)

@@ -39,9 +39,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args) -> TrainConfig:
-    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-               if getattr(args, f.name, None) is not None}
-    return preset(args.preset, **changes)
+    return preset(args.preset, **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
 
 
 def cmd_summary(args) -> int:
@@ -122,6 +120,25 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_notebooks(args) -> int:
+    from .notebooks import NOTEBOOKS, run_notebooks
+
+    out = Path(args.out).resolve()
+    parameters = {"data_dir": str(Path(args.data).resolve()), "out_dir": str(out),
+                  "figures_dir": str(Path(args.figures).resolve() if args.figures else out / "figures")}
+    for name, value in args.parameter or []:
+        try:
+            parameters[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parameters[name] = value
+    names = [n for n in NOTEBOOKS if not args.only or any(n.startswith(p) for p in args.only.split(","))]
+    started = time.perf_counter()
+    executed = run_notebooks(parameters, out, args.notebooks, names)
+    print(f"executed {len(executed)} notebook(s) into {out} in {(time.perf_counter() - started) / 60:.1f} min; "
+          f"figures in {parameters['figures_dir']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aimonk", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", choices=("text", "json", "csv"), default="text")
     predict.add_argument("--device", default="auto")
     predict.set_defaults(run=cmd_predict)
+
+    notebooks = commands.add_parser("notebooks", help="run the numbered notebooks headless with papermill")
+    notebooks.add_argument("--data", required=True, help="the labelled folder")
+    notebooks.add_argument("--out", required=True, help="folder for the executed notebooks and the run")
+    notebooks.add_argument("--figures", help="folder for the PNG figures (default OUT/figures)")
+    notebooks.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                           help="a notebook parameter, e.g. -p epochs 3 -p backbone resnet34 (JSON values)")
+    notebooks.add_argument("--only", help="comma-separated prefixes of the notebooks to run, e.g. 01,02")
+    notebooks.add_argument("--notebooks", help="folder holding the notebooks (default: the repository's)")
+    notebooks.set_defaults(run=cmd_notebooks)
 
     demo = commands.add_parser("demo", help="generate the synthetic demo dataset")
     demo.add_argument("--out", default="data/demo")

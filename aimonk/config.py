@@ -54,6 +54,7 @@ PRESETS = {
 
 
 def preset(name: str, **changes) -> TrainConfig:
+    """A preset with some fields changed; changes that are None keep the preset's value."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name].replace(**changes)
+    return PRESETS[name].replace(**{k: v for k, v in changes.items() if v is not None})

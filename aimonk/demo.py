@@ -114,9 +114,12 @@ def make_demo_dataset(out_dir="data/demo", count: int = 400, size: int = 128, se
     return out_dir
 
 
-def ensure_demo_dataset(out_dir="data/demo", **options) -> Path:
-    """Generate the demo data unless `out_dir/labels.txt` exists already."""
-    out_dir = Path(out_dir)
-    if not (out_dir / "labels.txt").is_file():
-        make_demo_dataset(out_dir, **options)
-    return out_dir
+def locate_data(data_dir) -> Path:
+    """The labelled folder to use: `data_dir` itself, or the demo data generated there on first use."""
+    path = Path(data_dir)
+    if path.is_file() or any((path / name).is_file() for name in ("labels.txt", "labels.csv")):
+        return path
+    if path.name == "demo":
+        return make_demo_dataset(path)
+    raise FileNotFoundError(f"{path} holds no labels.txt or labels.csv: set data_dir to your labelled folder "
+                            "(or to a folder named 'demo' to generate the synthetic demo data there)")

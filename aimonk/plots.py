@@ -62,7 +62,7 @@ def plot_imbalance(summary: pd.DataFrame):
     for x, (total, rate) in enumerate(zip(bottom, summary["positive_rate"])):
         ax.text(x, total, f"{rate:.0%} positive", ha="center", va="bottom", fontsize=9)
     ax.set(ylabel="images", title="Labels per attribute")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     return figure
 
@@ -84,22 +84,24 @@ def _label_mark(truth: float, predicted: bool) -> tuple[str, str]:
 
 
 def plot_image_grid(images, titles, columns: int = 6, title: str | None = None, colours=None):
-    """Images in a grid, each with a multi-line caption (optionally one colour per caption line)."""
+    """Images in a grid, each with a multi-line caption below (optionally one colour per caption line)."""
     count = len(images)
+    columns = max(1, min(columns, count))
     rows = max(1, int(np.ceil(count / columns)))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.9 * rows), squeeze=False)
+    lines = max((len(t.split("\n")) for t in titles), default=1)
+    caption_inches = 0.17 * lines + 0.1
+    figure, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, (2.2 + caption_inches) * rows + 0.5),
+                                squeeze=False, gridspec_kw={"hspace": caption_inches / 2.2 + 0.05})
     for ax in axes.flat:
         ax.axis("off")
     for index, (ax, image) in enumerate(zip(axes.flat, images)):
         ax.imshow(image)
-        lines = titles[index].split("\n")
-        for line_number, line in enumerate(lines):
+        for line_number, line in enumerate(titles[index].split("\n")):
             colour = colours[index][line_number] if colours else "black"
-            ax.text(0.5, -0.04 - 0.11 * line_number, line, transform=ax.transAxes, ha="center", va="top",
-                    fontsize=8, color=colour)
+            ax.annotate(line, xy=(0.5, 0), xycoords="axes fraction", xytext=(0, -3 - 12 * line_number),
+                        textcoords="offset points", ha="center", va="top", fontsize=8, color=colour)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 
@@ -166,5 +168,49 @@ def plot_heatmap(frame: pd.DataFrame, title: str, fmt: str = ".2f"):
     figure, ax = plt.subplots(figsize=(1.3 * len(frame.columns) + 2, 1.1 * len(frame) + 1.5))
     sns.heatmap(frame, annot=True, fmt=fmt, cmap="viridis", vmin=0, vmax=1, ax=ax, cbar_kws={"shrink": 0.8})
     ax.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_labelled_samples(images, names, values, attributes, columns: int = 6):
+    """A grid of images captioned with their label vector, e.g. [1 NA 0 1]."""
+    titles = [f"{Path(name).name}\n[" + " ".join("NA" if np.isnan(v) else str(int(v)) for v in row) + "]"
+              for name, row in zip(names, values)]
+    return plot_image_grid(images, titles, columns, "Sample images, labels in the order " + ", ".join(attributes))
+
+
+def plot_f1_comparison(table: pd.DataFrame):
+    """F1 at 0.5 and at tuned thresholds per attribute, beside the majority-class baseline."""
+    columns = {"f1@0.5": "threshold 0.5", "f1@tuned": "tuned (cross-fitted)", "baseline_f1": "majority baseline"}
+    ax = table[list(columns)].rename(columns=columns).plot.bar(figsize=(max(7, 1.6 * len(table)), 4.5), rot=0,
+                                                              color=["tab:blue", "tab:green", "lightgrey"])
+    ax.set(ylabel="F1", ylim=(0, 1.05), title="F1 per attribute", xlabel="")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.2f", fontsize=7)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_worst_mistakes(images, names, targets, probabilities, worst: dict, attributes, per_attribute: int = 4):
+    """One row per attribute that has mistakes: its most confidently wrong images, truth and probability given."""
+    shown = [column for column in range(len(attributes)) if worst[column]]
+    if not shown:
+        figure, ax = plt.subplots(figsize=(6, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"No mistakes on the {len(names)} images scored", ha="center", va="center")
+        return figure
+    width = max(len(worst[column]) for column in shown)
+    figure, axes = plt.subplots(len(shown), width, figsize=(2.4 * max(width, 2), 2.8 * len(shown)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax_row, column in zip(axes, shown):
+        for ax, row in zip(ax_row, worst[column]):
+            ax.imshow(images[row])
+            truth = "present" if targets[row, column] == 1 else "absent"
+            ax.set_title(f"{Path(names[row]).name}\n{attributes[column]}: truly {truth}, p={probabilities[row, column]:.2f}",
+                         fontsize=8, color="red")
+    figure.suptitle("Most confident mistakes per attribute")
     figure.tight_layout()
     return figure

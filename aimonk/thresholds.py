@@ -23,6 +23,13 @@ def tune_threshold(truth: np.ndarray, scores: np.ndarray, strategy: str = "f1") 
     name, floor = parse_strategy(strategy)
     if len(truth) == 0 or truth.min() == truth.max():
         return 0.5
+    cut = _best_cut(truth, scores, name, floor)
+    below = scores[scores < cut]
+    # halfway to the next lower score: the same decisions on these rows, a margin for new ones
+    return float((cut + below.max()) / 2) if len(below) else cut
+
+
+def _best_cut(truth, scores, name, floor) -> float:
     precision, recall, cuts = precision_recall_curve(truth, scores)
     precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
     if name == "f1":

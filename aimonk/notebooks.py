@@ -1,0 +1,46 @@
+"""Running the numbered notebooks headless with papermill, in order, with shared parameters."""
+from __future__ import annotations
+
+from pathlib import Path
+
+NOTEBOOKS = ("01_eda.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_predict.ipynb")
+
+
+class NotebookError(RuntimeError):
+    """A notebook cell failed; the message names the notebook and the cell."""
+
+
+def notebook_folder() -> Path:
+    """The repository's notebooks/ (beside the package in a checkout), else ./notebooks."""
+    beside_package = Path(__file__).resolve().parents[1] / "notebooks"
+    return beside_package if beside_package.is_dir() else Path.cwd() / "notebooks"
+
+
+def run_notebooks(parameters: dict, out_dir, notebooks_dir=None, names=NOTEBOOKS, progress: bool = True,
+                  kernel_name: str | None = None) -> list[Path]:
+    """Execute each notebook into out_dir, passing the parameters it declares; stop at the first failure."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir else notebook_folder()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = []
+    for name in names:
+        source = notebooks_dir / name
+        if not source.is_file():
+            raise FileNotFoundError(f"notebook not found: {source}")
+        declared = papermill.inspect_notebook(str(source))
+        passed = {key: value for key, value in parameters.items() if key in declared}
+        target = out_dir / name
+        try:
+            papermill.execute_notebook(str(source), str(target), parameters=passed, cwd=str(notebooks_dir),
+                                       kernel_name=kernel_name, progress_bar=progress)
+        except PapermillExecutionError as error:
+            first_line = error.source.strip().splitlines()[0] if error.source.strip() else ""
+            raise NotebookError(
+                f"{name}: cell In [{error.exec_count}] ({first_line!r}) failed with {error.ename}: {error.evalue} "
+                f"(the executed copy with the traceback is {target})"
+            ) from error
+        executed.append(target)
+    return executed

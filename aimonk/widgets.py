@@ -1,0 +1,111 @@
+"""The interactive prediction app (ipywidgets 8). The logic lives here so tests drive it without a browser."""
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+
+import ipywidgets as widgets
+import numpy as np
+from PIL import Image, ImageOps
+
+from .images import load_image, to_rgb
+
+PLACEHOLDER = "— pick an image from the dataset —"
+
+
+def decode_upload(content: bytes) -> np.ndarray:
+    """Bytes of an uploaded image file to an RGB uint8 array (EXIF orientation applied)."""
+    with Image.open(io.BytesIO(content)) as image:
+        return np.array(to_rgb(ImageOps.exif_transpose(image)))
+
+
+def png_bytes(image: np.ndarray, size: int = 256) -> bytes:
+    picture = Image.fromarray(image)
+    picture.thumbnail((size, size))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def result_html(name: str, attributes, probabilities, thresholds) -> str:
+    """A probability bar per attribute with its threshold marked, and PRESENT/ABSENT."""
+    rows = []
+    for attribute, p, t in zip(attributes, probabilities, thresholds):
+        present = p >= t
+        colour = "#2e7d32" if present else "#9e9e9e"
+        rows.append(
+            f"<tr><td style='padding-right:8px'><b>{html.escape(attribute)}</b></td>"
+            f"<td><div style='position:relative;width:220px;height:16px;background:#eee'>"
+            f"<div style='width:{p * 100:.1f}%;height:16px;background:{colour}'></div>"
+            f"<div style='position:absolute;left:{t * 100:.1f}%;top:-2px;width:2px;height:20px;background:#c62828'>"
+            f"</div></div></td>"
+            f"<td style='padding-left:8px'>{p:.1%}</td>"
+            f"<td style='padding-left:8px;color:{colour}'>{'✓ PRESENT' if present else '✗ ABSENT'}</td></tr>"
+        )
+    present = [a for a, p, t in zip(attributes, probabilities, thresholds) if p >= t]
+    return (f"<div><b>{html.escape(name)}</b><table>{''.join(rows)}</table>"
+            f"<p>Attributes present: {html.escape(', '.join(present)) if present else 'none'}</p></div>")
+
+
+class PredictionApp:
+    """Upload an image or pick one from the dataset; move the thresholds; see the decision live."""
+
+    def __init__(self, predictor, image_paths=()):
+        self.predictor = predictor
+        self.name, self.probabilities = None, None
+        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload image")
+        self.picker = widgets.Dropdown(options=[(PLACEHOLDER, "")] + [(Path(p).name, str(p)) for p in image_paths],
+                                       description="Dataset", layout=widgets.Layout(width="360px"))
+        self.sliders = [
+            widgets.FloatSlider(value=t, min=0.0, max=1.0, step=0.01, description=name, readout_format=".2f",
+                                continuous_update=True, style={"description_width": "initial"})
+            for name, t in zip(predictor.attributes, predictor.thresholds)
+        ]
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width="256px"))
+        self.result = widgets.HTML("<i>Upload an image or pick one from the dataset.</i>")
+        self.upload.observe(self._on_upload, names="value")
+        self.picker.observe(self._on_pick, names="value")
+        for slider in self.sliders:
+            slider.observe(lambda _: self.render(), names="value")
+        self.widget = widgets.VBox([
+            widgets.HBox([self.upload, self.picker]),
+            widgets.HBox([self.image, widgets.VBox([self.result, widgets.Label("Thresholds"), *self.sliders])]),
+        ])
+
+    @property
+    def thresholds(self) -> list[float]:
+        return [slider.value for slider in self.sliders]
+
+    def show(self, image: np.ndarray, name: str) -> None:
+        """Predict once for a new image; thresholds only change the decisions afterwards."""
+        self.name = name
+        self.probabilities = self.predictor.predict_array(image, name=name).probabilities[0]
+        self.image.value = png_bytes(image)
+        self.render()
+
+    def render(self) -> None:
+        if self.probabilities is not None:
+            self.result.value = result_html(self.name, self.predictor.attributes, self.probabilities,
+                                            self.thresholds)
+
+    def _on_upload(self, change) -> None:
+        files = change["new"]
+        if files:
+            upload = files[0]
+            try:
+                image = decode_upload(bytes(upload["content"]))
+            except Exception as error:  # any undecodable upload
+                self.result.value = f"<b style='color:#c62828'>Cannot read {html.escape(upload['name'])}: " \
+                                    f"{html.escape(str(error))}</b>"
+                return
+            self.show(image, upload["name"])
+
+    def _on_pick(self, change) -> None:
+        if change["new"]:
+            self.show(load_image(change["new"]), Path(change["new"]).name)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)

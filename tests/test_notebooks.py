@@ -1,0 +1,52 @@
+"""The four notebooks executed headless by papermill on tiny data, and their committed form."""
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from aimonk.notebooks import NOTEBOOKS, NotebookError, notebook_folder, run_notebooks
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebooks_have_no_outputs_and_a_parameters_cell(name):
+    notebook = json.loads((NOTEBOOK_DIR / name).read_text())
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert all(not c["outputs"] and c["execution_count"] is None for c in code)
+    assert sum("parameters" in c["metadata"].get("tags", []) for c in notebook["cells"]) == 1
+    assert notebook["cells"][0]["cell_type"] == "markdown"
+
+
+def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path):
+    figures = tmp_path / "figures"
+    parameters = {"data_dir": str(demo_dir), "out_dir": str(tmp_path), "figures_dir": str(figures),
+                  "epochs": 1, "image_size": 48, "batch_size": 16, "device": "cpu", "samples": 6}
+    executed = run_notebooks(parameters, tmp_path, NOTEBOOK_DIR, progress=False)
+    assert [p.name for p in executed] == list(NOTEBOOKS)
+    for path in executed:
+        notebook = nbformat.read(path, as_version=4)
+        errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        assert not errors
+    expected = {"imbalance", "na_per_image", "cooccurrence", "label_patterns", "image_sizes", "samples",
+                "loss_curve", "epoch_curves", "f1_comparison", "precision_recall", "confusion_matrices",
+                "sample_predictions", "worst_mistakes"}
+    assert {p.stem for p in figures.glob("*.png")} == expected
+    assert (tmp_path / "model.pt").is_file() and (tmp_path / "evaluation.csv").is_file()
+    assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 58  # header + 57 images
+
+
+def test_a_failing_cell_names_the_notebook_and_the_cell(tmp_path):
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    parameters = nbformat.v4.new_code_cell("value = 1")
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameters, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0")]
+    nbformat.write(notebook, tmp_path / "99_broken.ipynb")
+    with pytest.raises(NotebookError, match=r"99_broken.ipynb: cell In \[4\] \('1 / 0'\) failed with ZeroDivisionError"):
+        run_notebooks({"value": 2}, tmp_path / "out", tmp_path, names=["99_broken.ipynb"], progress=False)
+
+
+def test_the_repository_notebooks_are_found():
+    assert notebook_folder() == NOTEBOOK_DIR

@@ -1,0 +1,58 @@
+"""The prediction app driven as a user would: upload, pick, move a slider."""
+import datetime
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aimonk.predict import Predictor
+from aimonk.widgets import PredictionApp
+
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+
+
+@pytest.fixture(scope="module")
+def app(trained_run, demo_dir):
+    predictor = Predictor.load(trained_run[0] / "model.pt", device="cpu")
+    return PredictionApp(predictor, sorted((demo_dir / "images").glob("*.jpg"))[:5])
+
+
+def upload(app, content: bytes, name="photo.png"):
+    app.upload.value = ({"name": name, "type": "image/png", "size": len(content), "content": memoryview(content),
+                         "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+
+
+def png(colour=(200, 30, 30), size=(90, 60)):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_upload_shows_image_probabilities_and_decisions(app):
+    upload(app, png())
+    assert app.name == "photo.png" and app.probabilities.shape == (4,)
+    assert bytes(app.image.value).startswith(b"\x89PNG")
+    text = app.result.value
+    assert "photo.png" in text and text.count("PRESENT") + text.count("ABSENT") == 4
+
+
+def test_moving_a_slider_updates_the_decision_without_predicting_again(app, monkeypatch):
+    upload(app, png((10, 120, 200)), "blue.png")
+    probability = app.probabilities[0]
+    monkeypatch.setattr(app.predictor, "predict_array", lambda *a, **k: pytest.fail("predicted again"))
+    app.sliders[0].value = max(0.0, probability - 0.01)
+    assert "✓ PRESENT" in app.result.value.split("</tr>")[0]
+    app.sliders[0].value = min(1.0, probability + 0.01)
+    assert "✗ ABSENT" in app.result.value.split("</tr>")[0]
+
+
+def test_picking_a_dataset_image(app):
+    path = app.picker.options[2][1]
+    app.picker.value = path
+    assert app.name == path.split("/")[-1] and app.name in app.result.value
+
+
+def test_a_broken_upload_says_so(app):
+    upload(app, b"not an image", "broken.jpg")
+    assert "Cannot read broken.jpg" in app.result.value
