@@ -20,6 +20,8 @@ FIELD_HELP = {
     "split": "iterative (all attributes and NA stratified) or last_attribute (the reference's)",
     "patience": "stop after this many epochs without improvement (0 = never)",
     "num_workers": "DataLoader worker processes (-1 = automatic)",
+    "amp": "mixed precision where the device computes it natively (CUDA; CPUs with AVX-512 BF16 or AMX)",
+    "channels_last": "NHWC memory layout (default: on for CUDA, off for CPU)",
     "unknown_as_na": "read unknown label tokens as NA instead of stopping with an error",
 }
 
@@ -30,7 +32,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         default = field.default
-        if isinstance(default, bool):
+        if isinstance(default, bool) or default is None:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                help=FIELD_HELP.get(field.name))
         else:

@@ -25,8 +25,8 @@ class TrainConfig:
     val_fraction: float = 0.15
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | mps
-    amp: bool = True  # mixed precision on CUDA (float16 with loss scaling)
-    channels_last: bool = True
+    amp: bool = True  # mixed precision: bfloat16/float16 on CUDA, bfloat16 on CPUs with native support
+    channels_last: bool | None = None  # None: on for CUDA, off for CPU
     num_workers: int = -1  # -1: chosen for the device
     unknown_as_na: bool = False
 

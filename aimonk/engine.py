@@ -25,11 +25,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def cpu_has_fast_bfloat16() -> bool:
+    """AVX-512 BF16 or AMX: the CPU computes bfloat16 natively, so autocast to it pays off."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def mixed_precision_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The autocast dtype for `device`, or None for float32.
+
+    CUDA: bfloat16 where supported (no loss scaling needed), else float16. CPU: bfloat16 only where
+    the hardware has native bfloat16 units; elsewhere emulating it is slower than float32.
+    """
+    if not enabled:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bfloat16():
+        return torch.bfloat16
+    return None
+
+
 def autocast(device: torch.device, enabled: bool):
-    """float16 autocast on CUDA when enabled; a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
+    """Mixed-precision autocast where it helps on `device` (see mixed_precision_dtype); else a no-op."""
+    dtype = mixed_precision_dtype(device, enabled)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def use_channels_last(device: torch.device, setting: bool | None) -> bool:
+    """channels_last by default on CUDA (tensor cores want NHWC); on CPU it slows depthwise convolutions."""
+    return device.type == "cuda" if setting is None else setting
 
 
 def to_model_input(model, images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -42,9 +69,10 @@ def to_model_input(model, images: torch.Tensor, device: torch.device, channels_l
 
 @torch.no_grad()
 def predict_logits(model, images: np.ndarray, device: torch.device, batch_size: int = 64, amp: bool = True,
-                   channels_last: bool = True, progress: bool = False) -> torch.Tensor:
+                   channels_last: bool | None = None, progress: bool = False) -> torch.Tensor:
     """Logits (N, K) on the CPU for cached uint8 images (N, H, W, 3)."""
     model.eval()
+    channels_last = use_channels_last(device, channels_last)
     outputs = [torch.zeros((0, model.head[-1].out_features))]
     for start in tqdm(range(0, len(images), batch_size), desc="predicting", disable=not progress, leave=False):
         batch = torch.from_numpy(images[start:start + batch_size])

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .config import TrainConfig
 from .dataset import load_image_folder
-from .engine import predict_probabilities, select_device
+from .engine import predict_probabilities, select_device, use_channels_last
 
 FORMATS = ("text", "json", "csv")
 
@@ -97,7 +98,9 @@ class Predictor:
         self.thresholds: list[float] = list(payload["thresholds"])
         self.image_size: int = payload["image_size"]
         self.device = select_device(device)
-        self.model = model_from_checkpoint(payload).to(self.device)
+        self.channels_last = use_channels_last(self.device, self.config.channels_last)
+        self.model = model_from_checkpoint(payload).to(
+            self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
     @classmethod
     def load(cls, path, device: str = "auto") -> "Predictor":
@@ -105,7 +108,7 @@ class Predictor:
 
     def probabilities(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         return predict_probabilities(self.model, images, self.device, batch_size=64, amp=self.config.amp,
-                                     channels_last=self.config.channels_last, progress=progress)
+                                     channels_last=self.channels_last, progress=progress)
 
     def predict_array(self, image: np.ndarray, thresholds=None, name: str = "image") -> Predictions:
         """One RGB uint8 image of any size (e.g. from an upload widget)."""

@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 from .checkpoint import checkpoint_payload, save_checkpoint
 from .config import TrainConfig
 from .dataset import AttributeDataset, LabelledImages
-from .engine import autocast, predict_logits, seed_everything, select_device, to_model_input
+from .engine import (autocast, mixed_precision_dtype, predict_logits, seed_everything, select_device,
+                     to_model_input, use_channels_last)
 from .losses import make_loss
 from .metrics import attribute_metrics, majority_classes
 from .models import build_model
@@ -48,14 +49,15 @@ def make_train_loader(data: LabelledImages, rows, config: TrainConfig, device) -
     )
 
 
-def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, description) -> float:
+def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, description,
+                    channels_last: bool = False) -> float:
     model.train()
     total, count = 0.0, 0
     bar = tqdm(loader, desc=description, leave=False)
     for images, targets in bar:
         targets = targets.to(device, non_blocking=True)
         with autocast(device, config.amp):
-            logits = model(to_model_input(model, images, device, config.channels_last))
+            logits = model(to_model_input(model, images, device, channels_last))
         loss = loss_fn(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -68,10 +70,10 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, h
     return total / max(count, 1)
 
 
-def validate(model, data: LabelledImages, rows, loss_fn, device, config):
+def validate(model, data: LabelledImages, rows, loss_fn, device, config, channels_last: bool = False):
     """Masked validation loss, probabilities and per-attribute metrics at threshold 0.5."""
     logits = predict_logits(model, data.images[rows], device, batch_size=config.batch_size * 2, amp=config.amp,
-                            channels_last=config.channels_last)
+                            channels_last=channels_last)
     targets = data.values[rows]
     loss = float(loss_fn(logits.to(device), torch.from_numpy(targets).to(device)))
     probabilities = torch.sigmoid(logits).numpy()
@@ -97,12 +99,13 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
 
     model = build_model(config.backbone, len(data.attributes), config.weights, config.dropout, config.freeze,
                         config.image_size)
-    model.to(device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+    channels_last = use_channels_last(device, config.channels_last)
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                  weight_decay=config.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision_dtype(device, config.amp) == torch.float16)
     loader = make_train_loader(data, train_rows, config, device)
 
     history, best, best_epoch, stale, interrupted = new_history(), None, None, 0, False
@@ -114,10 +117,10 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
         for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
             train_loss = train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history,
-                                         f"epoch {epoch}/{config.epochs}")
+                                         f"epoch {epoch}/{config.epochs}", channels_last)
             record = {"epoch": epoch, "train_loss": train_loss}
             if len(val_rows):
-                val_loss, _, table = validate(model, data, val_rows, loss_fn, device, config)
+                val_loss, _, table = validate(model, data, val_rows, loss_fn, device, config, channels_last)
                 record.update(val_loss=val_loss, val_macro_f1=float(table.loc["macro", "f1"]),
                               val_f1={name: float(table.loc[name, "f1"]) for name in data.attributes})
             record["seconds"] = time.perf_counter() - started

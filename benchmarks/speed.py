@@ -1,0 +1,241 @@
+"""Training and prediction speed: the model alone, our pipeline and the reference pipeline, side by side.
+
+    python benchmarks/speed.py --data DIR [--backbone resnet34] [--size 224] [--epochs 2] [--limit 256]
+
+All figures come from one run on the same data, model (the reference's freezing), batch size and
+augmentations, so their ratios are comparable. Add --quality-data data/demo to check that mixed
+precision does not lower validation F1 (same seed, same split).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aimonk.checkpoint import checkpoint_payload, save_checkpoint  # noqa: E402
+from aimonk.config import TrainConfig  # noqa: E402
+from aimonk.dataset import load_labelled_folder, read_label_folder  # noqa: E402
+from aimonk.engine import (autocast, mixed_precision_dtype, predict_logits, select_device,  # noqa: E402
+                           to_model_input, use_channels_last)
+from aimonk.losses import make_loss  # noqa: E402
+from aimonk.models import build_model  # noqa: E402
+from aimonk.predict import Predictor  # noqa: E402
+from aimonk.training import fit, make_train_loader, new_history, train_one_epoch  # noqa: E402
+from aimonk.transforms import train_transform  # noqa: E402
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def new_model(config, k, device, channels_last):
+    model = build_model(config.backbone, k, "none", config.dropout, config.freeze, config.image_size)
+    return model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def model_only_training(config, k, device, amp, channels_last, steps):
+    """Training steps on a uint8 batch already on the device: the compute bound, in images/s."""
+    model = new_model(config, k, device, channels_last).train()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    images = torch.randint(0, 256, (config.batch_size, config.image_size, config.image_size, 3), dtype=torch.uint8)
+    images = images.to(device)
+    targets = torch.randint(0, 2, (config.batch_size, k), device=device).float()
+    loss_fn = make_loss("bce", np.ones((2, k)) * [[1], [0]]).to(device)
+    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision_dtype(device, amp) == torch.float16)
+
+    def step():
+        with autocast(device, amp):
+            logits = model(to_model_input(model, images, device, channels_last))
+        loss = loss_fn(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    for _ in range(2):
+        step()
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    return steps * config.batch_size / (time.perf_counter() - started)
+
+
+def model_only_forward(config, k, device, amp, channels_last, steps):
+    model = new_model(config, k, device, channels_last).eval()
+    images = np.random.default_rng(0).integers(0, 256, (config.batch_size * 2 * steps, config.image_size,
+                                                        config.image_size, 3), dtype=np.uint8)
+    predict_logits(model, images[: config.batch_size * 2], device, config.batch_size * 2, amp, channels_last)
+    synchronize(device)
+    started = time.perf_counter()
+    predict_logits(model, images, device, config.batch_size * 2, amp, channels_last)
+    synchronize(device)
+    return len(images) / (time.perf_counter() - started)
+
+
+def our_pipeline(config, data, device, epochs):
+    """Whole epochs from the uint8 cache: augmentation, loading, training; images/s and the model."""
+    channels_last = use_channels_last(device, config.channels_last)
+    model = new_model(config, len(data.attributes), device, channels_last)
+    rows = np.arange(len(data))
+    loss_fn = make_loss(config.loss, data.values, config.pos_weight).to(device)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision_dtype(device, config.amp) == torch.float16)
+    loader = make_train_loader(data, rows, config, device)
+    history = new_history()
+    synchronize(device)
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, f"ours {epoch + 1}",
+                        channels_last)
+    synchronize(device)
+    return len(history["iteration_loss"]) * config.batch_size / (time.perf_counter() - started), model
+
+
+class ReferenceDataset(torch.utils.data.Dataset):
+    """The first public solution's loading: open, decode, resize and augment each JPEG every epoch."""
+
+    def __init__(self, paths, targets, size, mean, std):
+        self.paths, self.targets, self.size = paths, targets, size
+        self.transform = train_transform(size, "strong")
+        self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        image = np.asarray(Image.open(self.paths[index]).convert("RGB").resize((self.size, self.size)))
+        image = self.transform(image=image)["image"]
+        tensor = (torch.from_numpy(image).permute(2, 0, 1).float() / 255 - self.mean) / self.std
+        return tensor, torch.from_numpy(self.targets[index])
+
+
+def reference_pipeline(config, data, device, epochs):
+    model = new_model(config, len(data.attributes), device, False).train()
+    dataset = ReferenceDataset([data.image_dir / n for n in data.filenames], data.values, config.image_size,
+                               model.mean.flatten().tolist(), model.std.flatten().tolist())
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, num_workers=2,
+                                         drop_last=True, persistent_workers=True)
+    loss_fn = make_loss("bce", data.values).to(device)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    seen = 0
+    started = time.perf_counter()
+    for _ in range(epochs):
+        for images, targets in loader:
+            loss = loss_fn(model(images.to(device)), targets.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += len(images)
+    synchronize(device)
+    return seen / (time.perf_counter() - started)
+
+
+def prediction(config, model, data, device, folder_images):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.pt"
+        save_checkpoint(checkpoint_payload(model, config, data.attributes, [0.5] * len(data.attributes),
+                                           new_history()), path)
+        predictor = Predictor.load(path, str(device))
+        files = [data.image_dir / n for n in data.filenames[:folder_images]]
+        predictor.predict_paths(files[:8], progress=False)
+        started = time.perf_counter()
+        predictor.predict_paths(files, progress=False)
+        folder_rate = len(files) / (time.perf_counter() - started)
+        latencies = []
+        for file in files[:20]:
+            started = time.perf_counter()
+            predictor.predict_paths(file, progress=False)
+            latencies.append(time.perf_counter() - started)
+    return folder_rate, statistics.median(latencies) * 1000
+
+
+def quality(args, device):
+    """Validation macro F1 with and without mixed precision: same data, seed and split."""
+    rows = []
+    for amp in (False, True):
+        config = TrainConfig(backbone=args.quality_backbone, image_size=args.quality_size, epochs=args.quality_epochs,
+                             amp=amp, device=str(device))
+        data = load_labelled_folder(args.quality_data, config.image_size, progress=False)
+        started = time.perf_counter()
+        result = fit(config, data, None, progress=False)
+        best = max(result.history["epochs"], key=lambda e: e["val_macro_f1"])
+        rows.append((amp, best["val_macro_f1"], time.perf_counter() - started))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="a labelled folder (labels.txt + images/)")
+    parser.add_argument("--backbone", default="resnet34")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs timed for each pipeline")
+    parser.add_argument("--limit", type=int, default=256, help="images per epoch (0 = all)")
+    parser.add_argument("--steps", type=int, default=6, help="steps timed for the model-only bound")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quality-data", help="a labelled folder for the fp32 vs mixed-precision F1 check")
+    parser.add_argument("--quality-backbone", default="efficientnet_lite0")
+    parser.add_argument("--quality-size", type=int, default=128)
+    parser.add_argument("--quality-epochs", type=int, default=6)
+    args = parser.parse_args(argv)
+
+    device = select_device(args.device)
+    config = TrainConfig(backbone=args.backbone, image_size=args.size, batch_size=args.batch_size, freeze=-1,
+                         device=str(device))
+    k = len(read_label_folder(args.data)[0].attributes)
+    amp_dtype = mixed_precision_dtype(device, True)
+    fastest = str(amp_dtype).replace("torch.", "") if amp_dtype else "float32 (no native mixed precision)"
+    channels_last = use_channels_last(device, None)
+    print(f"device {device} ({torch.get_num_threads()} threads), {args.backbone} at {args.size}px, batch "
+          f"{args.batch_size}, reference freezing; mixed precision: {fastest}; channels_last: {channels_last}")
+
+    started = time.perf_counter()
+    data = load_labelled_folder(args.data, args.size, progress=False)
+    cache_seconds = time.perf_counter() - started
+    if args.limit:
+        keep = np.arange(min(args.limit, len(data)))
+        data.images, data.labels = data.images[keep], data.labels.subset(keep)
+
+    results = {}
+    results["model alone, float32"] = model_only_training(config, k, device, False, False, args.steps)
+    if amp_dtype:
+        results[f"model alone, {fastest}"] = model_only_training(config, k, device, True, channels_last, args.steps)
+    results["our pipeline"], model = our_pipeline(config, data, device, args.epochs)
+    results["reference pipeline (decode every epoch, 2 workers, float32)"] = reference_pipeline(
+        config, data, device, args.epochs)
+    forward = model_only_forward(config, k, device, True, channels_last, max(2, args.steps // 2))
+    folder_rate, latency = prediction(config, model, data, device, len(data))
+
+    bound = results["model alone, float32"]
+    reference = results["reference pipeline (decode every epoch, 2 workers, float32)"]
+    print(f"\ncaching {len(data)} images once: {cache_seconds:.1f} s\n")
+    print(f"{'training':<62}{'images/s':>10}{'x fp32 bound':>14}{'x reference':>13}")
+    for name, rate in results.items():
+        print(f"{name:<62}{rate:>10.1f}{rate / bound:>14.2f}{rate / reference:>13.2f}")
+    print(f"\n{'prediction':<62}{'images/s':>10}{'x forward bound':>17}")
+    print(f"{'model alone, forward (' + fastest + ')':<62}{forward:>10.1f}{1.0:>17.2f}")
+    print(f"{'a folder of ' + str(len(data)) + ' images (decode included)':<62}{folder_rate:>10.1f}"
+          f"{folder_rate / forward:>17.2f}")
+    print(f"one image in a warm process: {latency:.0f} ms median")
+
+    if args.quality_data:
+        print(f"\nquality check on {args.quality_data} ({args.quality_backbone}, {args.quality_size}px, "
+              f"{args.quality_epochs} epochs, same seed and split): best validation macro F1")
+        for amp, f1, seconds in quality(args, device):
+            print(f"  mixed precision {'on ' if amp else 'off'}: F1 {f1:.3f}  ({seconds:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
