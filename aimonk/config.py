@@ -13,14 +13,20 @@ class TrainConfig:
     dropout: float = 0.4
     image_size: int = 224
     augment: str = "strong"  # strong | light | none
+    oversample: float = 1.0  # images with a rare attribute (< 25% positive) are drawn this many times as often
+    tta: bool = False  # test-time augmentation: average with the horizontally flipped image
     loss: str = "bce"  # bce | focal
     pos_weight: bool = True
     focal_gamma: float = 2.0
     lr: float = 1e-4
     weight_decay: float = 1e-4
+    head_lr_multiplier: float = 1.0  # the head's learning rate = lr x this (discriminative learning rates)
+    schedule: str = "constant"  # constant | cosine (linear warm-up, then cosine decay)
+    warmup_epochs: float = 0.0
     batch_size: int = 32
     epochs: int = 8
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    keep: str = "best"  # best (epoch with the best validation F1) | last
     split: str = "iterative"  # iterative | last_attribute
     val_fraction: float = 0.15
     seed: int = 42

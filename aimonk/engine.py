@@ -69,16 +69,19 @@ def to_model_input(model, images: torch.Tensor, device: torch.device, channels_l
 
 @torch.no_grad()
 def predict_logits(model, images: np.ndarray, device: torch.device, batch_size: int = 64, amp: bool = True,
-                   channels_last: bool | None = None, progress: bool = False) -> torch.Tensor:
-    """Logits (N, K) on the CPU for cached uint8 images (N, H, W, 3)."""
+                   channels_last: bool | None = None, progress: bool = False, tta: bool = False) -> torch.Tensor:
+    """Logits (N, K) on the CPU for cached uint8 images (N, H, W, 3); tta averages in the mirror image."""
     model.eval()
     channels_last = use_channels_last(device, channels_last)
     outputs = [torch.zeros((0, model.head[-1].out_features))]
     for start in tqdm(range(0, len(images), batch_size), desc="predicting", disable=not progress, leave=False):
         batch = torch.from_numpy(images[start:start + batch_size])
         with autocast(device, amp):
-            logits = model(to_model_input(model, batch, device, channels_last))
-        outputs.append(logits.float().cpu())
+            inputs = to_model_input(model, batch, device, channels_last)
+            logits = model(inputs).float()
+            if tta:
+                logits = (logits + model(inputs.flip(-1)).float()) / 2
+        outputs.append(logits.cpu())
     return torch.cat(outputs)
 
 

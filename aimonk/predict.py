@@ -108,7 +108,7 @@ class Predictor:
 
     def probabilities(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         return predict_probabilities(self.model, images, self.device, batch_size=64, amp=self.config.amp,
-                                     channels_last=self.channels_last, progress=progress)
+                                     channels_last=self.channels_last, progress=progress, tta=self.config.tta)
 
     def predict_array(self, image: np.ndarray, thresholds=None, name: str = "image") -> Predictions:
         """One RGB uint8 image of any size (e.g. from an upload widget)."""

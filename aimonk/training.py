@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from .models import build_model
 from .split import train_val_split
 from .transforms import train_transform
 
+SCHEDULES = ("constant", "cosine")
+
 
 @dataclass
 class TrainResult:
@@ -31,6 +34,7 @@ class TrainResult:
     val_rows: np.ndarray
     best_epoch: int | None
     interrupted: bool = False
+    val_probabilities: np.ndarray | None = None  # of the kept epoch, rows as val_rows
 
 
 def new_history() -> dict:
@@ -42,18 +46,30 @@ def make_train_loader(data: LabelledImages, rows, config: TrainConfig, device) -
                                train_transform(config.image_size, config.augment))
     workers = config.num_workers if config.num_workers >= 0 else (4 if device.type == "cuda" else 0)
     generator = torch.Generator().manual_seed(config.seed)
+    sampler = None
+    if config.oversample > 1:
+        weights = rare_attribute_weights(data.values[rows], config.oversample)
+        sampler = torch.utils.data.WeightedRandomSampler(weights, len(rows), replacement=True, generator=generator)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=True, drop_last=len(rows) > config.batch_size,
-        num_workers=workers, pin_memory=device.type == "cuda", generator=generator,
-        persistent_workers=workers > 0,
+        dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+        drop_last=len(rows) > config.batch_size, num_workers=workers, pin_memory=device.type == "cuda",
+        generator=generator, persistent_workers=workers > 0,
     )
 
 
+def rare_attribute_weights(values: np.ndarray, factor: float, rare_below: float = 0.25) -> torch.Tensor:
+    """Sampling weight per row: `factor` for rows positive for a rare attribute, 1 otherwise."""
+    rates = np.nan_to_num(np.nanmean(values, axis=0), nan=1.0)
+    rare = rates < rare_below
+    has_rare = (values[:, rare] == 1).any(axis=1) if rare.any() else np.zeros(len(values), bool)
+    return torch.from_numpy(np.where(has_rare, factor, 1.0))
+
+
 def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, description,
-                    channels_last: bool = False) -> float:
+                    channels_last: bool = False, scheduler=None, progress: bool = True) -> float:
     model.train()
     total, count = 0.0, 0
-    bar = tqdm(loader, desc=description, leave=False)
+    bar = tqdm(loader, desc=description, leave=False, disable=not progress)
     for images, targets in bar:
         targets = targets.to(device, non_blocking=True)
         with autocast(device, config.amp):
@@ -63,6 +79,8 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, h
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if scheduler is not None:
+            scheduler.step()
         value = loss.item()
         history["iteration_loss"].append(value)
         total, count = total + value * len(images), count + len(images)
@@ -73,7 +91,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, h
 def validate(model, data: LabelledImages, rows, loss_fn, device, config, channels_last: bool = False):
     """Masked validation loss, probabilities and per-attribute metrics at threshold 0.5."""
     logits = predict_logits(model, data.images[rows], device, batch_size=config.batch_size * 2, amp=config.amp,
-                            channels_last=channels_last)
+                            channels_last=channels_last, tta=config.tta)
     targets = data.values[rows]
     loss = float(loss_fn(logits.to(device), torch.from_numpy(targets).to(device)))
     probabilities = torch.sigmoid(logits).numpy()
@@ -87,12 +105,45 @@ def is_better(record: dict, best: dict | None) -> bool:
     return (record["val_macro_f1"], -record["val_loss"]) > (best["val_macro_f1"], -best["val_loss"])
 
 
-def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True) -> TrainResult:
-    """Train on `data`; with out_dir, keep the best checkpoint in out_dir/model.pt and the history beside it."""
+def make_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam over the trainable parameters; the head may learn faster than the backbone."""
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    backbone = [p for p in model.stages.parameters() if p.requires_grad]
+    groups = [{"params": head, "lr": config.lr * config.head_lr_multiplier}]
+    if backbone:
+        groups.append({"params": backbone, "lr": config.lr})
+    return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Per-iteration learning-rate factor: constant, or linear warm-up then cosine decay to zero."""
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(total - 1, int(config.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if config.schedule == "constant":
+            return 1.0
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, not {config.schedule!r}")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True, rows=None) -> TrainResult:
+    """Train on `data`. rows=(train, val) overrides the configured split.
+
+    The kept epoch (config.keep: the best by validation F1, or the last) is what the returned model
+    holds; with out_dir it is also saved as out_dir/model.pt, with the history beside it.
+    """
     seed_everything(config.seed)
     device = select_device(config.device)
     out_dir = Path(out_dir) if out_dir else None
-    if config.val_fraction > 0:
+    if rows is not None:
+        train_rows, val_rows = (np.asarray(r, dtype=int) for r in rows)
+    elif config.val_fraction > 0:
         train_rows, val_rows = train_val_split(data.values, config.split, config.val_fraction, config.seed)
     else:
         train_rows, val_rows = np.arange(len(data)), np.arange(0)
@@ -103,12 +154,13 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                                 weight_decay=config.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision_dtype(device, config.amp) == torch.float16)
     loader = make_train_loader(data, train_rows, config, device)
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, len(loader))
+    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision_dtype(device, config.amp) == torch.float16)
 
-    history, best, best_epoch, stale, interrupted = new_history(), None, None, 0, False
+    history, best, best_epoch, best_state, stale, interrupted = new_history(), None, None, None, 0, False
+    val_probabilities = None
     checkpoint = out_dir / "model.pt" if out_dir else None
     split = {"train": [data.filenames[i] for i in train_rows], "val": [data.filenames[i] for i in val_rows],
              "label_file": str(data.labels.source.resolve()) if data.labels.source else None}
@@ -117,17 +169,20 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
         for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
             train_loss = train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history,
-                                         f"epoch {epoch}/{config.epochs}", channels_last)
+                                         f"epoch {epoch}/{config.epochs}", channels_last, scheduler, progress)
             record = {"epoch": epoch, "train_loss": train_loss}
             if len(val_rows):
-                val_loss, _, table = validate(model, data, val_rows, loss_fn, device, config, channels_last)
+                val_loss, probabilities, table = validate(model, data, val_rows, loss_fn, device, config,
+                                                          channels_last)
                 record.update(val_loss=val_loss, val_macro_f1=float(table.loc["macro", "f1"]),
                               val_f1={name: float(table.loc[name, "f1"]) for name in data.attributes})
             record["seconds"] = time.perf_counter() - started
             history["epochs"].append(record)
-            improved = not len(val_rows) or is_better(record, best)
+            improved = config.keep == "last" or not len(val_rows) or is_better(record, best)
             if improved:
                 best, best_epoch, stale = record, epoch, 0
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                val_probabilities = probabilities if len(val_rows) else None
                 if checkpoint:
                     save_checkpoint(checkpoint_payload(model, config, data.attributes, [0.5] * len(data.attributes),
                                                        history, epoch=epoch, split=split,
@@ -146,9 +201,9 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
         interrupted = True
         print(f"\ninterrupted: the best checkpoint so far (epoch {best_epoch}) is kept" +
               (f" in {checkpoint}" if checkpoint else ""))
-    if checkpoint and checkpoint.is_file():
-        model.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=True)["state_dict"])
-    return TrainResult(model, history, checkpoint, train_rows, val_rows, best_epoch, interrupted)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainResult(model, history, checkpoint, train_rows, val_rows, best_epoch, interrupted, val_probabilities)
 
 
 def describe_epoch(record: dict, improved: bool) -> str:

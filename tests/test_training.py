@@ -62,3 +62,33 @@ def test_early_stopping(data, tiny_config, monkeypatch):
 def test_training_without_validation_keeps_last_epoch(data, tiny_config):
     result = fit(tiny_config.replace(epochs=2, val_fraction=0.0), data, None, progress=False)
     assert result.best_epoch == 2 and len(result.val_rows) == 0
+
+
+def test_warmup_then_cosine_schedule(tiny_config):
+    from aimonk.models import build_model
+    from aimonk.training import make_optimizer, make_scheduler
+
+    config = tiny_config.replace(schedule="cosine", warmup_epochs=1, epochs=4, head_lr_multiplier=10)
+    model = build_model("resnet18", 2, weights="none", freeze=3)
+    optimizer = make_optimizer(model, config)
+    assert [g["lr"] for g in optimizer.param_groups] == [config.lr * 10, config.lr]
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=10)
+    rates = []
+    for _ in range(40):
+        rates.append(optimizer.param_groups[1]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] < rates[5] < rates[10] and rates[10] == pytest.approx(config.lr, rel=0.02)
+    assert rates[39] < 0.01 * config.lr and rates == sorted(rates[:11]) + rates[11:]
+
+
+def test_rare_attribute_oversampling_weights():
+    from aimonk.training import rare_attribute_weights
+
+    values = np.array([[1, 0], [1, 1], [0, np.nan], [1, 0], [1, 0], [1, 0]], dtype=np.float32)
+    assert rare_attribute_weights(values, 4.0).tolist() == [1, 4, 1, 1, 1, 1]
+
+
+def test_keep_last_and_tta(data, tiny_config):
+    result = fit(tiny_config.replace(epochs=2, keep="last", tta=True), data, None, progress=False)
+    assert result.best_epoch == 2 and result.val_probabilities.shape == (len(result.val_rows), 4)

@@ -1,0 +1,106 @@
+"""K-fold cross-validation: out-of-fold probabilities for every labelled image, and an honest report.
+
+Each image is predicted by the one model that did not train on it, at the end of a fixed schedule (no
+epoch is picked on the images being scored). Thresholds are tuned on the out-of-fold predictions of
+the *other* folds before they decide an image, so no image is scored by a threshold it helped choose.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+from .config import TrainConfig
+from .dataset import LabelledImages
+from .metrics import attribute_metrics, majority_baseline_f1, majority_classes
+from .split import kfold_splits
+from .thresholds import tune_thresholds
+from .training import fit
+
+
+@dataclass
+class CrossValidation:
+    probabilities: np.ndarray  # (N, K) out-of-fold
+    folds: np.ndarray  # (N,) the fold that scored each row
+    targets: np.ndarray
+    attributes: list[str]
+    names: list[str]
+    histories: list[dict] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+
+def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: int | None = None,
+                   progress: bool = True) -> CrossValidation:
+    """Train one model per fold (config.epochs each, the last epoch kept) and collect its predictions."""
+    splits = kfold_splits(data.values, folds, config.seed if seed is None else seed)
+    probabilities = np.full(data.values.shape, np.nan, dtype=np.float32)
+    fold_of_row = np.full(len(data), -1)
+    histories = []
+    for fold, (train_rows, val_rows) in enumerate(splits):
+        if progress:
+            print(f"fold {fold + 1}/{folds}: training on {len(train_rows)} images, scoring {len(val_rows)}")
+        result = fit(config.replace(keep="last"), data, None, progress=progress, rows=(train_rows, val_rows))
+        probabilities[val_rows] = result.val_probabilities
+        fold_of_row[val_rows] = fold
+        histories.append(result.history)
+    return CrossValidation(probabilities, fold_of_row, data.values.copy(), list(data.attributes),
+                           list(data.filenames), histories, config.to_dict())
+
+
+def fold_tuned_decisions(cv: CrossValidation, strategy: str = "f1") -> tuple[np.ndarray, np.ndarray]:
+    """Decisions where each fold's rows use thresholds tuned on the other folds' out-of-fold rows."""
+    decisions = np.zeros(cv.probabilities.shape, dtype=np.int8)
+    per_fold = []
+    for fold in np.unique(cv.folds):
+        scored, tuned_on = cv.folds == fold, cv.folds != fold
+        thresholds = tune_thresholds(cv.targets[tuned_on], cv.probabilities[tuned_on], strategy)
+        decisions[scored] = cv.probabilities[scored] >= thresholds
+        per_fold.append(thresholds)
+    return decisions, np.array(per_fold)
+
+
+def bootstrap_f1(targets: np.ndarray, decisions: np.ndarray, rounds: int = 1000, seed: int = 0):
+    """95% percentile intervals of each attribute's F1 and of their mean, resampling images."""
+    rng = np.random.default_rng(seed)
+    n, k = targets.shape
+    samples = np.zeros((rounds, k))
+    for r in range(rounds):
+        rows = rng.integers(0, n, n)
+        for column in range(k):
+            known = ~np.isnan(targets[rows, column])
+            samples[r, column] = f1_score(targets[rows, column][known].astype(int), decisions[rows, column][known],
+                                          zero_division=0)
+    intervals = np.percentile(np.column_stack([samples, samples.mean(axis=1)]), [2.5, 97.5], axis=0)
+    return intervals[0], intervals[1]
+
+
+def _ranking_scores(targets, probabilities):
+    ap, auc = [], []
+    for column in range(targets.shape[1]):
+        known = ~np.isnan(targets[:, column])
+        truth, scores = targets[known, column].astype(int), probabilities[known, column]
+        both = truth.min() != truth.max()
+        ap.append(average_precision_score(truth, scores) if both else np.nan)
+        auc.append(roc_auc_score(truth, scores) if both else np.nan)
+    return np.array(ap), np.array(auc)
+
+
+def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, seed: int = 0):
+    """Per attribute and macro: precision, recall, F1 (honestly tuned thresholds) with 95% CI, F1 at 0.5,
+    AP, ROC-AUC, the majority baseline's F1 and the lift over it. Returns (table, final thresholds)."""
+    decisions, _ = fold_tuned_decisions(cv, strategy)
+    tuned = attribute_metrics(cv.targets, decisions.astype(float), 0.5, cv.attributes)
+    at_half = attribute_metrics(cv.targets, cv.probabilities, 0.5, cv.attributes)
+    baseline = majority_baseline_f1(majority_classes(cv.targets), cv.targets)
+    low, high = bootstrap_f1(cv.targets, decisions, rounds, seed)
+    ap, auc = _ranking_scores(cv.targets, cv.probabilities)
+    table = pd.DataFrame({
+        "precision": tuned["precision"], "recall": tuned["recall"], "f1": tuned["f1"],
+        "f1_low": low, "f1_high": high, "f1@0.5": at_half["f1"],
+        "ap": np.append(ap, np.nanmean(ap)), "roc_auc": np.append(auc, np.nanmean(auc)),
+        "baseline_f1": np.append(baseline, baseline.mean()), "positives": tuned["positives"], "known": tuned["known"],
+    }, index=tuned.index)
+    table["lift"] = table["f1"] - table["baseline_f1"]
+    return table, tune_thresholds(cv.targets, cv.probabilities, strategy)

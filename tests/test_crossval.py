@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from aimonk.crossval import CrossValidation, bootstrap_f1, cross_validate, cv_report, fold_tuned_decisions
+
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+
+
+def synthetic_cv(n=200, seed=0, noise=0.0):
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((n, 3)) < [0.85, 0.5, 0.1]).astype(np.float32)
+    targets[rng.random(targets.shape) < 0.09] = np.nan
+    probabilities = np.clip(np.nan_to_num(targets, nan=0.5) * 0.8 + 0.1 + rng.normal(0, noise, targets.shape), 0.01, 0.98)
+    probabilities += np.arange(n)[:, None] * 1e-5  # every row distinct, so rows can be recognised
+    return CrossValidation(probabilities.astype(np.float32), np.arange(n) % 5, targets, ["a", "b", "c"],
+                           [f"{i}.jpg" for i in range(n)])
+
+
+def test_a_perfect_predictor_scores_one_with_a_degenerate_interval():
+    table, thresholds = cv_report(synthetic_cv(), rounds=200)
+    for column in ("f1", "ap", "roc_auc"):
+        assert table[column].tolist() == pytest.approx([1.0] * 4)
+    assert (table["f1_low"] == 1.0).all() and (table["f1_high"] == 1.0).all()
+    assert ((0.1 < thresholds) & (thresholds < 0.9)).all()
+
+
+def test_intervals_cover_the_point_estimate():
+    table, _ = cv_report(synthetic_cv(noise=0.3), rounds=300)
+    assert ((table["f1_low"] <= table["f1"]) & (table["f1"] <= table["f1_high"])).all()
+    assert (table["f1_high"] - table["f1_low"] > 0).all()
+
+
+def test_thresholds_are_never_tuned_on_the_rows_they_score(monkeypatch):
+    import aimonk.crossval as module
+
+    cv = synthetic_cv(noise=0.3)
+    calls = []
+    real = module.tune_thresholds
+
+    def spy(targets, probabilities, strategy="f1"):
+        calls.append(probabilities.copy())
+        return real(targets, probabilities, strategy)
+
+    monkeypatch.setattr(module, "tune_thresholds", spy)
+    fold_tuned_decisions(cv)
+    for fold, tuned_on in enumerate(calls):
+        scored = cv.probabilities[cv.folds == fold]
+        assert len(tuned_on) == (cv.folds != fold).sum()
+        assert not any((row == tuned_on).all(axis=1).any() for row in scored)
+
+
+def test_bootstrap_is_reproducible():
+    cv = synthetic_cv(noise=0.3)
+    decisions = (cv.probabilities >= 0.5).astype(int)
+    first = bootstrap_f1(cv.targets, decisions, rounds=50, seed=3)
+    second = bootstrap_f1(cv.targets, decisions, rounds=50, seed=3)
+    np.testing.assert_array_equal(first[0], second[0])
+
+
+def test_cross_validate_scores_every_image_once(demo_dir, tiny_config):
+    from aimonk.dataset import load_labelled_folder
+
+    data = load_labelled_folder(demo_dir, 48, progress=False)
+    cv = cross_validate(tiny_config, data, folds=3, progress=False)
+    assert not np.isnan(cv.probabilities).any()
+    assert sorted(np.unique(cv.folds)) == [0, 1, 2] and len(cv.histories) == 3
+    table, thresholds = cv_report(cv, rounds=50)
+    assert list(table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"] and len(thresholds) == 4
