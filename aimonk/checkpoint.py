@@ -9,7 +9,7 @@ import torch
 
 from . import __version__
 from .config import TrainConfig
-from .models import AttributeClassifier, build_model
+from .models import AttributeClassifier, EnsembleClassifier, build_model
 
 FORMAT = "aimonk-checkpoint/1"
 
@@ -58,8 +58,13 @@ def load_checkpoint(path) -> dict:
 def model_from_checkpoint(payload: dict) -> AttributeClassifier:
     """Rebuild the network (no download: weights come from the checkpoint) and load its weights."""
     config = TrainConfig.from_dict(payload["config"])
-    model = build_model(config.backbone, len(payload["attributes"]), weights="none", dropout=config.dropout,
-                        freeze=0, image_size=payload["image_size"])
+
+    def network():
+        return build_model(config.backbone, len(payload["attributes"]), weights="none", dropout=config.dropout,
+                           freeze=0, image_size=payload["image_size"])
+
+    members = payload.get("ensemble_size")
+    model = EnsembleClassifier([network() for _ in range(members)]) if members else network()
     model.load_state_dict(payload["state_dict"])
     norm = payload["normalization"]
     model.mean.copy_(torch.tensor(norm["mean"]).view(1, 3, 1, 1))

@@ -83,6 +83,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    if args.cv:
+        return evaluate_cross_validated(args)
+    if not args.model:
+        raise ValueError("give --model CHECKPOINT to score, or --cv K to cross-validate a training recipe")
     from .evaluation import evaluate_checkpoint
     from .predict import parse_thresholds
 
@@ -90,16 +94,45 @@ def cmd_evaluate(args) -> int:
     if args.thresholds:
         from .checkpoint import load_checkpoint
         thresholds = parse_thresholds(args.thresholds, len(load_checkpoint(args.model)["attributes"]))
-    evaluation = evaluate_checkpoint(args.data, args.model, args.subset, thresholds, args.device)
+    evaluation = evaluate_checkpoint(args.data, args.model, args.subset, thresholds, args.device or "auto")
     print(f"scored {len(evaluation.names)} images ({evaluation.subset} rows) with {args.model}")
     print(evaluation.table.to_string(float_format="{:.3f}".format))
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        evaluation.table.to_csv(out / "metrics.csv")
-        evaluation.table.reset_index().to_json(out / "metrics.json", orient="records", indent=2)
-        print(f"written {out / 'metrics.csv'} and {out / 'metrics.json'}")
+        write_tables(evaluation.table, Path(args.out), "metrics")
     return 0
+
+
+def evaluate_cross_validated(args) -> int:
+    from .crossval import cross_validate, cv_report, save_final_model
+    from .dataset import load_labelled_folder
+
+    config = config_from_args(args)
+    out = Path(args.out or "runs/cv")
+    data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na)
+    print(f"{args.cv}-fold cross-validation of {config.backbone} on {len(data)} images -> {out}")
+    started = time.perf_counter()
+    cv = cross_validate(config, data, args.cv, keep_models=args.final == "ensemble")
+    table, thresholds = cv_report(cv, args.strategy)
+    print(f"\nout-of-fold metrics, thresholds tuned on the other folds ({args.strategy}); F1 with 95% bootstrap CI:")
+    print(table.to_string(float_format="{:.3f}".format))
+    write_tables(table, out, "cv_metrics")
+    oof = data.labels.to_frame()
+    for k, name in enumerate(cv.attributes):
+        oof[f"{name}_probability"] = cv.probabilities[:, k]
+    oof["fold"] = cv.folds
+    oof.to_csv(out / "oof_predictions.csv", index=False)
+    if args.final != "none":
+        path = save_final_model(cv, config, data, args.final, thresholds, out / "model.pt", args.strategy)
+        print(f"final model ({args.final}) with thresholds {[round(float(t), 3) for t in thresholds]}: {path}")
+    print(f"{(time.perf_counter() - started) / 60:.1f} min")
+    return 0
+
+
+def write_tables(table, out: Path, stem: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / f"{stem}.csv")
+    table.reset_index().to_json(out / f"{stem}.json", orient="records", indent=2)
+    print(f"written {out / (stem + '.csv')} and {out / (stem + '.json')}")
 
 
 def cmd_predict(args) -> int:
@@ -158,14 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(train)
     train.set_defaults(run=cmd_train)
 
-    evaluate = commands.add_parser("evaluate", help="score a checkpoint on a labelled folder")
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint on a labelled folder, or cross-validate")
     evaluate.add_argument("data")
-    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--model", help="the checkpoint to score (not with --cv)")
+    evaluate.add_argument("--cv", type=int, metavar="K", help="K-fold cross-validation of the training recipe")
+    evaluate.add_argument("--strategy", default="f1",
+                          help="threshold tuning with --cv: f1, precision:P or recall:R (default f1)")
+    evaluate.add_argument("--final", choices=("retrain", "ensemble", "none"), default="retrain",
+                          help="with --cv: the model saved as OUT/model.pt (default: retrained on all images)")
+    evaluate.add_argument("--preset", choices=sorted(PRESETS), default="default")
     evaluate.add_argument("--subset", choices=("auto", "val", "all"), default="auto",
                           help="auto: the validation split if DATA is the training folder, else all images")
     evaluate.add_argument("--thresholds", help="override the stored thresholds: one value or one per attribute")
-    evaluate.add_argument("--out", help="folder for metrics.csv and metrics.json")
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--out", help="folder for the metrics tables (and with --cv the final model)")
+    add_config_options(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="predict attributes of an image or a folder of images")

@@ -7,17 +7,20 @@ the *other* folds before they decide an image, so no image is scored by a thresh
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
+from .checkpoint import checkpoint_payload, save_checkpoint
 from .config import TrainConfig
 from .dataset import LabelledImages
 from .metrics import attribute_metrics, majority_baseline_f1, majority_classes
+from .models import EnsembleClassifier, build_model
 from .split import kfold_splits
 from .thresholds import tune_thresholds
-from .training import fit
+from .training import fit, new_history
 
 
 @dataclass
@@ -29,15 +32,16 @@ class CrossValidation:
     names: list[str]
     histories: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    fold_states: list[dict] = field(default_factory=list)  # each fold's weights, for the fold ensemble
 
 
 def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: int | None = None,
-                   progress: bool = True) -> CrossValidation:
+                   progress: bool = True, keep_models: bool = False) -> CrossValidation:
     """Train one model per fold (config.epochs each, the last epoch kept) and collect its predictions."""
     splits = kfold_splits(data.values, folds, config.seed if seed is None else seed)
     probabilities = np.full(data.values.shape, np.nan, dtype=np.float32)
     fold_of_row = np.full(len(data), -1)
-    histories = []
+    histories, states = [], []
     for fold, (train_rows, val_rows) in enumerate(splits):
         if progress:
             print(f"fold {fold + 1}/{folds}: training on {len(train_rows)} images, scoring {len(val_rows)}")
@@ -45,8 +49,10 @@ def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, se
         probabilities[val_rows] = result.val_probabilities
         fold_of_row[val_rows] = fold
         histories.append(result.history)
+        if keep_models:
+            states.append({k: v.detach().cpu() for k, v in result.model.state_dict().items()})
     return CrossValidation(probabilities, fold_of_row, data.values.copy(), list(data.attributes),
-                           list(data.filenames), histories, config.to_dict())
+                           list(data.filenames), histories, config.to_dict(), states)
 
 
 def fold_tuned_decisions(cv: CrossValidation, strategy: str = "f1") -> tuple[np.ndarray, np.ndarray]:
@@ -104,3 +110,39 @@ def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, see
     }, index=tuned.index)
     table["lift"] = table["f1"] - table["baseline_f1"]
     return table, tune_thresholds(cv.targets, cv.probabilities, strategy)
+
+
+FINAL_MODELS = ("retrain", "ensemble")
+
+
+def save_final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, how: str, thresholds,
+                     path, strategy: str = "f1", progress: bool = True) -> Path:
+    """The model to use after cross-validation, with the out-of-fold thresholds stored in it.
+
+    retrain: one model trained on every image for the same schedule (config.epochs);
+    ensemble: the fold models, their logits averaged.
+    """
+    if how not in FINAL_MODELS:
+        raise ValueError(f"final model must be one of {FINAL_MODELS}")
+    path = Path(path)
+    if how == "retrain":
+        result = fit(config.replace(val_fraction=0.0, keep="last"), data, None, progress=progress)
+        model, extra = result.model, {"history": result.history}
+    else:
+        if not cv.fold_states:
+            raise ValueError("the cross-validation kept no fold models (keep_models=False)")
+        members = [model_from_checkpoint_config(config, len(cv.attributes), state) for state in cv.fold_states]
+        model, extra = EnsembleClassifier(members), {"history": new_history(), "ensemble_size": len(members)}
+    payload = checkpoint_payload(
+        model, config, cv.attributes, thresholds, extra.pop("history"), final_model=how,
+        thresholds_source=f"tuned on {len(cv.names)} out-of-fold predictions ({strategy})",
+        majority=majority_classes(cv.targets).tolist(),
+        split={"train": list(data.filenames), "val": [], "label_file": str(data.labels.source.resolve())},
+        **extra)
+    return save_checkpoint(payload, path)
+
+
+def model_from_checkpoint_config(config: TrainConfig, outputs: int, state: dict):
+    model = build_model(config.backbone, outputs, "none", config.dropout, 0, config.image_size)
+    model.load_state_dict(state)
+    return model

@@ -73,7 +73,7 @@ def predict_logits(model, images: np.ndarray, device: torch.device, batch_size: 
     """Logits (N, K) on the CPU for cached uint8 images (N, H, W, 3); tta averages in the mirror image."""
     model.eval()
     channels_last = use_channels_last(device, channels_last)
-    outputs = [torch.zeros((0, model.head[-1].out_features))]
+    outputs = [torch.zeros((0, model.num_outputs))]
     for start in tqdm(range(0, len(images), batch_size), desc="predicting", disable=not progress, leave=False):
         batch = torch.from_numpy(images[start:start + batch_size])
         with autocast(device, amp):

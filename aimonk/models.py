@@ -50,6 +50,10 @@ class AttributeClassifier(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.frozen_stages = 0
 
+    @property
+    def num_outputs(self) -> int:
+        return self.head[-1].out_features
+
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images (N, 3, H, W) in any memory format to normalised floats."""
         return (images.float() / 255.0 - self.mean) / self.std
@@ -75,6 +79,32 @@ class AttributeClassifier(nn.Module):
         for stage in list(self.stages)[: self.frozen_stages]:
             stage.eval()
         return self
+
+
+class EnsembleClassifier(nn.Module):
+    """Averages the logits of several classifiers of one architecture (e.g. the cross-validation folds)."""
+
+    def __init__(self, members: list[AttributeClassifier]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @property
+    def num_outputs(self) -> int:
+        return self.members[0].num_outputs
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.members[0].mean
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.members[0].std
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return self.members[0].normalize(images)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
 
 
 def _load_state_dict(model: nn.Module, path: Path) -> None:

@@ -75,3 +75,29 @@ def test_python_dash_m_works(demo_dir):
     done = subprocess.run([sys.executable, "-m", "aimonk", "summary", str(demo_dir), "--format", "csv"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[0] == "attribute,positive,negative,NA,positive_rate"
+
+
+@pytest.mark.parametrize("final", ["retrain", "ensemble"])
+def test_evaluate_cv_writes_report_oof_and_a_final_model(demo_dir, tmp_path, final, capsys):
+    code = main(["evaluate", str(demo_dir), "--cv", "2", "--final", final, "--out", str(tmp_path), "--epochs", "1",
+                 "--image-size", "48", "--batch-size", "16", "--device", "cpu"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "out-of-fold metrics" in text and "f1_low" in text
+    rows = json.loads((tmp_path / "cv_metrics.json").read_text())
+    assert [r["attribute"] for r in rows][-1] == "macro" and all(r["f1_low"] <= r["f1"] <= r["f1_high"] for r in rows)
+    oof = (tmp_path / "oof_predictions.csv").read_text().splitlines()
+    assert len(oof) == 58 and oof[0].endswith("Attr4_probability,fold")
+    from aimonk.checkpoint import load_checkpoint
+    payload = load_checkpoint(tmp_path / "model.pt")
+    assert payload["final_model"] == final and "out-of-fold" in payload["thresholds_source"]
+    assert payload.get("ensemble_size") == (2 if final == "ensemble" else None)
+    image = next((demo_dir / "images").glob("*.jpg"))
+    assert main(["predict", str(image), "--model", str(tmp_path / "model.pt"), "--format", "json"]) == 0
+    record = json.loads(capsys.readouterr().out)[0]
+    assert list(record["thresholds"].values()) == pytest.approx(payload["thresholds"], abs=1e-4)
+
+
+def test_evaluate_needs_a_model_or_cv(demo_dir, capsys):
+    assert main(["evaluate", str(demo_dir)]) == 2
+    assert "give --model" in capsys.readouterr().err
