@@ -6,6 +6,7 @@ the *other* folds before they decide an image, so no image is scored by a thresh
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,3 +147,20 @@ def model_from_checkpoint_config(config: TrainConfig, outputs: int, state: dict)
     model = build_model(config.backbone, outputs, "none", config.dropout, 0, config.image_size)
     model.load_state_dict(state)
     return model
+
+
+def save_cv(cv: CrossValidation, path) -> Path:
+    """Out-of-fold predictions, folds, labels and configuration in one .npz file (no weights)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, probabilities=cv.probabilities, folds=cv.folds, targets=cv.targets,
+                        attributes=np.array(cv.attributes), names=np.array(cv.names),
+                        config=np.array(json.dumps(cv.config)), histories=np.array(json.dumps(cv.histories)))
+    return path
+
+
+def load_cv(path) -> CrossValidation:
+    with np.load(path) as saved:
+        return CrossValidation(saved["probabilities"], saved["folds"], saved["targets"], saved["attributes"].tolist(),
+                               saved["names"].tolist(), json.loads(str(saved["histories"])),
+                               json.loads(str(saved["config"])))

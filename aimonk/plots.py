@@ -214,3 +214,21 @@ def plot_worst_mistakes(images, names, targets, probabilities, worst: dict, attr
     figure.suptitle("Most confident mistakes per attribute")
     figure.tight_layout()
     return figure
+
+
+def plot_f1_intervals(table: pd.DataFrame):
+    """F1 per attribute with its 95% interval (cross-validated), the majority baseline marked."""
+    rows = table.index[::-1]
+    figure, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5))
+    y = np.arange(len(rows))
+    f1 = table.loc[rows, "f1"].to_numpy()
+    errors = [f1 - table.loc[rows, "f1_low"].to_numpy(), table.loc[rows, "f1_high"].to_numpy() - f1]
+    ax.errorbar(f1, y, xerr=errors, fmt="o", color="tab:blue", capsize=4, label="F1 (95% interval)")
+    ax.plot(table.loc[rows, "baseline_f1"], y, "|", color="grey", markersize=18, markeredgewidth=2,
+            label="majority baseline")
+    ax.set(yticks=y, yticklabels=rows, xlim=(0, 1.02), xlabel="F1 at thresholds tuned on the other folds",
+           title="Cross-validated F1")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    return figure

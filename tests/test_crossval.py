@@ -66,3 +66,14 @@ def test_cross_validate_scores_every_image_once(demo_dir, tiny_config):
     assert sorted(np.unique(cv.folds)) == [0, 1, 2] and len(cv.histories) == 3
     table, thresholds = cv_report(cv, rounds=50)
     assert list(table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"] and len(thresholds) == 4
+
+
+def test_save_and_load_round_trip(tmp_path):
+    from aimonk.crossval import load_cv, save_cv
+
+    cv = synthetic_cv(noise=0.2)
+    cv.config = {"backbone": "x"}
+    loaded = load_cv(save_cv(cv, tmp_path / "cv.npz"))
+    np.testing.assert_array_equal(loaded.probabilities, cv.probabilities)
+    np.testing.assert_array_equal(loaded.targets, cv.targets)
+    assert loaded.attributes == cv.attributes and loaded.config == cv.config and loaded.names == cv.names

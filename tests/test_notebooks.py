@@ -22,7 +22,7 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell(name):
 def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path):
     figures = tmp_path / "figures"
     parameters = {"data_dir": str(demo_dir), "out_dir": str(tmp_path), "figures_dir": str(figures),
-                  "epochs": 1, "image_size": 48, "batch_size": 16, "device": "cpu", "samples": 6}
+                  "epochs": 1, "image_size": 48, "batch_size": 16, "device": "cpu", "samples": 6, "cv_folds": 2}
     executed = run_notebooks(parameters, tmp_path, NOTEBOOK_DIR, progress=False)
     assert [p.name for p in executed] == list(NOTEBOOKS)
     for path in executed:
@@ -31,9 +31,10 @@ def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path):
         assert not errors
     expected = {"imbalance", "na_per_image", "cooccurrence", "label_patterns", "image_sizes", "samples",
                 "loss_curve", "epoch_curves", "f1_comparison", "precision_recall", "confusion_matrices",
-                "sample_predictions", "worst_mistakes"}
+                "sample_predictions", "worst_mistakes", "cv_f1_intervals"}
     assert {p.stem for p in figures.glob("*.png")} == expected
-    assert (tmp_path / "model.pt").is_file() and (tmp_path / "evaluation.csv").is_file()
+    for name in ("model.pt", "evaluation.csv", "cv_metrics.csv"):
+        assert (tmp_path / name).is_file(), name
     assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 58  # header + 57 images
 
 
