@@ -46,7 +46,8 @@ def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, se
     for fold, (train_rows, val_rows) in enumerate(splits):
         if progress:
             print(f"fold {fold + 1}/{folds}: training on {len(train_rows)} images, scoring {len(val_rows)}")
-        result = fit(config.replace(keep="last"), data, None, progress=progress, rows=(train_rows, val_rows))
+        result = fit(config.replace(keep="last"), data, None, progress=progress, rows=(train_rows, val_rows),
+                     validate_each_epoch=False)
         probabilities[val_rows] = result.val_probabilities
         fold_of_row[val_rows] = fold
         histories.append(result.history)

@@ -65,20 +65,31 @@ def rare_attribute_weights(values: np.ndarray, factor: float, rare_below: float 
     return torch.from_numpy(np.where(has_rare, factor, 1.0))
 
 
+def make_scaler(device, amp: bool) -> torch.amp.GradScaler:
+    """Loss scaling, needed only when autocasting to float16."""
+    return torch.amp.GradScaler(device.type, enabled=mixed_precision_dtype(device, amp) == torch.float16)
+
+
+def training_step(model, images, targets, loss_fn, optimizer, scaler, device, amp, channels_last) -> torch.Tensor:
+    """One optimisation step on a uint8 NHWC batch; returns the (masked) loss."""
+    with autocast(device, amp):
+        logits = model(to_model_input(model, images, device, channels_last))
+    loss = loss_fn(logits.float(), targets)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
 def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, description,
                     channels_last: bool = False, scheduler=None, progress: bool = True) -> float:
     model.train()
     total, count = 0.0, 0
     bar = tqdm(loader, desc=description, leave=False, disable=not progress)
     for images, targets in bar:
-        targets = targets.to(device, non_blocking=True)
-        with autocast(device, config.amp):
-            logits = model(to_model_input(model, images, device, channels_last))
-        loss = loss_fn(logits.float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        loss = training_step(model, images, targets.to(device, non_blocking=True), loss_fn, optimizer, scaler, device,
+                             config.amp, channels_last)
         if scheduler is not None:
             scheduler.step()
         value = loss.item()
@@ -132,8 +143,10 @@ def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True, rows=None) -> TrainResult:
-    """Train on `data`. rows=(train, val) overrides the configured split.
+def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True, rows=None,
+        validate_each_epoch: bool = True) -> TrainResult:
+    """Train on `data`. rows=(train, val) overrides the configured split; without validate_each_epoch
+    (sensible with config.keep == "last") only the last epoch is validated.
 
     The kept epoch (config.keep: the best by validation F1, or the last) is what the returned model
     holds; with out_dir it is also saved as out_dir/model.pt, with the history beside it.
@@ -157,7 +170,7 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     loader = make_train_loader(data, train_rows, config, device)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, len(loader))
-    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision_dtype(device, config.amp) == torch.float16)
+    scaler = make_scaler(device, config.amp)
 
     history, best, best_epoch, best_state, stale, interrupted = new_history(), None, None, None, 0, False
     val_probabilities = None
@@ -171,18 +184,18 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
             train_loss = train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history,
                                          f"epoch {epoch}/{config.epochs}", channels_last, scheduler, progress)
             record = {"epoch": epoch, "train_loss": train_loss}
-            if len(val_rows):
+            if len(val_rows) and (validate_each_epoch or epoch == config.epochs):
                 val_loss, probabilities, table = validate(model, data, val_rows, loss_fn, device, config,
                                                           channels_last)
                 record.update(val_loss=val_loss, val_macro_f1=float(table.loc["macro", "f1"]),
                               val_f1={name: float(table.loc[name, "f1"]) for name in data.attributes})
             record["seconds"] = time.perf_counter() - started
             history["epochs"].append(record)
-            improved = config.keep == "last" or not len(val_rows) or is_better(record, best)
+            improved = config.keep == "last" or "val_loss" not in record or is_better(record, best)
             if improved:
                 best, best_epoch, stale = record, epoch, 0
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                val_probabilities = probabilities if len(val_rows) else None
+                val_probabilities = probabilities if "val_loss" in record else None
                 if checkpoint:
                     save_checkpoint(checkpoint_payload(model, config, data.attributes, [0.5] * len(data.attributes),
                                                        history, epoch=epoch, split=split,

@@ -4,12 +4,11 @@
 
 Prints one row per recipe: macro F1 and the rarest attribute's F1 (thresholds tuned on the other
 folds' out-of-fold predictions), each with a bootstrap 95% interval. Each finished recipe is saved as
-OUT/NAME.json, and recipes already saved there are not run again.
+OUT/NAME.npz, and recipes already saved there are not run again.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -20,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimonk.config import preset  # noqa: E402
-from aimonk.crossval import CrossValidation, cross_validate, cv_report  # noqa: E402
+from aimonk.crossval import cross_validate, cv_report, load_cv, save_cv  # noqa: E402
 from aimonk.dataset import load_labelled_folder  # noqa: E402
 from aimonk.images import DataWarning  # noqa: E402
 
@@ -32,34 +31,22 @@ RECIPES = {
     "cosine+head10": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, head_lr_multiplier=10),
     "cosine+freeze2": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, freeze=2),
     "cosine+tta": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, tta=True),
+    "cosine+freeze2+oversample+tta": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, freeze=2, oversample=2.0,
+                                          tta=True),
     "cosine+focal": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, loss="focal"),
     "cosine+oversample": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, oversample=3.0),
     "cosine+12epochs": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, epochs=12),
 }
 
 
-def save(cv: CrossValidation, path: Path, seconds: float):
-    path.write_text(json.dumps({"probabilities": cv.probabilities.tolist(), "folds": cv.folds.tolist(),
-                                "targets": np.nan_to_num(cv.targets, nan=-1).tolist(), "attributes": cv.attributes,
-                                "names": cv.names, "config": cv.config, "seconds": seconds}))
-
-
-def load(path: Path) -> tuple[CrossValidation, float]:
-    saved = json.loads(path.read_text())
-    targets = np.array(saved["targets"], dtype=np.float32)
-    targets[targets < 0] = np.nan
-    cv = CrossValidation(np.array(saved["probabilities"], dtype=np.float32), np.array(saved["folds"]), targets,
-                         saved["attributes"], saved["names"], config=saved["config"])
-    return cv, saved["seconds"]
-
-
-def row(name, cv, seconds, rare):
+def row(name, cv, rare):
     table, _ = cv_report(cv)
     return {"recipe": name, "macro F1": f"{table.loc['macro', 'f1']:.3f} [{table.loc['macro', 'f1_low']:.3f}, "
                                         f"{table.loc['macro', 'f1_high']:.3f}]",
             f"{rare} F1": f"{table.loc[rare, 'f1']:.3f} [{table.loc[rare, 'f1_low']:.3f}, {table.loc[rare, 'f1_high']:.3f}]",
             **{a: round(table.loc[a, "f1"], 3) for a in cv.attributes},
-            "min lift": round(table.loc[cv.attributes, "lift"].min(), 3), "minutes": round(seconds / 60, 1)}
+            "min lift": round(table.loc[cv.attributes, "lift"].min(), 3),
+            "minutes": round(cv.config.get("seconds", float("nan")) / 60, 1)}
 
 
 def main(argv=None):
@@ -77,13 +64,14 @@ def main(argv=None):
     rare = data.attributes[int(np.argmin(np.nanmean(data.values, axis=0)))]
     rows = []
     for name in (args.only.split(",") if args.only else RECIPES):
-        path = out / f"{name}.json"
+        path = out / f"{name}.npz"
         if not path.is_file():
             config = preset("reference", **BASE, image_size=args.image_size, **RECIPES[name])
             started = time.perf_counter()
             cv = cross_validate(config, data, args.folds, seed=0, progress=False)
-            save(cv, path, time.perf_counter() - started)
-        rows.append(row(name, *load(path), rare))
+            cv.config["seconds"] = time.perf_counter() - started
+            save_cv(cv, path)
+        rows.append(row(name, load_cv(path), rare))
         print(" | ".join(str(v) for v in rows[-1].values()), flush=True)
     import pandas as pd
 

@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aimonk.checkpoint import checkpoint_payload, save_checkpoint  # noqa: E402
 from aimonk.config import TrainConfig  # noqa: E402
 from aimonk.dataset import load_labelled_folder  # noqa: E402
-from aimonk.engine import (autocast, mixed_precision_dtype, predict_logits, select_device,  # noqa: E402
-                           to_model_input, use_channels_last)
+from aimonk.engine import mixed_precision_dtype, predict_logits, select_device, use_channels_last  # noqa: E402
 from aimonk.images import DataWarning  # noqa: E402
 from aimonk.losses import make_loss  # noqa: E402
 from aimonk.models import build_model  # noqa: E402
 from aimonk.predict import Predictor  # noqa: E402
-from aimonk.training import fit, make_train_loader, new_history, train_one_epoch  # noqa: E402
+from aimonk.training import (fit, make_scaler, make_train_loader, new_history, train_one_epoch,  # noqa: E402
+                             training_step)
 from aimonk.transforms import train_transform  # noqa: E402
 
 
@@ -53,16 +53,10 @@ def model_only_training(config, k, device, amp, channels_last, steps):
     images = images.to(device)
     targets = torch.randint(0, 2, (config.batch_size, k), device=device).float()
     loss_fn = make_loss("bce", np.ones((2, k)) * [[1], [0]]).to(device)
-    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision_dtype(device, amp) == torch.float16)
+    scaler = make_scaler(device, amp)
 
     def step():
-        with autocast(device, amp):
-            logits = model(to_model_input(model, images, device, channels_last))
-        loss = loss_fn(logits.float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        training_step(model, images, targets, loss_fn, optimizer, scaler, device, amp, channels_last)
 
     for _ in range(2):
         step()
@@ -93,7 +87,7 @@ def our_pipeline(config, data, device, epochs):
     rows = np.arange(len(data))
     loss_fn = make_loss(config.loss, data.values, config.pos_weight).to(device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision_dtype(device, config.amp) == torch.float16)
+    scaler = make_scaler(device, config.amp)
     loader = make_train_loader(data, rows, config, device)
     history = new_history()
     synchronize(device)

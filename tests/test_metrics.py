@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from aimonk.metrics import attribute_metrics, majority_baseline_f1, majority_classes
 
