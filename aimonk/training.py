@@ -188,7 +188,8 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
                 val_loss, probabilities, table = validate(model, data, val_rows, loss_fn, device, config,
                                                           channels_last)
                 record.update(val_loss=val_loss, val_macro_f1=float(table.loc["macro", "f1"]),
-                              val_f1={name: float(table.loc[name, "f1"]) for name in data.attributes})
+                              **{f"val_{metric}": {name: float(table.loc[name, metric]) for name in data.attributes}
+                                 for metric in ("precision", "recall", "f1")})
             record["seconds"] = time.perf_counter() - started
             history["epochs"].append(record)
             improved = config.keep == "last" or "val_loss" not in record or is_better(record, best)

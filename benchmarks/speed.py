@@ -158,17 +158,19 @@ def prediction(config, model, data, device, folder_images):
 
 
 def quality(args, device):
-    """Validation macro F1 with and without mixed precision: same data, seed and split."""
-    rows = []
-    for amp in (False, True):
-        config = TrainConfig(backbone=args.quality_backbone, image_size=args.quality_size, epochs=args.quality_epochs,
-                             amp=amp, device=str(device))
-        data = load_labelled_folder(args.quality_data, config.image_size, progress=False)
-        started = time.perf_counter()
-        result = fit(config, data, None, progress=False)
-        best = max(result.history["epochs"], key=lambda e: e["val_macro_f1"])
-        rows.append((amp, best["val_macro_f1"], time.perf_counter() - started))
-    return rows
+    """Validation macro F1 with and without mixed precision: for each seed, the same data, seed and split."""
+    data = load_labelled_folder(args.quality_data, args.quality_size, progress=False)
+    scores = {False: [], True: []}
+    seconds = {False: 0.0, True: 0.0}
+    for seed in range(args.quality_seeds):
+        for amp in (False, True):
+            config = TrainConfig(backbone=args.quality_backbone, image_size=args.quality_size,
+                                 epochs=args.quality_epochs, amp=amp, device=str(device), seed=seed)
+            started = time.perf_counter()
+            result = fit(config, data, None, progress=False)
+            seconds[amp] += time.perf_counter() - started
+            scores[amp].append(max(e["val_macro_f1"] for e in result.history["epochs"]))
+    return scores, seconds
 
 
 def main(argv=None):
@@ -181,14 +183,19 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=256, help="images per epoch (0 = all)")
     parser.add_argument("--steps", type=int, default=6, help="steps timed for the model-only bound")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--quality-data", help="a labelled folder for the fp32 vs mixed-precision F1 check")
+    parser.add_argument("--quality-data", help="a labelled folder for the float32 vs mixed-precision F1 check")
+    parser.add_argument("--quality-only", action="store_true", help="run only the F1 check")
     parser.add_argument("--quality-backbone", default="efficientnet_lite0")
     parser.add_argument("--quality-size", type=int, default=128)
     parser.add_argument("--quality-epochs", type=int, default=6)
+    parser.add_argument("--quality-seeds", type=int, default=3, help="seeds (each its own split) for the check")
     args = parser.parse_args(argv)
 
     warnings.simplefilter("ignore", DataWarning)  # the missing files are reported by `aimonk summary`
     device = select_device(args.device)
+    if args.quality_only:
+        args.quality_data = args.quality_data or args.data
+        return report_quality(args, device)
     config = TrainConfig(backbone=args.backbone, image_size=args.size, batch_size=args.batch_size, freeze=-1,
                          device=str(device))
     amp_dtype = mixed_precision_dtype(device, True)
@@ -228,10 +235,21 @@ def main(argv=None):
     print(f"one image in a warm process: {latency:.0f} ms median")
 
     if args.quality_data:
-        print(f"\nquality check on {args.quality_data} ({args.quality_backbone}, {args.quality_size}px, "
-              f"{args.quality_epochs} epochs, same seed and split): best validation macro F1")
-        for amp, f1, seconds in quality(args, device):
-            print(f"  mixed precision {'on ' if amp else 'off'}: F1 {f1:.3f}  ({seconds:.0f} s)")
+        report_quality(args, device)
+
+
+def report_quality(args, device):
+    print(f"\nquality check on {args.quality_data} ({args.quality_backbone}, {args.quality_size}px, "
+          f"{args.quality_epochs} epochs; seeds 0..{args.quality_seeds - 1}, each run with and without "
+          "mixed precision on the same split): best validation macro F1")
+    scores, seconds = quality(args, device)
+    for amp in (False, True):
+        values = " ".join(f"{v:.3f}" for v in scores[amp])
+        print(f"  mixed precision {'on ' if amp else 'off'}: mean {np.mean(scores[amp]):.3f}  [{values}]  "
+              f"({seconds[amp]:.0f} s)")
+    differences = np.subtract(scores[True], scores[False])
+    print(f"  difference (on - off) per seed: {' '.join(f'{d:+.3f}' for d in differences)}; "
+          f"mean {differences.mean():+.3f}")
 
 
 if __name__ == "__main__":

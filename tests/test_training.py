@@ -20,7 +20,8 @@ def test_history_records_every_iteration_and_epoch(trained_run, data, tiny_confi
     steps = len(result.train_rows) // tiny_config.batch_size  # drop_last
     assert len(result.history["iteration_loss"]) == steps
     epoch = result.history["epochs"][0]
-    assert set(epoch) >= {"train_loss", "val_loss", "val_macro_f1", "val_f1", "seconds"}
+    assert set(epoch) >= {"train_loss", "val_loss", "val_macro_f1", "val_f1", "val_precision", "val_recall", "seconds"}
+    assert set(epoch["val_recall"]) == {"Attr1", "Attr2", "Attr3", "Attr4"}
     assert json.loads((out / "history.json").read_text()) == result.history
     assert len(set(result.train_rows) & set(result.val_rows)) == 0
 
