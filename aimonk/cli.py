@@ -22,6 +22,7 @@ FIELD_HELP = {
     "num_workers": "DataLoader worker processes (-1 = automatic)",
     "amp": "mixed precision where the device computes it natively (CUDA; CPUs with AVX-512 BF16 or AMX)",
     "channels_last": "NHWC memory layout (default: on for CUDA, off for CPU)",
+    "compile": "torch.compile the model for training (a slow first epoch; off by default)",
     "unknown_as_na": "read unknown label tokens as NA instead of stopping with an error",
 }
 

@@ -36,6 +36,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | mps
     amp: bool = True  # mixed precision: bfloat16/float16 on CUDA, bfloat16 on CPUs with native support
     channels_last: bool | None = None  # None: on for CUDA, off for CPU
+    compile: bool = False  # torch.compile the training step's model (slow start; measure before you rely on it)
     num_workers: int = -1  # -1: chosen for the device
     unknown_as_na: bool = False
 

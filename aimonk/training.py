@@ -168,6 +168,7 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
     loader = make_train_loader(data, train_rows, config, device)
+    trained = torch.compile(model) if config.compile else model  # shares the parameters of `model`
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, len(loader))
     scaler = make_scaler(device, config.amp)
@@ -181,7 +182,7 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     try:
         for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
-            train_loss = train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history,
+            train_loss = train_one_epoch(trained, loader, loss_fn, optimizer, scaler, device, config, history,
                                          f"epoch {epoch}/{config.epochs}", channels_last, scheduler, progress)
             record = {"epoch": epoch, "train_loss": train_loss}
             if len(val_rows) and (validate_each_epoch or epoch == config.epochs):

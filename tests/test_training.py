@@ -93,3 +93,9 @@ def test_rare_attribute_oversampling_weights():
 def test_keep_last_and_tta(data, tiny_config):
     result = fit(tiny_config.replace(epochs=2, keep="last", tta=True), data, None, progress=False)
     assert result.best_epoch == 2 and result.val_probabilities.shape == (len(result.val_rows), 4)
+
+
+def test_compiled_training_updates_the_returned_model(data, tiny_config):
+    result = fit(tiny_config.replace(compile=True, tta=False), data, None, progress=False)
+    assert len(result.history["iteration_loss"]) > 0 and np.isfinite(result.history["iteration_loss"]).all()
+    assert not any(key.startswith("_orig_mod") for key in result.model.state_dict())
