@@ -64,7 +64,7 @@ def evaluate_checkpoint(data, model_path, subset: str = "auto", thresholds=None,
     probabilities = predictor.probabilities(data.images[rows], progress)
     targets = data.values[rows]
     majority = predictor.payload.get("majority") or majority_classes(targets)
-    table = score(targets, probabilities, thresholds or predictor.thresholds, predictor.attributes, majority)
+    table = score(targets, probabilities, predictor.thresholds_or_stored(thresholds), predictor.attributes, majority)
     return Evaluation(table, [data.filenames[i] for i in rows], targets, probabilities, used)
 
 

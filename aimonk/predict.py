@@ -105,6 +105,10 @@ class Predictor:
     def load(cls, path, device: str = "auto") -> "Predictor":
         return cls(load_checkpoint(path), device)
 
+    def thresholds_or_stored(self, thresholds=None) -> list[float]:
+        """The given thresholds (a list or an array), or the ones stored in the checkpoint."""
+        return list(self.thresholds if thresholds is None else np.asarray(thresholds, dtype=float).tolist())
+
     def probabilities(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         return predict_probabilities(self.model, images, self.device, batch_size=64, amp=self.config.amp,
                                      channels_last=self.channels_last, progress=progress, tta=self.config.tta)
@@ -115,10 +119,10 @@ class Predictor:
 
         resized = np.array(Image.fromarray(image).resize((self.image_size,) * 2, Image.BILINEAR))
         return Predictions([name], self.attributes, self.probabilities(resized[None]),
-                           list(thresholds or self.thresholds))
+                           self.thresholds_or_stored(thresholds))
 
     def predict_paths(self, paths, thresholds=None, progress: bool = True) -> Predictions:
         """A file, a folder, or a list of files; unreadable files are skipped with a warning."""
         images, kept = load_image_folder(paths, self.image_size, progress=progress)
         return Predictions([str(p) for p in kept], self.attributes, self.probabilities(images, progress),
-                           list(thresholds or self.thresholds))
+                           self.thresholds_or_stored(thresholds))

@@ -66,3 +66,5 @@ def test_predictor_on_an_array_of_any_size(trained_run):
     image = np.random.default_rng(0).integers(0, 255, (100, 70, 3), dtype=np.uint8)
     predictions = predictor.predict_array(image, thresholds=[0.0] * 4)
     assert predictions.probabilities.shape == (1, 4) and predictions.present.all()
+    assert not predictor.predict_array(image, thresholds=np.ones(4)).present.any()  # arrays work too
+    assert predictor.predict_array(image).thresholds == predictor.thresholds
