@@ -55,16 +55,21 @@ def load_checkpoint(path) -> dict:
     return payload
 
 
+def network_from_config(config: TrainConfig, outputs: int, state: dict | None = None) -> AttributeClassifier:
+    """The configured architecture without downloading anything; `state` weights loaded if given."""
+    model = build_model(config.backbone, outputs, weights="none", dropout=config.dropout, freeze=0,
+                        image_size=config.image_size)
+    if state is not None:
+        model.load_state_dict(state)
+    return model
+
+
 def model_from_checkpoint(payload: dict) -> AttributeClassifier:
     """Rebuild the network (no download: weights come from the checkpoint) and load its weights."""
-    config = TrainConfig.from_dict(payload["config"])
-
-    def network():
-        return build_model(config.backbone, len(payload["attributes"]), weights="none", dropout=config.dropout,
-                           freeze=0, image_size=payload["image_size"])
-
-    members = payload.get("ensemble_size")
-    model = EnsembleClassifier([network() for _ in range(members)]) if members else network()
+    config = TrainConfig.from_dict(payload["config"]).replace(image_size=payload["image_size"])
+    outputs, members = len(payload["attributes"]), payload.get("ensemble_size")
+    model = (EnsembleClassifier([network_from_config(config, outputs) for _ in range(members)]) if members
+             else network_from_config(config, outputs))
     model.load_state_dict(payload["state_dict"])
     norm = payload["normalization"]
     model.mean.copy_(torch.tensor(norm["mean"]).view(1, 3, 1, 1))

@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
-from .checkpoint import checkpoint_payload, save_checkpoint
+from .checkpoint import checkpoint_payload, network_from_config, save_checkpoint
 from .config import TrainConfig
 from .dataset import LabelledImages
-from .metrics import attribute_metrics, majority_baseline_f1, majority_classes
-from .models import EnsembleClassifier, build_model
+from .evaluation import score
+from .metrics import attribute_metrics, majority_classes
+from .models import EnsembleClassifier
 from .split import kfold_splits
-from .thresholds import tune_thresholds
+from .thresholds import decisions_by_fold, tune_thresholds
 from .training import fit, new_history
 
 
@@ -59,14 +60,7 @@ def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, se
 
 def fold_tuned_decisions(cv: CrossValidation, strategy: str = "f1") -> tuple[np.ndarray, np.ndarray]:
     """Decisions where each fold's rows use thresholds tuned on the other folds' out-of-fold rows."""
-    decisions = np.zeros(cv.probabilities.shape, dtype=np.int8)
-    per_fold = []
-    for fold in np.unique(cv.folds):
-        scored, tuned_on = cv.folds == fold, cv.folds != fold
-        thresholds = tune_thresholds(cv.targets[tuned_on], cv.probabilities[tuned_on], strategy)
-        decisions[scored] = cv.probabilities[scored] >= thresholds
-        per_fold.append(thresholds)
-    return decisions, np.array(per_fold)
+    return decisions_by_fold(cv.targets, cv.probabilities, cv.folds, strategy)
 
 
 def bootstrap_f1(targets: np.ndarray, decisions: np.ndarray, rounds: int = 1000, seed: int = 0):
@@ -99,18 +93,17 @@ def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, see
     """Per attribute and macro: precision, recall, F1 (honestly tuned thresholds) with 95% CI, F1 at 0.5,
     AP, ROC-AUC, the majority baseline's F1 and the lift over it. Returns (table, final thresholds)."""
     decisions, _ = fold_tuned_decisions(cv, strategy)
-    tuned = attribute_metrics(cv.targets, decisions.astype(float), 0.5, cv.attributes)
+    tuned = score(cv.targets, decisions.astype(float), 0.5, cv.attributes, majority_classes(cv.targets))
     at_half = attribute_metrics(cv.targets, cv.probabilities, 0.5, cv.attributes)
-    baseline = majority_baseline_f1(majority_classes(cv.targets), cv.targets)
     low, high = bootstrap_f1(cv.targets, decisions, rounds, seed)
     ap, auc = _ranking_scores(cv.targets, cv.probabilities)
     table = pd.DataFrame({
         "precision": tuned["precision"], "recall": tuned["recall"], "f1": tuned["f1"],
         "f1_low": low, "f1_high": high, "f1@0.5": at_half["f1"],
         "ap": np.append(ap, np.nanmean(ap)), "roc_auc": np.append(auc, np.nanmean(auc)),
-        "baseline_f1": np.append(baseline, baseline.mean()), "positives": tuned["positives"], "known": tuned["known"],
+        "baseline_f1": tuned["baseline_f1"], "positives": tuned["positives"], "known": tuned["known"],
+        "lift": tuned["lift"],
     }, index=tuned.index)
-    table["lift"] = table["f1"] - table["baseline_f1"]
     return table, tune_thresholds(cv.targets, cv.probabilities, strategy)
 
 
@@ -133,7 +126,7 @@ def save_final_model(cv: CrossValidation, config: TrainConfig, data: LabelledIma
     else:
         if not cv.fold_states:
             raise ValueError("the cross-validation kept no fold models (keep_models=False)")
-        members = [model_from_checkpoint_config(config, len(cv.attributes), state) for state in cv.fold_states]
+        members = [network_from_config(config, len(cv.attributes), state=state) for state in cv.fold_states]
         model, extra = EnsembleClassifier(members), {"history": new_history(), "ensemble_size": len(members)}
     payload = checkpoint_payload(
         model, config, cv.attributes, thresholds, extra.pop("history"), final_model=how,
@@ -142,12 +135,6 @@ def save_final_model(cv: CrossValidation, config: TrainConfig, data: LabelledIma
         split={"train": list(data.filenames), "val": [], "label_file": str(data.labels.source.resolve())},
         **extra)
     return save_checkpoint(payload, path)
-
-
-def model_from_checkpoint_config(config: TrainConfig, outputs: int, state: dict):
-    model = build_model(config.backbone, outputs, "none", config.dropout, 0, config.image_size)
-    model.load_state_dict(state)
-    return model
 
 
 def save_cv(cv: CrossValidation, path) -> Path:

@@ -51,16 +51,26 @@ def tune_thresholds(targets: np.ndarray, probabilities: np.ndarray, strategy: st
     return np.array(thresholds)
 
 
-def cross_fitted_decisions(targets: np.ndarray, probabilities: np.ndarray, strategy: str = "f1", folds: int = 2,
-                           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Honest decisions at tuned thresholds: each row is decided by thresholds tuned on the other folds.
+def decisions_by_fold(targets: np.ndarray, probabilities: np.ndarray, fold_of_row: np.ndarray,
+                      strategy: str = "f1") -> tuple[np.ndarray, np.ndarray]:
+    """Each fold's rows decided by thresholds tuned on the other folds' rows, never on their own.
 
     Returns (decisions (N, K) of 0/1, thresholds (folds, K)).
     """
-    decisions = np.zeros_like(probabilities, dtype=np.int8)
+    decisions = np.zeros(probabilities.shape, dtype=np.int8)
     per_fold = []
-    for tune_rows, score_rows in KFold(folds, shuffle=True, random_state=seed).split(probabilities):
-        thresholds = tune_thresholds(targets[tune_rows], probabilities[tune_rows], strategy)
-        decisions[score_rows] = probabilities[score_rows] >= thresholds
+    for fold in np.unique(fold_of_row):
+        scored = fold_of_row == fold
+        thresholds = tune_thresholds(targets[~scored], probabilities[~scored], strategy)
+        decisions[scored] = probabilities[scored] >= thresholds
         per_fold.append(thresholds)
     return decisions, np.array(per_fold)
+
+
+def cross_fitted_decisions(targets: np.ndarray, probabilities: np.ndarray, strategy: str = "f1", folds: int = 2,
+                           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Honest decisions at tuned thresholds on rows without folds: random folds, then decisions_by_fold."""
+    fold_of_row = np.zeros(len(probabilities), dtype=int)
+    for fold, (_, rows) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(probabilities)):
+        fold_of_row[rows] = fold
+    return decisions_by_fold(targets, probabilities, fold_of_row, strategy)

@@ -31,7 +31,7 @@ def test_intervals_cover_the_point_estimate():
 
 
 def test_thresholds_are_never_tuned_on_the_rows_they_score(monkeypatch):
-    import aimonk.crossval as module
+    import aimonk.thresholds as module
 
     cv = synthetic_cv(noise=0.3)
     calls = []
