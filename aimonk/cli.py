@@ -14,10 +14,13 @@ from .config import PRESETS, TrainConfig, preset
 FIELD_HELP = {
     "backbone": "resnet18, resnet34, resnet50 or efficientnet_lite0",
     "weights": "imagenet (downloaded; shipped for efficientnet_lite0), none, or a path to a state dict",
-    "freeze": "number of backbone stages to freeze; -1 = the reference's rule (up to stride 8)",
-    "augment": "strong, light or none",
+    "freeze": "number of backbone stages to freeze; -1 = the reference's rule (up to stride 8); all = train only "
+              "the head (features are then computed once, with --augment flip or none)",
+    "augment": "strong, light, flip or none",
     "loss": "bce or focal (both masked)",
     "split": "iterative (all attributes and NA stratified) or last_attribute (the reference's)",
+    "head_epochs": "first train the head alone for this many epochs on features computed once, then fine-tune",
+    "ema": "keep an exponential moving average of the weights with this decay per step (e.g. 0.98; 0 = off)",
     "patience": "stop after this many epochs without improvement (0 = never)",
     "num_workers": "DataLoader worker processes (-1 = automatic)",
     "amp": "mixed precision where the device computes it natively (CUDA; CPUs with AVX-512 BF16 or AMX)",
@@ -25,6 +28,18 @@ FIELD_HELP = {
     "compile": "torch.compile the model for training (a slow first epoch; off by default)",
     "unknown_as_na": "read unknown label tokens as NA instead of stopping with an error",
 }
+
+
+def freeze_value(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of stages, -1 or all, not {text!r}") from None
+
+
+FIELD_TYPES = {"freeze": freeze_value}
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +52,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                help=FIELD_HELP.get(field.name))
         else:
-            group.add_argument(flag, type=type(default), default=None, metavar=field.name.upper(),
+            group.add_argument(flag, type=FIELD_TYPES.get(field.name, type(default)), default=None, metavar=field.name.upper(),
                                help=FIELD_HELP.get(field.name, f"default {default}"))
 
 

@@ -12,7 +12,7 @@ class TrainConfig:
 
     backbone: str = "efficientnet_lite0"
     weights: str = "imagenet"  # "imagenet", "none" or a path to a state dict
-    freeze: int = 2  # stages frozen; -1 = the reference's rule (everything up to stride 8)
+    freeze: int | str = 2  # stages frozen; -1 = the reference's rule (up to stride 8); "all" = only the head learns
     dropout: float = 0.4
     image_size: int = 224
     augment: str = "strong"  # strong | light | none
@@ -23,11 +23,14 @@ class TrainConfig:
     focal_gamma: float = 2.0
     lr: float = 3e-4
     weight_decay: float = 1e-4
+    head_epochs: int = 0  # epochs of training the head alone (features computed once) before fine-tuning
+    head_lr: float = 3e-3  # learning rate of those head-only epochs
     head_lr_multiplier: float = 1.0  # the head's learning rate = lr x this (discriminative learning rates)
     schedule: str = "cosine"  # constant | cosine (linear warm-up, then cosine decay)
     warmup_epochs: float = 1.0
     batch_size: int = 32
     epochs: int = 8
+    ema: float = 0.0  # decay of an exponential moving average of the weights, updated every step; 0 = off
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
     keep: str = "best"  # best (epoch with the best validation F1) | last
     split: str = "iterative"  # iterative | last_attribute

@@ -42,6 +42,7 @@ class LabelledImages:
     image_dir: Path
     missing: list[str] = field(default_factory=list)  # listed in the label file, not on disk
     unreadable: list[str] = field(default_factory=list)
+    feature_cache: dict = field(default_factory=dict, repr=False, compare=False)  # see aimonk.features
 
     def __len__(self) -> int:
         return len(self.labels)

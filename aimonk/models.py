@@ -201,11 +201,12 @@ BACKBONES: dict[str, BackboneSpec] = {
 
 
 def build_model(backbone: str, num_outputs: int, weights: str = "imagenet", dropout: float = 0.4,
-                freeze: int = 0, image_size: int = 224) -> AttributeClassifier:
+                freeze: int | str = 0, image_size: int = 224) -> AttributeClassifier:
     """Build `backbone` with a Dropout + Linear(num_outputs) head.
 
     weights: "imagenet" (downloaded, or shipped for efficientnet_lite0), "none", or a path to a
-    state dict of the original backbone. freeze: how many stages to freeze (-1: the reference's rule).
+    state dict of the original backbone. freeze: how many stages to freeze (-1: the reference's rule,
+    "all": every stage, so that only the head learns).
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -214,5 +215,14 @@ def build_model(backbone: str, num_outputs: int, weights: str = "imagenet", drop
     spec = BACKBONES[backbone]
     stages, num_features = spec.builder(weights, image_size)
     model = AttributeClassifier(stages, spec.stage_names, num_features, num_outputs, dropout, spec.mean, spec.std)
-    model.freeze(spec.reference_freeze if freeze < 0 else freeze)
+    model.freeze(frozen_stage_count(freeze, len(stages), spec.reference_freeze))
     return model
+
+
+def frozen_stage_count(freeze: int | str, num_stages: int, reference_freeze: int) -> int:
+    if freeze == "all":
+        return num_stages
+    if isinstance(freeze, str) and not freeze.lstrip("-").isdigit():
+        raise ValueError(f"freeze must be a number of stages, -1 or 'all', not {freeze!r}")
+    freeze = int(freeze)
+    return reference_freeze if freeze < 0 else freeze

@@ -16,6 +16,7 @@ from .config import TrainConfig
 from .dataset import AttributeDataset, LabelledImages
 from .engine import (autocast, mixed_precision_dtype, predict_logits, seed_everything, select_device,
                      to_model_input, use_channels_last)
+from .features import FeatureDataset, cached_features, head_logits, trains_head_only
 from .losses import make_loss
 from .metrics import attribute_metrics, majority_classes
 from .models import build_model
@@ -41,10 +42,16 @@ def new_history() -> dict:
     return {"iteration_loss": [], "epochs": []}
 
 
-def make_train_loader(data: LabelledImages, rows, config: TrainConfig, device) -> torch.utils.data.DataLoader:
-    dataset = AttributeDataset(data.images[rows], data.values[rows],
-                               train_transform(config.image_size, config.augment))
-    workers = config.num_workers if config.num_workers >= 0 else (4 if device.type == "cuda" else 0)
+def make_train_loader(data: LabelledImages, rows, config: TrainConfig, device,
+                      features: torch.Tensor | None = None) -> torch.utils.data.DataLoader:
+    """Batches of augmented uint8 images, or of precomputed backbone features when only the head trains."""
+    if features is None:
+        dataset = AttributeDataset(data.images[rows], data.values[rows],
+                                   train_transform(config.image_size, config.augment))
+        workers = config.num_workers if config.num_workers >= 0 else (4 if device.type == "cuda" else 0)
+    else:
+        dataset, workers = FeatureDataset(features[:, rows], data.values[rows], config.augment == "flip",
+                                          config.seed), 0
     generator = torch.Generator().manual_seed(config.seed)
     sampler = None
     if config.oversample > 1:
@@ -52,8 +59,8 @@ def make_train_loader(data: LabelledImages, rows, config: TrainConfig, device) -
         sampler = torch.utils.data.WeightedRandomSampler(weights, len(rows), replacement=True, generator=generator)
     return torch.utils.data.DataLoader(
         dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
-        drop_last=len(rows) > config.batch_size, num_workers=workers, pin_memory=device.type == "cuda",
-        generator=generator, persistent_workers=workers > 0,
+        drop_last=len(rows) > config.batch_size, num_workers=workers,
+        pin_memory=device.type == "cuda" and features is None, generator=generator, persistent_workers=workers > 0,
     )
 
 
@@ -70,10 +77,20 @@ def make_scaler(device, amp: bool) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=mixed_precision_dtype(device, amp) == torch.float16)
 
 
-def training_step(model, images, targets, loss_fn, optimizer, scaler, device, amp, channels_last) -> torch.Tensor:
-    """One optimisation step on a uint8 NHWC batch; returns the (masked) loss."""
+def image_input(model, device, channels_last: bool):
+    """Turns a loader's uint8 NHWC image batch into the model's input."""
+    return lambda images: to_model_input(model, images, device, channels_last)
+
+
+def feature_input(device):
+    """Precomputed feature batches only move to the device."""
+    return lambda features: features.to(device, non_blocking=True)
+
+
+def training_step(model, inputs, targets, loss_fn, optimizer, scaler, device, amp) -> torch.Tensor:
+    """One optimisation step on a batch already made model input; returns the (masked) loss."""
     with autocast(device, amp):
-        logits = model(to_model_input(model, images, device, channels_last))
+        logits = model(inputs)
     loss = loss_fn(logits.float(), targets)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -83,15 +100,20 @@ def training_step(model, images, targets, loss_fn, optimizer, scaler, device, am
 
 
 def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, description,
-                    channels_last: bool = False, scheduler=None, progress: bool = True) -> float:
+                    prepare=None, scheduler=None, progress: bool = True, average=None) -> float:
+    """One pass over `loader`; prepare turns a batch into model input (default: uint8 images, NCHW);
+    `average` (a WeightAverage) follows the weights after every step."""
     model.train()
+    prepare = prepare or image_input(model, device, False)
     total, count = 0.0, 0
     bar = tqdm(loader, desc=description, leave=False, disable=not progress)
     for images, targets in bar:
-        loss = training_step(model, images, targets.to(device, non_blocking=True), loss_fn, optimizer, scaler, device,
-                             config.amp, channels_last)
+        loss = training_step(model, prepare(images), targets.to(device, non_blocking=True), loss_fn, optimizer,
+                             scaler, device, config.amp)
         if scheduler is not None:
             scheduler.step()
+        if average is not None:
+            average.update()
         value = loss.item()
         history["iteration_loss"].append(value)
         total, count = total + value * len(images), count + len(images)
@@ -99,14 +121,37 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, h
     return total / max(count, 1)
 
 
-def validate(model, data: LabelledImages, rows, loss_fn, device, config, channels_last: bool = False):
+def validate(model, data: LabelledImages, rows, loss_fn, device, config, channels_last: bool = False,
+             features: torch.Tensor | None = None):
     """Masked validation loss, probabilities and per-attribute metrics at threshold 0.5."""
-    logits = predict_logits(model, data.images[rows], device, batch_size=config.batch_size * 2, amp=config.amp,
-                            channels_last=channels_last, tta=config.tta)
+    if features is None:
+        logits = predict_logits(model, data.images[rows], device, batch_size=config.batch_size * 2, amp=config.amp,
+                                channels_last=channels_last, tta=config.tta)
+    else:
+        logits = head_logits(model.head, features[:, rows], device, config.tta)
     targets = data.values[rows]
     loss = float(loss_fn(logits.to(device), torch.from_numpy(targets).to(device)))
     probabilities = torch.sigmoid(logits).numpy()
     return loss, probabilities, attribute_metrics(targets, probabilities, 0.5, data.attributes)
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and batch-norm statistics, updated every step."""
+
+    def __init__(self, model, decay: float):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        if not 0 < decay < 1:
+            raise ValueError(f"ema must be 0 (off) or a decay between 0 and 1, not {decay}")
+        self.source = model
+        self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    @property
+    def module(self):
+        return self.averaged.module
+
+    def update(self) -> None:
+        self.averaged.update_parameters(self.source)
 
 
 def is_better(record: dict, best: dict | None) -> bool:
@@ -163,15 +208,26 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
 
     model = build_model(config.backbone, len(data.attributes), config.weights, config.dropout, config.freeze,
                         config.image_size)
+    if config.head_epochs and not trains_head_only(model, config.augment):
+        model.head.load_state_dict(fit(head_phase(config), data, None, progress, (train_rows, val_rows),
+                                       validate_each_epoch=False).model.head.state_dict())
     channels_last = use_channels_last(device, config.channels_last)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
-    loader = make_train_loader(data, train_rows, config, device)
-    trained = torch.compile(model) if config.compile else model  # shares the parameters of `model`
+    features = cached_features(model, data, config, device, progress) if trains_head_only(model, config.augment) \
+        else None
+    loader = make_train_loader(data, train_rows, config, device, features)
+    if features is None:
+        trained = torch.compile(model) if config.compile else model  # shares the parameters of `model`
+        prepare = image_input(model, device, channels_last)
+    else:
+        trained, prepare = model.head, feature_input(device)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, len(loader))
     scaler = make_scaler(device, config.amp)
+    average = WeightAverage(model, config.ema) if config.ema else None
+    evaluated = average.module if average is not None else model  # what is validated and kept
 
     history, best, best_epoch, best_state, stale, interrupted = new_history(), None, None, None, 0, False
     val_probabilities = None
@@ -183,11 +239,11 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
         for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
             train_loss = train_one_epoch(trained, loader, loss_fn, optimizer, scaler, device, config, history,
-                                         f"epoch {epoch}/{config.epochs}", channels_last, scheduler, progress)
+                                         f"epoch {epoch}/{config.epochs}", prepare, scheduler, progress, average)
             record = {"epoch": epoch, "train_loss": train_loss}
             if len(val_rows) and (validate_each_epoch or epoch == config.epochs):
-                val_loss, probabilities, table = validate(model, data, val_rows, loss_fn, device, config,
-                                                          channels_last)
+                val_loss, probabilities, table = validate(evaluated, data, val_rows, loss_fn, device, config,
+                                                          channels_last, features)
                 record.update(val_loss=val_loss, val_macro_f1=float(table.loc["macro", "f1"]),
                               **{f"val_{metric}": {name: float(table.loc[name, metric]) for name in data.attributes}
                                  for metric in ("precision", "recall", "f1")})
@@ -196,10 +252,10 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
             improved = config.keep == "last" or "val_loss" not in record or is_better(record, best)
             if improved:
                 best, best_epoch, stale = record, epoch, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()}
                 val_probabilities = probabilities if "val_loss" in record else None
                 if checkpoint:
-                    save_checkpoint(checkpoint_payload(model, config, data.attributes, [0.5] * len(data.attributes),
+                    save_checkpoint(checkpoint_payload(evaluated, config, data.attributes, [0.5] * len(data.attributes),
                                                        history, epoch=epoch, split=split,
                                                        majority=majority), checkpoint)
             else:
@@ -219,6 +275,13 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     if best_state is not None:
         model.load_state_dict(best_state)
     return TrainResult(model, history, checkpoint, train_rows, val_rows, best_epoch, interrupted, val_probabilities)
+
+
+def head_phase(config: TrainConfig) -> TrainConfig:
+    """The first phase of config.head_epochs > 0: only the head learns, on features computed once, so
+    that fine-tuning starts from a head that fits the pretrained features (linear probing, then fine-tuning)."""
+    return config.replace(freeze="all", augment="flip", epochs=config.head_epochs, lr=config.head_lr, head_epochs=0,
+                          head_lr_multiplier=1.0, warmup_epochs=0.0, keep="last", ema=0.0, compile=False)
 
 
 def describe_epoch(record: dict, improved: bool) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import albumentations as A
 
-AUGMENTATIONS = ("strong", "light", "none")
+AUGMENTATIONS = ("strong", "light", "flip", "none")
 
 
 def train_transform(size: int, strength: str = "strong"):
@@ -16,6 +16,8 @@ def train_transform(size: int, strength: str = "strong"):
         raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, not {strength!r}")
     if strength == "none":
         return None
+    if strength == "flip":
+        return A.Compose([A.HorizontalFlip(p=0.5)])
     if strength == "light":
         return A.Compose([
             A.HorizontalFlip(p=0.5),

@@ -1,6 +1,6 @@
 """Which training recipe is better? Each one cross-validated on the same folds of one labelled folder.
 
-    python benchmarks/recipes.py DATA [--folds 5] [--only reference,cosine] [--out runs/recipes]
+    python benchmarks/recipes.py DATA [--folds 5] [--only reference,head*] [--out runs/recipes]
 
 Prints one row per recipe: macro F1 and the rarest attribute's F1 (thresholds tuned on the other
 folds' out-of-fold predictions), each with a bootstrap 95% interval. Each finished recipe is saved as
@@ -9,6 +9,7 @@ OUT/NAME.npz, and recipes already saved there are not run again.
 from __future__ import annotations
 
 import argparse
+from fnmatch import fnmatch
 import sys
 import time
 import warnings
@@ -36,7 +37,33 @@ RECIPES = {
     "cosine+focal": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, loss="focal"),
     "cosine+oversample": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, oversample=3.0),
     "cosine+12epochs": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, epochs=12),
+    "cosine+freeze2+oversample+tta+light": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, freeze=2,
+                                                oversample=2.0, tta=True, augment="light"),
+    "cosine+freeze2+oversample+tta+ema": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, freeze=2,
+                                              oversample=2.0, tta=True, ema=0.98),
+    "cosine+freeze2+oversample+tta+head20": dict(schedule="cosine", warmup_epochs=1, lr=3e-4, freeze=2,
+                                                 oversample=2.0, tta=True, head_epochs=20),
 }
+# Only the head learns: the backbone's features of each image and its mirror image are computed once
+# (aimonk.features), so a whole cross-validation takes about a minute; each row below changes one thing.
+HEAD = dict(schedule="cosine", warmup_epochs=1, lr=3e-3, freeze="all", augment="flip", oversample=2.0, tta=True,
+            epochs=20)
+RECIPES.update({
+    "head": HEAD,
+    "head-no-flip": {**HEAD, "augment": "none", "tta": False},
+    "head-no-tta": {**HEAD, "tta": False},
+    "head-no-oversample": {**HEAD, "oversample": 1.0},
+    "head-oversample4": {**HEAD, "oversample": 4.0},
+    "head-focal": {**HEAD, "loss": "focal"},
+    "head-no-pos-weight": {**HEAD, "pos_weight": False},
+    "head-constant-lr": {**HEAD, "schedule": "constant", "warmup_epochs": 0.0},
+    "head-lr1e-3": {**HEAD, "lr": 1e-3},
+    "head-40epochs": {**HEAD, "epochs": 40},
+    "head-no-dropout": {**HEAD, "dropout": 0.0},
+    "head-ema": {**HEAD, "ema": 0.98},
+    "head-160px": {**HEAD, "image_size": 160},
+    "head-288px": {**HEAD, "image_size": 288},
+})
 
 
 def row(name, cv, rare):
@@ -53,22 +80,30 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--only", help="comma-separated recipe names")
+    parser.add_argument("--only", help="comma-separated recipe names or patterns (head*)")
     parser.add_argument("--out", default="runs/recipes")
     parser.add_argument("--image-size", type=int, default=224)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", DataWarning)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_labelled_folder(args.data, args.image_size, progress=False)
+    loaded = {}
+
+    def images_at(size):
+        if size not in loaded:
+            loaded[size] = load_labelled_folder(args.data, size, progress=False)
+        return loaded[size]
+
+    data = images_at(args.image_size)
     rare = data.attributes[int(np.argmin(np.nanmean(data.values, axis=0)))]
     rows = []
-    for name in (args.only.split(",") if args.only else RECIPES):
+    patterns = args.only.split(",") if args.only else ["*"]
+    for name in [n for n in RECIPES if any(fnmatch(n, pattern) for pattern in patterns)]:
         path = out / f"{name}.npz"
         if not path.is_file():
-            config = preset("reference", **BASE, image_size=args.image_size, **RECIPES[name])
+            config = preset("reference", **{**BASE, "image_size": args.image_size, **RECIPES[name]})
             started = time.perf_counter()
-            cv = cross_validate(config, data, args.folds, seed=0, progress=False)
+            cv = cross_validate(config, images_at(config.image_size), args.folds, seed=0, progress=False)
             cv.config["seconds"] = time.perf_counter() - started
             save_cv(cv, path)
         rows.append(row(name, load_cv(path), rare))

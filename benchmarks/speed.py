@@ -25,13 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aimonk.checkpoint import checkpoint_payload, save_checkpoint  # noqa: E402
 from aimonk.config import TrainConfig  # noqa: E402
 from aimonk.dataset import load_labelled_folder  # noqa: E402
-from aimonk.engine import mixed_precision_dtype, predict_logits, select_device, use_channels_last  # noqa: E402
+from aimonk.engine import (mixed_precision_dtype, predict_logits, select_device, to_model_input,  # noqa: E402
+                           use_channels_last)
 from aimonk.images import DataWarning  # noqa: E402
 from aimonk.losses import make_loss  # noqa: E402
 from aimonk.models import build_model  # noqa: E402
 from aimonk.predict import Predictor  # noqa: E402
-from aimonk.training import (fit, make_scaler, make_train_loader, new_history, train_one_epoch,  # noqa: E402
-                             training_step)
+from aimonk.training import (fit, image_input, make_scaler, make_train_loader, new_history,  # noqa: E402
+                             train_one_epoch, training_step)
 from aimonk.transforms import train_transform  # noqa: E402
 
 
@@ -56,7 +57,8 @@ def model_only_training(config, k, device, amp, channels_last, steps):
     scaler = make_scaler(device, amp)
 
     def step():
-        training_step(model, images, targets, loss_fn, optimizer, scaler, device, amp, channels_last)
+        inputs = to_model_input(model, images, device, channels_last)
+        training_step(model, inputs, targets, loss_fn, optimizer, scaler, device, amp)
 
     for _ in range(2):
         step()
@@ -94,7 +96,7 @@ def our_pipeline(config, data, device, epochs):
     started = time.perf_counter()
     for epoch in range(epochs):
         train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, f"ours {epoch + 1}",
-                        channels_last)
+                        image_input(model, device, channels_last))
     synchronize(device)
     return len(history["iteration_loss"]) * config.batch_size / (time.perf_counter() - started), model
 

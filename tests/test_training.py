@@ -99,3 +99,32 @@ def test_compiled_training_updates_the_returned_model(data, tiny_config):
     result = fit(tiny_config.replace(compile=True, tta=False), data, None, progress=False)
     assert len(result.history["iteration_loss"]) > 0 and np.isfinite(result.history["iteration_loss"]).all()
     assert not any(key.startswith("_orig_mod") for key in result.model.state_dict())
+
+
+def test_weight_average_is_what_is_kept(data, tiny_config, monkeypatch):
+    import aimonk.training as training
+
+    averages = []
+    real = training.WeightAverage
+
+    def recording(model, decay):
+        averages.append(real(model, decay))
+        return averages[-1]
+
+    monkeypatch.setattr(training, "WeightAverage", recording)
+    config = tiny_config.replace(epochs=2, ema=0.9, augment="none", keep="last")
+    result = fit(config, data, None, progress=False)
+    (average,) = averages
+    assert average.averaged.n_averaged.item() == len(result.history["iteration_loss"])
+    kept, averaged = result.model.state_dict(), average.module.state_dict()
+    assert all(torch.equal(kept[k], averaged[k]) for k in kept)
+    plain = fit(config.replace(ema=0.0), data, None, progress=False).model.state_dict()
+    assert not torch.equal(kept["head.1.weight"], plain["head.1.weight"])
+
+
+def test_weight_average_decay_must_be_a_fraction(tiny_config):
+    from aimonk.models import build_model
+    from aimonk.training import WeightAverage
+
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        WeightAverage(build_model("resnet18", 2, weights="none"), 1.5)

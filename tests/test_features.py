@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+
+import aimonk.features as features
+import aimonk.training as training
+from aimonk.dataset import load_labelled_folder
+from aimonk.features import FeatureDataset, trains_head_only
+from aimonk.models import build_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+
+
+@pytest.fixture()
+def data(demo_dir):
+    return load_labelled_folder(demo_dir, 48, progress=False)
+
+
+@pytest.fixture()
+def head_only(tiny_config):
+    return tiny_config.replace(backbone="resnet18", weights="none", freeze="all", augment="none", amp=False,
+                               epochs=3, lr=3e-3, tta=True)
+
+
+def test_freeze_all_leaves_only_the_head_trainable():
+    model = build_model("resnet18", 3, weights="none", freeze="all")
+    assert model.frozen_stages == len(model.stages)
+    assert all(not p.requires_grad for p in model.stages.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    with pytest.raises(ValueError, match="'some'"):
+        build_model("resnet18", 3, weights="none", freeze="some")
+
+
+def test_head_only_only_when_augmentation_cannot_change_features():
+    model = build_model("resnet18", 3, weights="none", freeze="all")
+    assert trains_head_only(model, "none") and trains_head_only(model, "flip")
+    assert not trains_head_only(model, "strong")
+    assert not trains_head_only(build_model("resnet18", 3, weights="none", freeze=4), "none")
+
+
+def test_precomputed_features_train_the_same_model_as_images(data, head_only, monkeypatch):
+    fast = training.fit(head_only, data, None, progress=False)
+    monkeypatch.setattr(training, "trains_head_only", lambda model, augment: False)
+    slow = training.fit(head_only, data, None, progress=False)
+    for name, value in fast.model.head.state_dict().items():
+        torch.testing.assert_close(value, slow.model.head.state_dict()[name], atol=1e-4, rtol=1e-3)
+    np.testing.assert_allclose(fast.val_probabilities, slow.val_probabilities, atol=1e-4)
+    assert fast.history["iteration_loss"] == pytest.approx(slow.history["iteration_loss"], abs=1e-4)
+
+
+def test_features_are_computed_once_for_all_folds(data, head_only, monkeypatch):
+    from aimonk.crossval import cross_validate
+
+    calls = []
+    real = features.backbone_features
+    monkeypatch.setattr(features, "backbone_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cv = cross_validate(head_only.replace(epochs=1), data, folds=3, progress=False)
+    assert len(calls) == 1
+    assert not np.isnan(cv.probabilities).any()
+
+
+def test_mirror_features_are_those_of_the_flipped_image(data):
+    model = build_model("resnet18", 2, weights="none", freeze="all").eval()
+    images = data.images[:4]
+    both = features.backbone_features(model, images, torch.device("cpu"), amp=False)
+    mirrored = features.backbone_features(model, images[:, :, ::-1].copy(), torch.device("cpu"), amp=False)
+    torch.testing.assert_close(both[1], mirrored[0], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(both[0], both[1])
+
+
+def test_flip_draws_both_sides():
+    feats = torch.stack([torch.zeros(5, 2), torch.ones(5, 2)])
+    values = np.zeros((5, 1), np.float32)
+    flipping = FeatureDataset(feats, values, flip=True, seed=0)
+    assert {float(flipping[i % 5][0][0]) for i in range(40)} == {0.0, 1.0}
+    assert {float(FeatureDataset(feats, values, flip=False)[i][0][0]) for i in range(5)} == {0.0}
+
+
+def test_fine_tuning_starts_from_the_head_trained_alone(data, head_only, monkeypatch):
+    config = head_only.replace(freeze=3, augment="none", head_epochs=2, epochs=1)
+    phases = []
+    real_fit = training.fit
+
+    def recording_fit(config, *args, **kwargs):
+        result = real_fit(config, *args, **kwargs)
+        phases.append((config, {k: v.clone() for k, v in result.model.head.state_dict().items()}))
+        return result
+
+    started = []
+    real_epoch = training.train_one_epoch
+    monkeypatch.setattr(training, "fit", recording_fit)
+    monkeypatch.setattr(training, "train_one_epoch",
+                        lambda model, *a, **k: started.append({n: v.clone() for n, v in model.head.state_dict().items()}
+                                                              if hasattr(model, "head") else None)
+                        or real_epoch(model, *a, **k))
+    result = training.fit(config, data, None, progress=False)
+    (probe, head_after_probe), (run, _) = phases  # the head phase ends first
+    assert probe.freeze == "all" and probe.epochs == 2 and probe.lr == config.head_lr and run == config
+    assert len(result.history["epochs"]) == 1  # the probe's epochs are not the run's
+    fine_tuning_start = started[-1]
+    assert all(torch.equal(fine_tuning_start[k], head_after_probe[k]) for k in head_after_probe)
