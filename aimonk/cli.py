@@ -17,7 +17,7 @@ FIELD_HELP = {
     "freeze": "number of backbone stages to freeze; -1 = the reference's rule (up to stride 8); all = train only "
               "the head (features are then computed once, with --augment flip or none)",
     "augment": "strong, light, flip or none",
-    "loss": "bce or focal (both masked)",
+    "loss": "bce, focal or asymmetric (all masked)",
     "split": "iterative (all attributes and NA stratified) or last_attribute (the reference's)",
     "head_epochs": "first train the head alone for this many epochs on features computed once, then fine-tune",
     "ema": "keep an exponential moving average of the weights with this decay per step (e.g. 0.98; 0 = off)",

@@ -18,7 +18,7 @@ class TrainConfig:
     augment: str = "strong"  # strong | light | none
     oversample: float = 2.0  # images with a rare attribute (< 25% positive) are drawn this many times as often
     tta: bool = True  # test-time augmentation: average with the horizontally flipped image
-    loss: str = "bce"  # bce | focal
+    loss: str = "bce"  # bce | focal | asymmetric
     pos_weight: bool = True
     focal_gamma: float = 2.0
     lr: float = 3e-4

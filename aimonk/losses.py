@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSSES = ("bce", "focal")
+LOSSES = ("bce", "focal", "asymmetric")
 
 
 def positive_weights(values: np.ndarray, attributes=None) -> torch.Tensor:
@@ -68,6 +68,30 @@ class MaskedFocalLoss(nn.Module):
         return _masked_mean(loss, known)
 
 
+class MaskedAsymmetricLoss(nn.Module):
+    """Asymmetric loss (Ridnik et al. 2021) on known labels: negatives are focused harder than positives
+    (gamma_negative > gamma_positive), and a negative whose probability is below `clip` costs nothing,
+    so the many easy negatives of a rare attribute stop dominating. pos_weight scales the positive term."""
+
+    def __init__(self, gamma_positive: float = 0.0, gamma_negative: float = 4.0, clip: float = 0.05,
+                 pos_weight: torch.Tensor | None = None):
+        super().__init__()
+        self.gamma_positive, self.gamma_negative, self.clip = gamma_positive, gamma_negative, clip
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        known = ~torch.isnan(targets)
+        targets = torch.where(known, targets, torch.zeros_like(targets))
+        logits = logits.float()
+        p = torch.sigmoid(logits)
+        positive = (1 - p) ** self.gamma_positive * -F.logsigmoid(logits)
+        if self.pos_weight is not None:
+            positive = positive * self.pos_weight
+        shifted = (p - self.clip).clamp(min=0)
+        negative = shifted ** self.gamma_negative * -torch.log((1 - shifted).clamp(min=1e-8))
+        return _masked_mean(torch.where(targets > 0, positive, negative), known)
+
+
 def make_loss(name: str, train_values: np.ndarray, use_pos_weight: bool = True, focal_gamma: float = 2.0,
               attributes=None) -> nn.Module:
     if name not in LOSSES:
@@ -75,4 +99,6 @@ def make_loss(name: str, train_values: np.ndarray, use_pos_weight: bool = True, 
     weights = positive_weights(train_values, attributes) if use_pos_weight else None
     if name == "bce":
         return MaskedBCEWithLogits(weights)
+    if name == "asymmetric":
+        return MaskedAsymmetricLoss(pos_weight=weights)
     return MaskedFocalLoss(focal_gamma, weights)

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import argparse
 from fnmatch import fnmatch
+from functools import partial
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimonk.config import preset  # noqa: E402
-from aimonk.crossval import cross_validate, cv_report, load_cv, save_cv  # noqa: E402
+from aimonk.crossval import CrossValidation, cross_validate, cv_report, load_cv, save_cv  # noqa: E402
 from aimonk.dataset import load_labelled_folder  # noqa: E402
 from aimonk.images import DataWarning  # noqa: E402
+from aimonk.split import kfold_splits  # noqa: E402
+from aimonk.training import fit  # noqa: E402
 
 # Each recipe changes the reference recipe (run with the offline backbone) by a few fields.
 BASE = dict(backbone="efficientnet_lite0", weights="imagenet")
@@ -55,15 +59,34 @@ RECIPES.update({
     "head-no-oversample": {**HEAD, "oversample": 1.0},
     "head-oversample4": {**HEAD, "oversample": 4.0},
     "head-focal": {**HEAD, "loss": "focal"},
+    "head-asymmetric": {**HEAD, "loss": "asymmetric"},
     "head-no-pos-weight": {**HEAD, "pos_weight": False},
     "head-constant-lr": {**HEAD, "schedule": "constant", "warmup_epochs": 0.0},
     "head-lr1e-3": {**HEAD, "lr": 1e-3},
     "head-40epochs": {**HEAD, "epochs": 40},
     "head-no-dropout": {**HEAD, "dropout": 0.0},
     "head-ema": {**HEAD, "ema": 0.98},
+    "head-fold-ensemble": {**HEAD, "final": "ensemble"},
     "head-160px": {**HEAD, "image_size": 160},
     "head-288px": {**HEAD, "image_size": 288},
 })
+
+
+def fold_ensemble_cv(config, data, folds: int, seed: int = 0, inner_folds: int = 4) -> CrossValidation:
+    """Out-of-fold predictions of fold ensembles, nested so that they stay honest: each outer fold is
+    predicted by the logit average of `inner_folds` models, each trained on all but one inner fold of
+    the other outer folds' rows. Compare with the plain cross-validation, whose one model per outer
+    fold is trained on all of those rows (`--final retrain`)."""
+    probabilities = np.full(data.values.shape, np.nan, dtype=np.float32)
+    fold_of_row = np.full(len(data), -1)
+    for fold, (train_rows, val_rows) in enumerate(kfold_splits(data.values, folds, seed)):
+        logits = [special.logit(fit(config.replace(keep="last"), data, None, progress=False,
+                                    rows=(train_rows[inner], val_rows), validate_each_epoch=False).val_probabilities)
+                  for inner, _ in kfold_splits(data.values[train_rows], inner_folds, seed)]
+        probabilities[val_rows] = special.expit(np.mean(logits, axis=0))
+        fold_of_row[val_rows] = fold
+    return CrossValidation(probabilities, fold_of_row, data.values.copy(), list(data.attributes),
+                           list(data.filenames), config=config.to_dict())
 
 
 def row(name, cv, rare):
@@ -101,9 +124,12 @@ def main(argv=None):
     for name in [n for n in RECIPES if any(fnmatch(n, pattern) for pattern in patterns)]:
         path = out / f"{name}.npz"
         if not path.is_file():
-            config = preset("reference", **{**BASE, "image_size": args.image_size, **RECIPES[name]})
+            changes = dict(RECIPES[name])
+            final = changes.pop("final", "retrain")
+            config = preset("reference", **{**BASE, "image_size": args.image_size, **changes})
             started = time.perf_counter()
-            cv = cross_validate(config, images_at(config.image_size), args.folds, seed=0, progress=False)
+            validate = fold_ensemble_cv if final == "ensemble" else partial(cross_validate, progress=False)
+            cv = validate(config, images_at(config.image_size), args.folds, seed=0)
             cv.config["seconds"] = time.perf_counter() - started
             save_cv(cv, path)
         rows.append(row(name, load_cv(path), rare))
@@ -111,8 +137,11 @@ def main(argv=None):
     import pandas as pd
 
     print()
-    print(pd.DataFrame(rows).to_markdown(index=False) if hasattr(pd.DataFrame, "to_markdown")
-          else pd.DataFrame(rows).to_string(index=False))
+    table = pd.DataFrame(rows)
+    try:
+        print(table.to_markdown(index=False))
+    except ImportError:  # to_markdown needs the optional package tabulate
+        print(table.to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -62,3 +62,23 @@ def test_pos_weight_guarded_without_positives():
 def test_make_loss_rejects_unknown_name():
     with pytest.raises(ValueError, match="unknown loss"):
         make_loss("hinge", np.zeros((2, 1)))
+
+
+def test_asymmetric_loss_reduces_to_bce_and_ignores_easy_negatives():
+    from aimonk.losses import MaskedAsymmetricLoss
+
+    logits = torch.tensor([[1.5, -0.5, 0.3], [-4.0, 2.0, 0.7]])
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, NAN]])
+    plain = MaskedAsymmetricLoss(gamma_positive=0.0, gamma_negative=0.0, clip=0.0)
+    assert plain(logits, targets).item() == pytest.approx(MaskedBCEWithLogits()(logits, targets).item(), rel=1e-5)
+    # p = sigmoid(-4) = 0.018 < clip: that negative costs nothing and gets no gradient
+    easy = torch.tensor([[-4.0]], requires_grad=True)
+    loss = MaskedAsymmetricLoss(clip=0.05)(easy, torch.tensor([[0.0]]))
+    loss.backward()
+    assert loss.item() == 0.0 and easy.grad.item() == 0.0
+    # a hard negative (p = 0.73) by hand: p_m = p - 0.05, p_m^4 * -log(1 - p_m)
+    p = torch.sigmoid(torch.tensor(1.0)) - 0.05
+    expected = p ** 4 * -torch.log(1 - p)
+    assert MaskedAsymmetricLoss()(torch.tensor([[1.0]]), torch.tensor([[0.0]])).item() == pytest.approx(
+        expected.item(), rel=1e-5)
+    assert isinstance(make_loss("asymmetric", np.array([[1.0], [0.0]])), MaskedAsymmetricLoss)
