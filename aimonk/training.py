@@ -215,14 +215,8 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
-    features = cached_features(model, data, config, device, progress) if trains_head_only(model, config.augment) \
-        else None
+    features, trained, prepare = what_trains(model, data, config, device, channels_last, progress)
     loader = make_train_loader(data, train_rows, config, device, features)
-    if features is None:
-        trained = torch.compile(model) if config.compile else model  # shares the parameters of `model`
-        prepare = image_input(model, device, channels_last)
-    else:
-        trained, prepare = model.head, feature_input(device)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, len(loader))
     scaler = make_scaler(device, config.amp)
@@ -275,6 +269,15 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     if best_state is not None:
         model.load_state_dict(best_state)
     return TrainResult(model, history, checkpoint, train_rows, val_rows, best_epoch, interrupted, val_probabilities)
+
+
+def what_trains(model, data: LabelledImages, config: TrainConfig, device, channels_last: bool, progress: bool):
+    """(features, trained module, batch -> input): the whole model on image batches, or, when only the head
+    learns, the head on batches of backbone features computed once (features is then not None)."""
+    if trains_head_only(model, config.augment):
+        return cached_features(model, data, config, device, progress), model.head, feature_input(device)
+    trained = torch.compile(model) if config.compile else model  # shares the parameters of `model`
+    return None, trained, image_input(model, device, channels_last)
 
 
 def head_phase(config: TrainConfig) -> TrainConfig:
