@@ -1,8 +1,8 @@
-"""The reference recipe against our default, on the same cross-validation folds of any labelled folder.
+"""The reference recipe against our fine-tuning preset and our default, on the same cross-validation folds.
 
     python benchmarks/quality.py DATA [--folds 5] [--backbone efficientnet_lite0] [--out runs/quality]
 
-Both recipes use the same backbone (the reference's ResNet-34 needs a download; pass --backbone
+All recipes use the same backbone (the reference's ResNet-34 needs a download; pass --backbone
 resnet34 where you are online). F1 per attribute at thresholds tuned on the other folds' out-of-fold
 predictions, with bootstrap 95% intervals, beside the majority-class baseline. Finished runs are kept in
 OUT and reused.
@@ -23,6 +23,9 @@ from aimonk.config import preset  # noqa: E402
 from aimonk.crossval import cross_validate, cv_report, load_cv, save_cv  # noqa: E402
 from aimonk.dataset import load_labelled_folder  # noqa: E402
 from aimonk.images import DataWarning  # noqa: E402
+
+
+RECIPES = ("reference", "finetune", "default")
 
 
 def run(name, args, data, out: Path):
@@ -49,7 +52,7 @@ def main(argv=None):
     out = Path(args.out)
     images = {}
     tables, seconds = {}, {}
-    for name in ("reference", "default"):
+    for name in RECIPES:
         size = preset(name).image_size
         if size not in images:
             images[size] = load_labelled_folder(args.data, size, progress=False)
@@ -64,12 +67,11 @@ def main(argv=None):
     for row in reference.index:
         rows.append({"attribute": row, "positives": int(reference.loc[row, "positives"]),
                      "baseline F1": round(reference.loc[row, "baseline_f1"], 3),
-                     "reference F1 [95% CI]": with_interval(reference, row),
-                     "default F1 [95% CI]": with_interval(default, row),
+                     **{f"{name} F1 [95% CI]": with_interval(tables[name], row) for name in RECIPES},
                      "default - reference": round(default.loc[row, "f1"] - reference.loc[row, "f1"], 3),
                      "default - baseline": round(default.loc[row, "lift"], 3),
-                     "reference AP": round(reference.loc[row, "ap"], 3), "default AP": round(default.loc[row, "ap"], 3)})
-    print(f"{args.data}: {args.folds}-fold cross-validation, the same folds for both, backbone {args.backbone}; "
+                     **{f"{name} AP": round(tables[name].loc[row, "ap"], 3) for name in RECIPES}})
+    print(f"{args.data}: {args.folds}-fold cross-validation, the same folds for all, backbone {args.backbone}; "
           "F1 at thresholds tuned on the other folds")
     print(pd.DataFrame(rows).to_string(index=False))
     print("minutes: " + ", ".join(f"{name} {s / 60:.1f}" for name, s in seconds.items()))

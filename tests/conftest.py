@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aimonk.config import TrainConfig
+from aimonk.config import preset
 from aimonk.demo import make_demo_dataset
 
 TINY = dict(image_size=48, epochs=1, batch_size=16, device="cpu", num_workers=0)
@@ -15,7 +15,7 @@ def demo_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_config():
-    return TrainConfig(**TINY)
+    return preset("finetune", **TINY)  # trains through the backbone; tests/test_features.py covers head-only
 
 
 @pytest.fixture(scope="session")

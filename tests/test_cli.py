@@ -101,3 +101,17 @@ def test_evaluate_cv_writes_report_oof_and_a_final_model(demo_dir, tmp_path, fin
 def test_evaluate_needs_a_model_or_cv(demo_dir, capsys):
     assert main(["evaluate", str(demo_dir)]) == 2
     assert "give --model" in capsys.readouterr().err
+
+
+def test_config_options_reach_the_preset():
+    from aimonk.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "data", "--out", "o", "--preset", "finetune", "--freeze", "all", "--augment", "none",
+                                      "--head-epochs", "5", "--ema", "0.99", "--loss", "asymmetric"])
+    config = config_from_args(args)
+    assert (config.freeze, config.augment, config.head_epochs, config.ema, config.loss) == ("all", "none", 5, 0.99,
+                                                                                           "asymmetric")
+    assert config.lr == 3e-4  # the rest stays the finetune preset's
+    assert config_from_args(build_parser().parse_args(["train", "data", "--out", "o", "--freeze", "3"])).freeze == 3
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "data", "--out", "o", "--freeze", "most"])
