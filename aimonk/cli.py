@@ -52,8 +52,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                help=FIELD_HELP.get(field.name))
         else:
-            group.add_argument(flag, type=FIELD_TYPES.get(field.name, type(default)), default=None, metavar=field.name.upper(),
-                               help=FIELD_HELP.get(field.name, f"default {default}"))
+            group.add_argument(flag, type=FIELD_TYPES.get(field.name, type(default)), default=None,
+                               metavar=field.name.upper(), help=FIELD_HELP.get(field.name, f"default {default}"))
 
 
 def config_from_args(args) -> TrainConfig:

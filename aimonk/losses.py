@@ -30,8 +30,14 @@ def positive_weights(values: np.ndarray, attributes=None) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def _known(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mask of known labels, targets with the unknown ones zeroed so that no NaN reaches the loss)."""
+    known = ~torch.isnan(targets)
+    return known, torch.where(known, targets, torch.zeros_like(targets))
+
+
 def _masked_mean(loss: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    # multiplying by the mask (not indexing) keeps shapes static; the NaN targets were zeroed first
+    # multiplying by the mask (not indexing) keeps shapes static; the NaN targets were zeroed by _known
     return (loss * known).sum() / known.sum().clamp(min=1)
 
 
@@ -41,8 +47,7 @@ class MaskedBCEWithLogits(nn.Module):
         self.register_buffer("pos_weight", pos_weight)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        known = ~torch.isnan(targets)
-        targets = torch.where(known, targets, torch.zeros_like(targets))
+        known, targets = _known(targets)
         loss = F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=self.pos_weight,
                                                   reduction="none")
         return _masked_mean(loss, known)
@@ -57,8 +62,7 @@ class MaskedFocalLoss(nn.Module):
         self.register_buffer("pos_weight", pos_weight)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        known = ~torch.isnan(targets)
-        targets = torch.where(known, targets, torch.zeros_like(targets))
+        known, targets = _known(targets)
         logits = logits.float()
         bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
         p_true = torch.exp(-bce)  # probability given to the true class
@@ -80,8 +84,7 @@ class MaskedAsymmetricLoss(nn.Module):
         self.register_buffer("pos_weight", pos_weight)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        known = ~torch.isnan(targets)
-        targets = torch.where(known, targets, torch.zeros_like(targets))
+        known, targets = _known(targets)
         logits = logits.float()
         p = torch.sigmoid(logits)
         positive = (1 - p) ** self.gamma_positive * -F.logsigmoid(logits)
