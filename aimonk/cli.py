@@ -15,7 +15,8 @@ FIELD_HELP = {
     "backbone": "resnet18, resnet34, resnet50 or efficientnet_lite0",
     "weights": "imagenet (downloaded; shipped for efficientnet_lite0), none, or a path to a state dict",
     "freeze": "number of backbone stages to freeze; -1 = the reference's rule (up to stride 8); all = train only "
-              "the head (features are then computed once, with --augment flip or none)",
+              "the head (features are then computed once, with --augment flip or none). To fine-tune, start from "
+              "--preset finetune: the default preset's learning rate and augmentation are set for the head alone",
     "augment": "strong, light, flip or none",
     "loss": "bce, focal or asymmetric (all masked)",
     "split": "iterative (all attributes and NA stratified) or last_attribute (the reference's)",
