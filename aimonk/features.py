@@ -21,6 +21,11 @@ def trains_head_only(model, augment: str) -> bool:
     return model.frozen_stages == len(model.stages) and augment in HEAD_ONLY_AUGMENTATIONS
 
 
+def head_only_recipe(config) -> bool:
+    """A configuration whose models differ from the pretrained network only in the head."""
+    return config.freeze == "all" and config.augment in HEAD_ONLY_AUGMENTATIONS
+
+
 @torch.no_grad()
 def backbone_features(model, images: np.ndarray, device: torch.device, batch_size: int = 64, amp: bool = True,
                       progress: bool = False) -> torch.Tensor:

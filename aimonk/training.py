@@ -5,6 +5,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,12 @@ from .dataset import AttributeDataset, LabelledImages
 from .engine import (autocast, mixed_precision_dtype, predict_logits, seed_everything, select_device,
                      to_model_input, use_channels_last)
 from .features import FeatureDataset, cached_features, head_logits, trains_head_only
+from .linear_probe import fit_linear_probe
 from .losses import make_loss
 from .metrics import attribute_metrics, majority_classes
 from .models import build_model
 from .split import train_val_split
+from .thresholds import Thresholds
 from .transforms import train_transform
 
 SCHEDULES = ("constant", "cosine")
@@ -36,6 +39,7 @@ class TrainResult:
     best_epoch: int | None
     interrupted: bool = False
     val_probabilities: np.ndarray | None = None  # of the kept epoch, rows as val_rows
+    thresholds: Thresholds | None = None  # set by aimonk.pipeline.train
 
 
 def new_history() -> dict:
@@ -99,7 +103,7 @@ def training_step(model, inputs, targets, loss_fn, optimizer, scaler, device, am
     return loss
 
 
-def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, description,
+def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, description: str = "",
                     prepare=None, scheduler=None, progress: bool = True, average=None) -> float:
     """One pass over `loader`; prepare turns a batch into model input (default: uint8 images, NCHW);
     `average` (a WeightAverage) follows the weights after every step."""
@@ -119,6 +123,17 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, h
         total, count = total + value * len(images), count + len(images)
         bar.set_postfix(loss=f"{value:.4f}")
     return total / max(count, 1)
+
+
+def solve_head(head, features: torch.Tensor, targets: np.ndarray, config: TrainConfig, history: dict,
+               description: str = "") -> float:
+    """The linear probe on the training images' features (2, n, F), written into the head; returns its final
+    (penalised, class-balanced) loss. Each L-BFGS evaluation's loss goes into the history's iteration losses."""
+    losses, chosen = fit_linear_probe(head, features, targets, config.augment == "flip", config.head_c,
+                                      seed=config.seed)
+    history["iteration_loss"].extend(losses)
+    history["head_c"] = chosen.tolist()
+    return losses[-1]
 
 
 def validate(model, data: LabelledImages, rows, loss_fn, device, config, channels_last: bool = False,
@@ -216,26 +231,35 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
     features, trained, prepare = what_trains(model, data, config, device, channels_last, progress)
-    loader = make_train_loader(data, train_rows, config, device, features)
-    optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config, len(loader))
-    scaler = make_scaler(device, config.amp)
-    average = WeightAverage(model, config.ema) if config.ema else None
+    history, best, best_epoch, best_state, stale, interrupted = new_history(), None, None, None, 0, False
+    average = None
+    if features is not None and config.head_solver == "lbfgs":
+        # the head is a linear probe, solved exactly in one pass (aimonk.linear_probe)
+        epochs = 1
+        run_epoch = partial(solve_head, model.head, features[:, train_rows], data.values[train_rows], config,
+                            history)
+    else:
+        loader = make_train_loader(data, train_rows, config, device, features)
+        optimizer = make_optimizer(model, config)
+        scheduler = make_scheduler(optimizer, config, len(loader))
+        scaler = make_scaler(device, config.amp)
+        average = WeightAverage(model, config.ema) if config.ema else None
+        epochs = config.epochs
+        run_epoch = partial(train_one_epoch, trained, loader, loss_fn, optimizer, scaler, device, config, history,
+                            prepare=prepare, scheduler=scheduler, progress=progress, average=average)
     evaluated = average.module if average is not None else model  # what is validated and kept
 
-    history, best, best_epoch, best_state, stale, interrupted = new_history(), None, None, None, 0, False
     val_probabilities = None
     checkpoint = out_dir / "model.pt" if out_dir else None
     split = {"train": [data.filenames[i] for i in train_rows], "val": [data.filenames[i] for i in val_rows],
              "label_file": str(data.labels.source.resolve()) if data.labels.source else None}
     majority = majority_classes(data.values[train_rows]).tolist()
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(1, epochs + 1):
             started = time.perf_counter()
-            train_loss = train_one_epoch(trained, loader, loss_fn, optimizer, scaler, device, config, history,
-                                         f"epoch {epoch}/{config.epochs}", prepare, scheduler, progress, average)
+            train_loss = run_epoch(description=f"epoch {epoch}/{epochs}")
             record = {"epoch": epoch, "train_loss": train_loss}
-            if len(val_rows) and (validate_each_epoch or epoch == config.epochs):
+            if len(val_rows) and (validate_each_epoch or epoch == epochs):
                 val_loss, probabilities, table = validate(evaluated, data, val_rows, loss_fn, device, config,
                                                           channels_last, features)
                 record.update(val_loss=val_loss, val_macro_f1=float(table.loc["macro", "f1"]),

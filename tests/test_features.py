@@ -19,7 +19,7 @@ def data(demo_dir):
 @pytest.fixture()
 def head_only(tiny_config):
     return tiny_config.replace(backbone="resnet18", weights="none", freeze="all", augment="none", amp=False,
-                               epochs=3, lr=3e-3, tta=True)
+                               epochs=3, lr=3e-3, tta=True, head_solver="adam")
 
 
 def test_freeze_all_leaves_only_the_head_trainable():
