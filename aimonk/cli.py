@@ -12,8 +12,13 @@ from pathlib import Path
 from .config import PRESETS, TrainConfig, preset
 
 FIELD_HELP = {
-    "backbone": "resnet18, resnet34, resnet50 or efficientnet_lite0",
-    "weights": "imagenet (downloaded; shipped for efficientnet_lite0), none, or a path to a state dict",
+    "backbone": "resnet18, resnet34, resnet50, efficientnet_lite0, efficientnet_lite1 or efficientnet_lite2, or "
+                "several joined by '+' (their features concatenated), e.g. efficientnet_lite0+efficientnet_lite1",
+    "weights": "imagenet (downloaded; shipped for efficientnet_lite0/1/2), none, or a path to a state dict",
+    "head_solver": "lbfgs: when only the head learns, solve it exactly as a class-balanced logistic regression "
+                   "on standardised features (ignores lr, epochs, loss, oversample); adam: train it by epochs",
+    "head_c": "with --head-solver lbfgs: inverse L2 strength per known label, as scikit-learn's C "
+              "(0: choose it per attribute by cross-validation on the training images)",
     "freeze": "number of backbone stages to freeze; -1 = the reference's rule (up to stride 8); all = train only "
               "the head (features are then computed once, with --augment flip or none). To fine-tune, start from "
               "--preset finetune: the default preset's learning rate and augmentation are set for the head alone",
@@ -22,6 +27,11 @@ FIELD_HELP = {
     "split": "iterative (all attributes and NA stratified) or last_attribute (the reference's)",
     "head_epochs": "first train the head alone for this many epochs on features computed once, then fine-tune",
     "ema": "keep an exponential moving average of the weights with this decay per step (e.g. 0.98; 0 = off)",
+    "threshold_source": "how the decision thresholds stored with the model are chosen: cv (tuned on out-of-fold "
+                  "predictions of a cross-validation on the training images; cheap when only the head learns), "
+                  "val (on the validation split) or none (0.5)",
+    "threshold_folds": "folds of that cross-validation (--threshold-source cv)",
+    "threshold_strategy": "f1 (maximise F1), precision:P (best recall at precision >= P) or recall:R",
     "patience": "stop after this many epochs without improvement (0 = never)",
     "num_workers": "DataLoader worker processes (-1 = automatic)",
     "amp": "mixed precision where the device computes it natively (CUDA; CPUs with AVX-512 BF16 or AMX)",
@@ -80,15 +90,15 @@ def cmd_summary(args) -> int:
 
 def cmd_train(args) -> int:
     from .dataset import load_labelled_folder
+    from .pipeline import train
     from .plots import plot_epoch_curves, plot_loss_curve, save_figure
-    from .training import fit
 
     config = config_from_args(args)
     out = Path(args.out)
     data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na)
     print(f"training {config.backbone} on {len(data)} images, {len(data.attributes)} attributes -> {out}")
     started = time.perf_counter()
-    result = fit(config, data, out)
+    result = train(config, data, out)
     minutes = (time.perf_counter() - started) / 60
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     if result.history["iteration_loss"]:
@@ -112,7 +122,8 @@ def cmd_evaluate(args) -> int:
         from .checkpoint import load_checkpoint
         thresholds = parse_thresholds(args.thresholds, len(load_checkpoint(args.model)["attributes"]))
     evaluation = evaluate_checkpoint(args.data, args.model, args.subset, thresholds, args.device or "auto")
-    print(f"scored {len(evaluation.names)} images ({evaluation.subset} rows) with {args.model}")
+    print(f"scored {len(evaluation.names)} images ({evaluation.subset} rows) with {args.model}; thresholds "
+          f"{evaluation.thresholds_source}")
     print(evaluation.table.to_string(float_format="{:.3f}".format))
     if args.out:
         write_tables(evaluation.table, Path(args.out), "metrics")
@@ -120,7 +131,7 @@ def cmd_evaluate(args) -> int:
 
 
 def evaluate_cross_validated(args) -> int:
-    from .crossval import cross_validate, cv_report, save_final_model
+    from .crossval import cross_validate, cv_report, out_of_fold_thresholds, save_final_model
     from .dataset import load_labelled_folder
 
     config = config_from_args(args)
@@ -129,8 +140,9 @@ def evaluate_cross_validated(args) -> int:
     print(f"{args.cv}-fold cross-validation of {config.backbone} on {len(data)} images -> {out}")
     started = time.perf_counter()
     cv = cross_validate(config, data, args.cv, keep_models=args.final == "ensemble")
-    table, thresholds = cv_report(cv, args.strategy)
-    print(f"\nout-of-fold metrics, thresholds tuned on the other folds ({args.strategy}); F1 with 95% bootstrap CI:")
+    strategy = config.threshold_strategy
+    table, thresholds = cv_report(cv, strategy), out_of_fold_thresholds(cv, strategy)
+    print(f"\nout-of-fold metrics, thresholds tuned on the other folds ({strategy}); F1 with 95% bootstrap CI:")
     print(table.to_string(float_format="{:.3f}".format))
     write_tables(table, out, "cv_metrics")
     oof = data.labels.to_frame()
@@ -139,8 +151,8 @@ def evaluate_cross_validated(args) -> int:
     oof["fold"] = cv.folds
     oof.to_csv(out / "oof_predictions.csv", index=False)
     if args.final != "none":
-        path = save_final_model(cv, config, data, args.final, thresholds, out / "model.pt", args.strategy)
-        print(f"final model ({args.final}) with thresholds {[round(float(t), 3) for t in thresholds]}: {path}")
+        path = save_final_model(cv, config, data, args.final, thresholds, out / "model.pt")
+        print(f"final model ({args.final}) with thresholds {[round(float(t), 3) for t in thresholds.values]}: {path}")
     print(f"{(time.perf_counter() - started) / 60:.1f} min")
     return 0
 
@@ -212,8 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data")
     evaluate.add_argument("--model", help="the checkpoint to score (not with --cv)")
     evaluate.add_argument("--cv", type=int, metavar="K", help="K-fold cross-validation of the training recipe")
-    evaluate.add_argument("--strategy", default="f1",
-                          help="threshold tuning with --cv: f1, precision:P or recall:R (default f1)")
     evaluate.add_argument("--final", choices=("retrain", "ensemble", "none"), default="retrain",
                           help="with --cv: the model saved as OUT/model.pt (default: retrained on all images)")
     evaluate.add_argument("--preset", choices=sorted(PRESETS), default="default")

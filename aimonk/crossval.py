@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .checkpoint import checkpoint_payload, network_from_config, save_checkpoint
 from .config import TrainConfig
 from .dataset import LabelledImages
 from .evaluation import score
-from .metrics import attribute_metrics, majority_classes
+from .metrics import attribute_metrics, bootstrap_f1, majority_classes
 from .models import EnsembleClassifier
 from .split import kfold_splits
-from .thresholds import decisions_by_fold, tune_thresholds
+from .thresholds import Thresholds, decisions_by_fold, tune_thresholds
 from .training import fit, new_history
 
 
@@ -38,44 +38,34 @@ class CrossValidation:
 
 
 def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: int | None = None,
-                   progress: bool = True, keep_models: bool = False) -> CrossValidation:
-    """Train one model per fold (config.epochs each, the last epoch kept) and collect its predictions."""
-    splits = kfold_splits(data.values, folds, config.seed if seed is None else seed)
-    probabilities = np.full(data.values.shape, np.nan, dtype=np.float32)
-    fold_of_row = np.full(len(data), -1)
+                   progress: bool = True, keep_models: bool = False, rows=None) -> CrossValidation:
+    """Train one model per fold (config.epochs each, the last epoch kept) and collect its predictions.
+
+    rows: the images to cross-validate (default all); the result's rows are these, in this order.
+    """
+    rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=int)
+    values = data.values[rows]
+    splits = kfold_splits(values, folds, config.seed if seed is None else seed)
+    probabilities = np.full(values.shape, np.nan, dtype=np.float32)
+    fold_of_row = np.full(len(rows), -1)
     histories, states = [], []
-    for fold, (train_rows, val_rows) in enumerate(splits):
+    for fold, (train_part, val_part) in enumerate(splits):
         if progress:
-            print(f"fold {fold + 1}/{folds}: training on {len(train_rows)} images, scoring {len(val_rows)}")
-        result = fit(config.replace(keep="last"), data, None, progress=progress, rows=(train_rows, val_rows),
-                     validate_each_epoch=False)
-        probabilities[val_rows] = result.val_probabilities
-        fold_of_row[val_rows] = fold
+            print(f"fold {fold + 1}/{folds}: training on {len(train_part)} images, scoring {len(val_part)}")
+        result = fit(config.replace(keep="last"), data, None, progress=progress,
+                     rows=(rows[train_part], rows[val_part]), validate_each_epoch=False)
+        probabilities[val_part] = result.val_probabilities
+        fold_of_row[val_part] = fold
         histories.append(result.history)
         if keep_models:
             states.append({k: v.detach().cpu() for k, v in result.model.state_dict().items()})
-    return CrossValidation(probabilities, fold_of_row, data.values.copy(), list(data.attributes),
-                           list(data.filenames), histories, config.to_dict(), states)
+    return CrossValidation(probabilities, fold_of_row, values.copy(), list(data.attributes),
+                           [data.filenames[i] for i in rows], histories, config.to_dict(), states)
 
 
 def fold_tuned_decisions(cv: CrossValidation, strategy: str = "f1") -> tuple[np.ndarray, np.ndarray]:
     """Decisions where each fold's rows use thresholds tuned on the other folds' out-of-fold rows."""
     return decisions_by_fold(cv.targets, cv.probabilities, cv.folds, strategy)
-
-
-def bootstrap_f1(targets: np.ndarray, decisions: np.ndarray, rounds: int = 1000, seed: int = 0):
-    """95% percentile intervals of each attribute's F1 and of their mean, resampling images."""
-    rng = np.random.default_rng(seed)
-    n, k = targets.shape
-    samples = np.zeros((rounds, k))
-    for r in range(rounds):
-        rows = rng.integers(0, n, n)
-        for column in range(k):
-            known = ~np.isnan(targets[rows, column])
-            samples[r, column] = f1_score(targets[rows, column][known].astype(int), decisions[rows, column][known],
-                                          zero_division=0)
-    intervals = np.percentile(np.column_stack([samples, samples.mean(axis=1)]), [2.5, 97.5], axis=0)
-    return intervals[0], intervals[1]
 
 
 def _ranking_scores(targets, probabilities):
@@ -91,11 +81,11 @@ def _ranking_scores(targets, probabilities):
 
 def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, seed: int = 0):
     """Per attribute and macro: precision, recall, F1 (honestly tuned thresholds) with 95% CI, F1 at 0.5,
-    AP, ROC-AUC, the majority baseline's F1 and the lift over it. Returns (table, final thresholds)."""
+    AP, ROC-AUC, the majority baseline's F1 and the lift over it (one row per attribute, and "macro")."""
     decisions, _ = fold_tuned_decisions(cv, strategy)
     tuned = score(cv.targets, decisions.astype(float), 0.5, cv.attributes, majority_classes(cv.targets))
     at_half = attribute_metrics(cv.targets, cv.probabilities, 0.5, cv.attributes)
-    low, high = bootstrap_f1(cv.targets, decisions, rounds, seed)
+    _, low, high = bootstrap_f1(cv.targets, decisions, rounds, seed)
     ap, auc = _ranking_scores(cv.targets, cv.probabilities)
     table = pd.DataFrame({
         "precision": tuned["precision"], "recall": tuned["recall"], "f1": tuned["f1"],
@@ -104,14 +94,21 @@ def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, see
         "baseline_f1": tuned["baseline_f1"], "positives": tuned["positives"], "known": tuned["known"],
         "lift": tuned["lift"],
     }, index=tuned.index)
-    return table, tune_thresholds(cv.targets, cv.probabilities, strategy)
+    return table
+
+
+def out_of_fold_thresholds(cv: CrossValidation, strategy: str = "f1") -> Thresholds:
+    """The thresholds to use on new images: tuned on every out-of-fold prediction."""
+    return Thresholds(tune_thresholds(cv.targets, cv.probabilities, strategy),
+                      f"tuned ({strategy}) on the out-of-fold predictions of {len(cv.names)} images "
+                      f"({len(np.unique(cv.folds))}-fold cross-validation)")
 
 
 FINAL_MODELS = ("retrain", "ensemble")
 
 
-def save_final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, how: str, thresholds,
-                     path, strategy: str = "f1", progress: bool = True) -> Path:
+def save_final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, how: str,
+                     thresholds: Thresholds, path, progress: bool = True) -> Path:
     """The model to use after cross-validation, with the out-of-fold thresholds stored in it.
 
     retrain: one model trained on every image for the same schedule (config.epochs);
@@ -129,8 +126,8 @@ def save_final_model(cv: CrossValidation, config: TrainConfig, data: LabelledIma
         members = [network_from_config(config, len(cv.attributes), state=state) for state in cv.fold_states]
         model, extra = EnsembleClassifier(members), {"history": new_history(), "ensemble_size": len(members)}
     payload = checkpoint_payload(
-        model, config, cv.attributes, thresholds, extra.pop("history"), final_model=how,
-        thresholds_source=f"tuned on {len(cv.names)} out-of-fold predictions ({strategy})",
+        model, config, cv.attributes, thresholds.values, extra.pop("history"), final_model=how,
+        thresholds_source=thresholds.source,
         majority=majority_classes(cv.targets).tolist(),
         split={"train": list(data.filenames), "val": [], "label_file": str(data.labels.source.resolve())},
         **extra)

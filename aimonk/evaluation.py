@@ -10,7 +10,6 @@ import pandas as pd
 from .dataset import LabelledImages, find_label_file, load_labelled_folder
 from .metrics import attribute_metrics, majority_baseline_f1, majority_classes
 from .predict import Predictor
-from .thresholds import cross_fitted_decisions, tune_thresholds
 
 SUBSETS = ("auto", "val", "all")
 
@@ -22,6 +21,7 @@ class Evaluation:
     targets: np.ndarray
     probabilities: np.ndarray
     subset: str
+    thresholds_source: str = ""  # how the thresholds that decided were chosen
 
 
 def rows_to_score(data: LabelledImages, payload: dict, subset: str) -> tuple[np.ndarray, str]:
@@ -61,31 +61,25 @@ def evaluate_checkpoint(data, model_path, subset: str = "auto", thresholds=None,
         raise ValueError(f"{data.labels.source} has {len(data.attributes)} attributes, "
                          f"the model predicts {len(predictor.attributes)}")
     rows, used = rows_to_score(data, predictor.payload, subset)
-    probabilities = predictor.probabilities(data.images[rows], progress)
+    probabilities = predictor.data_probabilities(data, rows, progress)
     targets = data.values[rows]
     majority = predictor.payload.get("majority") or majority_classes(targets)
     table = score(targets, probabilities, predictor.thresholds_or_stored(thresholds), predictor.attributes, majority)
-    return Evaluation(table, [data.filenames[i] for i in rows], targets, probabilities, used)
+    source = ("given by the caller" if thresholds is not None
+              else predictor.payload.get("thresholds_source", "stored in the checkpoint"))
+    return Evaluation(table, [data.filenames[i] for i in rows], targets, probabilities, used, source)
 
 
-def compare_thresholds(targets, probabilities, attributes, majority, strategy: str = "f1", folds: int = 2,
-                       seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Metrics at 0.5 beside metrics at tuned thresholds, tuned honestly by cross-fitting.
-
-    Each row's decision uses thresholds tuned on the other folds of the scored rows, so no row is
-    scored by a threshold it helped choose. Returns the table and the thresholds tuned on all rows
-    (the ones to use on new images).
-    """
+def compare_thresholds(targets, probabilities, thresholds, attributes, majority) -> pd.DataFrame:
+    """Precision, recall and F1 at 0.5 beside those at the given thresholds (the ones stored with the model,
+    chosen on images it did not learn from), and the majority-class baseline's F1."""
     at_half = score(targets, probabilities, 0.5, attributes, majority)
-    decisions, _ = cross_fitted_decisions(targets, probabilities, strategy, folds, seed)
-    tuned = attribute_metrics(targets, decisions.astype(float), 0.5, attributes)
-    final = tune_thresholds(targets, probabilities, strategy)
-    table = pd.DataFrame({
+    stored = attribute_metrics(targets, probabilities, thresholds, attributes)
+    return pd.DataFrame({
         "precision@0.5": at_half["precision"], "recall@0.5": at_half["recall"], "f1@0.5": at_half["f1"],
-        "precision@tuned": tuned["precision"], "recall@tuned": tuned["recall"], "f1@tuned": tuned["f1"],
-        "baseline_f1": at_half["baseline_f1"], "tuned_threshold": list(final) + [np.nan],
+        "precision@stored": stored["precision"], "recall@stored": stored["recall"], "f1@stored": stored["f1"],
+        "baseline_f1": at_half["baseline_f1"], "threshold": stored["threshold"],
     })
-    return table, final
 
 
 def worst_mistakes(targets, probabilities, thresholds, per_attribute: int = 4) -> dict[int, list[int]]:

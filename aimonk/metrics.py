@@ -44,3 +44,34 @@ def majority_baseline_f1(majority: np.ndarray, eval_targets: np.ndarray) -> np.n
                                                       average="binary", zero_division=0)
         scores.append(f1)
     return np.array(scores)
+
+
+def bootstrap_f1(targets: np.ndarray, decisions: np.ndarray, rounds: int = 1000, seed: int = 0):
+    """F1 per attribute and macro with 95% percentile intervals, resampling images (known labels only).
+
+    decisions: (N, K) of 0/1, or (S, N, K) for S models scored on the same images (e.g. training seeds):
+    then each F1 is the mean over the S models, on every resample. Returns (f1, low, high), each (K + 1,);
+    with rounds=0 the intervals are NaN.
+    """
+    decisions = np.asarray(decisions, dtype=float)
+    decisions = decisions[None] if decisions.ndim == 2 else decisions
+    known = ~np.isnan(targets)
+    truth = np.where(known, targets, 0.0)
+    # per model, image and attribute: a true positive, a false positive, a false negative (0 or 1)
+    tp, fp, fn = decisions * truth, decisions * (1 - truth) * known, (1 - decisions) * truth
+
+    def f1(weights: np.ndarray) -> np.ndarray:  # weights (R, N): how often each image is drawn
+        counts = [np.einsum("rn,snk->rsk", weights, c) for c in (tp, fp, fn)]
+        scores = 2 * counts[0] / np.maximum(2 * counts[0] + counts[1] + counts[2], 1e-12)
+        scores = scores.mean(axis=1)
+        return np.column_stack([scores, scores.mean(axis=1)])
+
+    point = f1(np.ones((1, len(targets))))[0]
+    if rounds <= 0:
+        return point, np.full_like(point, np.nan), np.full_like(point, np.nan)
+    rng = np.random.default_rng(seed)
+    draws = np.stack([np.bincount(rng.integers(0, len(targets), len(targets)), minlength=len(targets))
+                      for _ in range(rounds)]).astype(float)
+    samples = np.concatenate([f1(chunk) for chunk in np.array_split(draws, max(1, rounds // 100))])
+    low, high = np.percentile(samples, [2.5, 97.5], axis=0)
+    return point, low, high

@@ -180,8 +180,8 @@ def plot_labelled_samples(images, names, values, attributes, columns: int = 6):
 
 
 def plot_f1_comparison(table: pd.DataFrame):
-    """F1 at 0.5 and at tuned thresholds per attribute, beside the majority-class baseline."""
-    columns = {"f1@0.5": "threshold 0.5", "f1@tuned": "tuned (cross-fitted)", "baseline_f1": "majority baseline"}
+    """F1 at 0.5 and at the model's stored thresholds per attribute, beside the majority-class baseline."""
+    columns = {"f1@0.5": "threshold 0.5", "f1@stored": "stored thresholds", "baseline_f1": "majority baseline"}
     ax = table[list(columns)].rename(columns=columns).plot.bar(figsize=(max(7, 1.6 * len(table)), 4.5), rot=0,
                                                               color=["tab:blue", "tab:green", "lightgrey"])
     ax.set(ylabel="F1", ylim=(0, 1.05), title="F1 per attribute", xlabel="")

@@ -113,6 +113,17 @@ class Predictor:
         return predict_probabilities(self.model, images, self.device, batch_size=64, amp=self.config.amp,
                                      channels_last=self.channels_last, progress=progress, tta=self.config.tta)
 
+    def data_probabilities(self, data, rows=None, progress: bool = False) -> np.ndarray:
+        """Probabilities for rows of a LabelledImages. When only the head was trained, the frozen backbone's
+        features are cached on `data` (as training does), so scoring several such models costs one pass."""
+        from .features import cached_features, head_logits, head_only_recipe
+
+        rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=int)
+        if not hasattr(self.model, "head") or not head_only_recipe(self.config):
+            return self.probabilities(data.images[rows], progress)
+        features = cached_features(self.model, data, self.config, self.device, progress)
+        return torch.sigmoid(head_logits(self.model.head, features[:, rows], self.device, self.config.tta)).numpy()
+
     def predict_array(self, image: np.ndarray, thresholds=None, name: str = "image") -> Predictions:
         """One RGB uint8 image of any size (e.g. from an upload widget)."""
         from PIL import Image

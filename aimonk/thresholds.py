@@ -1,9 +1,18 @@
 """Per-attribute decision thresholds, tuned on some rows and only ever scored on others."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.metrics import precision_recall_curve
-from sklearn.model_selection import KFold
+
+
+@dataclass
+class Thresholds:
+    """Per-attribute decision thresholds and how they were obtained (stored with them in the checkpoint)."""
+
+    values: np.ndarray
+    source: str
 
 
 def parse_strategy(strategy: str) -> tuple[str, float | None]:
@@ -65,12 +74,3 @@ def decisions_by_fold(targets: np.ndarray, probabilities: np.ndarray, fold_of_ro
         decisions[scored] = probabilities[scored] >= thresholds
         per_fold.append(thresholds)
     return decisions, np.array(per_fold)
-
-
-def cross_fitted_decisions(targets: np.ndarray, probabilities: np.ndarray, strategy: str = "f1", folds: int = 2,
-                           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Honest decisions at tuned thresholds on rows without folds: random folds, then decisions_by_fold."""
-    fold_of_row = np.zeros(len(probabilities), dtype=int)
-    for fold, (_, rows) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(probabilities)):
-        fold_of_row[rows] = fold
-    return decisions_by_fold(targets, probabilities, fold_of_row, strategy)

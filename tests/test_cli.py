@@ -26,6 +26,16 @@ def test_train_writes_checkpoint_history_and_figures(cli_run):
     assert json.loads((cli_run / "config.json").read_text())["image_size"] == 48
 
 
+def test_train_stores_thresholds_tuned_out_of_fold_and_says_how(cli_run):
+    from aimonk.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(cli_run / "model.pt")
+    assert payload["config"]["backbone"].count("+") == 2 and payload["config"]["head_solver"] == "lbfgs"
+    assert payload["thresholds"] != [0.5] * 4 and len(payload["thresholds"]) == 4
+    assert "out-of-fold predictions of" in payload["thresholds_source"]
+    assert "5-fold cross-validation" in payload["thresholds_source"]
+
+
 def test_summary(demo_dir, capsys):
     assert main(["summary", str(demo_dir)]) == 0
     text = capsys.readouterr().out

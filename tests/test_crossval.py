@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from aimonk.crossval import CrossValidation, bootstrap_f1, cross_validate, cv_report, fold_tuned_decisions
+from aimonk.crossval import (CrossValidation, cross_validate, cv_report, fold_tuned_decisions,
+                             out_of_fold_thresholds)
+from aimonk.metrics import attribute_metrics, bootstrap_f1
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
 
@@ -17,7 +19,8 @@ def synthetic_cv(n=200, seed=0, noise=0.0):
 
 
 def test_a_perfect_predictor_scores_one_with_a_degenerate_interval():
-    table, thresholds = cv_report(synthetic_cv(), rounds=200)
+    cv = synthetic_cv()
+    table, thresholds = cv_report(cv, rounds=200), out_of_fold_thresholds(cv).values
     for column in ("f1", "ap", "roc_auc"):
         assert table[column].tolist() == pytest.approx([1.0] * 4)
     assert (table["f1_low"] == 1.0).all() and (table["f1_high"] == 1.0).all()
@@ -25,7 +28,7 @@ def test_a_perfect_predictor_scores_one_with_a_degenerate_interval():
 
 
 def test_intervals_cover_the_point_estimate():
-    table, _ = cv_report(synthetic_cv(noise=0.3), rounds=300)
+    table = cv_report(synthetic_cv(noise=0.3), rounds=300)
     assert ((table["f1_low"] <= table["f1"]) & (table["f1"] <= table["f1_high"])).all()
     assert (table["f1_high"] - table["f1_low"] > 0).all()
 
@@ -49,6 +52,17 @@ def test_thresholds_are_never_tuned_on_the_rows_they_score(monkeypatch):
         assert not any((row == tuned_on).all(axis=1).any() for row in scored)
 
 
+def test_bootstrap_point_estimate_is_sklearns_f1_and_seeds_average(rng):
+    targets = (rng.random((300, 3)) < 0.4).astype(float)
+    targets[rng.random(targets.shape) < 0.1] = np.nan
+    decisions = [((np.nan_to_num(targets) + rng.normal(0, 0.6, targets.shape)) > 0.5).astype(int) for _ in range(2)]
+    expected = [attribute_metrics(targets, d.astype(float), 0.5, ["a", "b", "c"])["f1"].to_numpy() for d in decisions]
+    point, low, high = bootstrap_f1(targets, decisions[0], rounds=200)
+    np.testing.assert_allclose(point, expected[0])
+    assert (low < point).all() and (point < high).all()
+    np.testing.assert_allclose(bootstrap_f1(targets, np.stack(decisions), rounds=0)[0], np.mean(expected, axis=0))
+
+
 def test_bootstrap_is_reproducible():
     cv = synthetic_cv(noise=0.3)
     decisions = (cv.probabilities >= 0.5).astype(int)
@@ -64,8 +78,20 @@ def test_cross_validate_scores_every_image_once(demo_dir, tiny_config):
     cv = cross_validate(tiny_config, data, folds=3, progress=False)
     assert not np.isnan(cv.probabilities).any()
     assert sorted(np.unique(cv.folds)) == [0, 1, 2] and len(cv.histories) == 3
-    table, thresholds = cv_report(cv, rounds=50)
-    assert list(table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"] and len(thresholds) == 4
+    table, thresholds = cv_report(cv, rounds=50), out_of_fold_thresholds(cv)
+    assert list(table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"] and len(thresholds.values) == 4
+    assert "out-of-fold predictions of 57 images (3-fold" in thresholds.source
+
+
+def test_cross_validate_on_some_rows_keeps_their_order(demo_dir, tiny_config):
+    from aimonk.dataset import load_labelled_folder
+
+    data = load_labelled_folder(demo_dir, 48, progress=False)
+    rows = np.arange(len(data))[::-1][:30]  # a subset, in another order
+    cv = cross_validate(tiny_config, data, folds=3, progress=False, rows=rows)
+    assert cv.names == [data.filenames[i] for i in rows]
+    np.testing.assert_array_equal(cv.targets, data.values[rows])
+    assert not np.isnan(cv.probabilities).any() and len(cv.probabilities) == 30
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -6,14 +6,16 @@ from aimonk.evaluation import compare_thresholds, evaluate_checkpoint, worst_mis
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
 
 
-def test_perfect_predictor_scores_one_at_half_and_at_tuned_thresholds():
+def test_scores_at_half_beside_the_given_thresholds():
     rng = np.random.default_rng(0)
     targets = (rng.random((80, 3)) < [0.9, 0.5, 0.1]).astype(np.float32)
     targets[:2, 2] = 1
     targets[5, 1] = np.nan
     probabilities = np.where(targets == 1, 0.9, 0.1)
-    table, thresholds = compare_thresholds(targets, probabilities, ["a", "b", "c"], majority=[1, 0, 0])
-    assert table.loc["macro", "f1@0.5"] == 1.0 and table.loc["macro", "f1@tuned"] == 1.0
+    probabilities[:, 2] = np.where(targets[:, 2] == 1, 0.4, 0.1)  # right only at a lower threshold
+    table = compare_thresholds(targets, probabilities, [0.5, 0.5, 0.3], ["a", "b", "c"], majority=[1, 0, 0])
+    assert table.loc["c", "f1@0.5"] == 0.0 and table.loc["c", "f1@stored"] == 1.0
+    assert table.loc["a", "f1@stored"] == 1.0 and table["threshold"].tolist()[:3] == [0.5, 0.5, 0.3]
     assert table.loc["a", "baseline_f1"] == pytest.approx(2 * targets[:, 0].mean() / (1 + targets[:, 0].mean()))
 
 
@@ -29,3 +31,4 @@ def test_held_out_folder_is_scored_whole_with_stored_thresholds(trained_run, dem
     assert evaluation.subset == "all" and len(evaluation.names) == 57
     assert list(evaluation.table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
     assert (evaluation.table.loc["Attr1":"Attr4", "threshold"] == 0.5).all()
+    assert evaluation.thresholds_source == "stored in the checkpoint"  # fit alone records no tuning

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aimonk.thresholds import cross_fitted_decisions, parse_strategy, tune_threshold, tune_thresholds
+from aimonk.thresholds import parse_strategy, tune_threshold, tune_thresholds
 
 
 def test_f1_threshold_separates_a_separable_attribute():
@@ -39,25 +39,3 @@ def test_nan_targets_are_ignored():
     targets = np.array([[1], [0], [np.nan], [1]], dtype=np.float32)
     probabilities = np.array([[0.8], [0.3], [0.99], [0.6]])
     assert tune_thresholds(targets, probabilities)[0] == pytest.approx(0.45)  # between 0.3 and 0.6
-
-
-def test_cross_fitted_thresholds_never_see_the_rows_they_decide(monkeypatch):
-    import aimonk.thresholds as module
-
-    seen = []
-    real = module.tune_thresholds
-
-    def spy(targets, probabilities, strategy="f1"):
-        seen.append(set(map(float, probabilities[:, 0])))
-        return real(targets, probabilities, strategy)
-
-    monkeypatch.setattr(module, "tune_thresholds", spy)
-    rng = np.random.default_rng(0)
-    probabilities = rng.random((40, 1))  # distinct values identify the rows
-    targets = (rng.random((40, 1)) < 0.5).astype(np.float32)
-    decisions, per_fold = cross_fitted_decisions(targets, probabilities, folds=4)
-    assert per_fold.shape == (4, 1) and len(seen) == 4
-    for tuned_on, thresholds in zip(seen, per_fold):
-        scored = set(map(float, probabilities[:, 0])) - tuned_on
-        assert scored and not (scored & tuned_on)
-    assert decisions.shape == (40, 1)

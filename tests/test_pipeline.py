@@ -1,0 +1,83 @@
+"""The training route: fit, then thresholds chosen on predictions for images the model did not learn from."""
+import numpy as np
+import pytest
+import torch
+
+import aimonk.pipeline as pipeline
+from aimonk.checkpoint import load_checkpoint
+from aimonk.dataset import load_labelled_folder
+from aimonk.training import fit
+
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+
+
+@pytest.fixture(scope="module")
+def data(demo_dir):
+    return load_labelled_folder(demo_dir, 48, progress=False)
+
+
+@pytest.fixture(scope="module")
+def probe_config(tiny_config):
+    """The default recipe's kind of run (frozen backbone, the head solved as a linear probe), tiny."""
+    return tiny_config.replace(backbone="resnet18", weights="none", freeze="all", augment="flip", amp=False,
+                               head_solver="lbfgs", head_c=0.01, threshold_source="cv", threshold_folds=3)
+
+
+def test_the_linear_probe_run_solves_the_head_in_one_pass(data, probe_config):
+    result = fit(probe_config, data, progress=False)
+    untrained = torch.nn.Linear(512, 4)
+    assert len(result.history["epochs"]) == 1 and len(result.history["iteration_loss"]) > 3
+    assert result.history["iteration_loss"][-1] < result.history["iteration_loss"][0]
+    assert result.history["head_c"] == [0.01] * 4
+    assert result.model.head[-1].weight.abs().sum() > 0 and result.model.head[-1].weight.shape == untrained.weight.shape
+    assert result.val_probabilities.shape == (len(result.val_rows), 4)
+
+
+def test_cv_thresholds_come_from_out_of_fold_predictions_on_the_training_rows(data, probe_config, tmp_path,
+                                                                               monkeypatch):
+    seen = {}
+    real = pipeline.cross_validate
+
+    def spy(config, data, folds, **options):
+        seen["rows"], seen["folds"] = options["rows"], folds
+        cv = real(config, data, folds, **options)
+        seen["oof"] = cv
+        return cv
+
+    monkeypatch.setattr(pipeline, "cross_validate", spy)
+    result = pipeline.train(probe_config, data, tmp_path, progress=False)
+    np.testing.assert_array_equal(seen["rows"], result.train_rows)
+    assert seen["folds"] == 3 and not set(seen["rows"]) & set(result.val_rows)
+    expected = pipeline.out_of_fold_thresholds(seen["oof"], "f1").values
+    stored = load_checkpoint(tmp_path / "model.pt")
+    np.testing.assert_allclose(stored["thresholds"], expected)
+    assert not np.allclose(expected, 0.5)
+    assert "out-of-fold predictions of" in stored["thresholds_source"]
+    assert stored["thresholds_source"] == result.thresholds.source
+
+
+def test_val_thresholds_are_tuned_on_the_validation_predictions(data, probe_config, tmp_path):
+    from aimonk.thresholds import tune_thresholds
+
+    result = pipeline.train(probe_config.replace(threshold_source="val", threshold_strategy="recall:0.9"), data, tmp_path,
+                            progress=False)
+    expected = tune_thresholds(data.values[result.val_rows], result.val_probabilities, "recall:0.9")
+    np.testing.assert_allclose(load_checkpoint(tmp_path / "model.pt")["thresholds"], expected)
+    assert "recall:0.9" in result.thresholds.source and "validation images" in result.thresholds.source
+
+
+def test_no_tuning_keeps_one_half(data, probe_config, tmp_path):
+    result = pipeline.train(probe_config.replace(threshold_source="none"), data, tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "model.pt")["thresholds"] == [0.5] * 4
+    assert result.thresholds.source.startswith("0.5, not tuned")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"threshold_source": "test"}, "threshold_source must be one of cv, val, none"),
+    ({"head_solver": "sgd"}, "head_solver must be one of lbfgs, adam"),
+    ({"head_c": -1.0}, "head_c must be positive"),
+    ({"threshold_folds": 1}, "threshold_folds must be at least 2"),
+])
+def test_bad_threshold_and_probe_options_fail_when_the_configuration_is_built(probe_config, change, message):
+    with pytest.raises(ValueError, match=message):
+        probe_config.replace(**change)
