@@ -51,7 +51,7 @@ RECIPES = {
 # Only the head learns: the backbone's features of each image and its mirror image are computed once
 # (aimonk.features), so a whole cross-validation takes about a minute; each row below changes one thing.
 HEAD = dict(schedule="cosine", warmup_epochs=1, lr=3e-3, freeze="all", augment="flip", oversample=2.0, tta=True,
-            epochs=20)
+            epochs=20, head_solver="adam")
 RECIPES.update({
     "head": HEAD,
     "head-no-flip": {**HEAD, "augment": "none", "tta": False},
@@ -90,7 +90,7 @@ def fold_ensemble_cv(config, data, folds: int, seed: int = 0, inner_folds: int =
 
 
 def row(name, cv, rare):
-    table, _ = cv_report(cv)
+    table = cv_report(cv)
     return {"recipe": name, "macro F1": f"{table.loc['macro', 'f1']:.3f} [{table.loc['macro', 'f1_low']:.3f}, "
                                         f"{table.loc['macro', 'f1_high']:.3f}]",
             f"{rare} F1": f"{table.loc[rare, 'f1']:.3f} [{table.loc[rare, 'f1_low']:.3f}, {table.loc[rare, 'f1_high']:.3f}]",
