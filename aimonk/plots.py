@@ -30,8 +30,11 @@ def plot_loss_curve(history: dict, ax=None):
 
 
 def plot_epoch_curves(history: dict):
-    """Train/validation loss and validation F1 (macro and per attribute) per epoch."""
+    """Train/validation loss and validation F1 (macro and per attribute) per epoch; for a run of one pass
+    (the linear probe) the validation precision, recall and F1 per attribute instead."""
     frame = pd.DataFrame(history["epochs"])
+    if len(frame) == 1 and "val_f1" in frame:
+        return plot_single_pass(history["epochs"][0])
     figure, (loss_ax, f1_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     loss_ax.plot(frame["epoch"], frame["train_loss"], "o-", label="train")
     if "val_loss" in frame:
@@ -48,8 +51,23 @@ def plot_epoch_curves(history: dict):
     for ax in (loss_ax, f1_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     figure.tight_layout()
     return figure
+
+
+def plot_single_pass(record: dict):
+    """Validation precision, recall and F1 at threshold 0.5 per attribute, for a run trained in one pass."""
+    table = pd.DataFrame({metric: record[f"val_{metric}"] for metric in ("precision", "recall", "f1")})
+    ax = table.plot.bar(figsize=(max(7, 1.6 * len(table)), 4.5), rot=0, color=["tab:blue", "tab:orange", "tab:green"])
+    ax.set(ylabel="at threshold 0.5", ylim=(0, 1.05), xlabel="",
+           title=f"Validation after one pass (macro F1 {record['val_macro_f1']:.3f}, loss {record['val_loss']:.3f})")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.2f", fontsize=7)
+    ax.figure.tight_layout()
+    return ax.figure
 
 
 def plot_imbalance(summary: pd.DataFrame):

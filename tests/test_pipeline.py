@@ -81,3 +81,13 @@ def test_no_tuning_keeps_one_half(data, probe_config, tmp_path):
 def test_bad_threshold_and_probe_options_fail_when_the_configuration_is_built(probe_config, change, message):
     with pytest.raises(ValueError, match=message):
         probe_config.replace(**change)
+
+
+def test_a_one_pass_run_plots_its_validation_scores_per_attribute(data, probe_config):
+    from aimonk.plots import plot_epoch_curves
+
+    history = fit(probe_config, data, progress=False).history
+    figure = plot_epoch_curves(history)
+    bars = figure.axes[0].containers
+    assert len(bars) == 3 and len(bars[2]) == 4  # precision, recall, F1 for each of the 4 attributes
+    np.testing.assert_allclose([b.get_height() for b in bars[2]], list(history["epochs"][0]["val_f1"].values()))
