@@ -61,7 +61,7 @@ def bootstrap_f1(targets: np.ndarray, decisions: np.ndarray, rounds: int = 1000,
     tp, fp, fn = decisions * truth, decisions * (1 - truth) * known, (1 - decisions) * truth
 
     def f1(weights: np.ndarray) -> np.ndarray:  # weights (R, N): how often each image is drawn
-        counts = [np.einsum("rn,snk->rsk", weights, c) for c in (tp, fp, fn)]
+        counts = [np.tensordot(weights, c, axes=([1], [1])) for c in (tp, fp, fn)]  # (R, S, K)
         scores = 2 * counts[0] / np.maximum(2 * counts[0] + counts[1] + counts[2], 1e-12)
         scores = scores.mean(axis=1)
         return np.column_stack([scores, scores.mean(axis=1)])
