@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .checkpoint import checkpoint_payload, network_from_config, save_checkpoint
 from .config import TrainConfig
 from .dataset import LabelledImages
 from .evaluation import score
-from .metrics import attribute_metrics, bootstrap_f1, majority_classes
+from .metrics import attribute_metrics, bootstrap_f1, majority_classes, ranking_scores
 from .models import EnsembleClassifier
 from .split import kfold_splits
 from .thresholds import Thresholds, decisions_by_fold, tune_thresholds
@@ -68,17 +67,6 @@ def fold_tuned_decisions(cv: CrossValidation, strategy: str = "f1") -> tuple[np.
     return decisions_by_fold(cv.targets, cv.probabilities, cv.folds, strategy)
 
 
-def _ranking_scores(targets, probabilities):
-    ap, auc = [], []
-    for column in range(targets.shape[1]):
-        known = ~np.isnan(targets[:, column])
-        truth, scores = targets[known, column].astype(int), probabilities[known, column]
-        both = truth.min() != truth.max()
-        ap.append(average_precision_score(truth, scores) if both else np.nan)
-        auc.append(roc_auc_score(truth, scores) if both else np.nan)
-    return np.array(ap), np.array(auc)
-
-
 def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, seed: int = 0):
     """Per attribute and macro: precision, recall, F1 (honestly tuned thresholds) with 95% CI, F1 at 0.5,
     AP, ROC-AUC, the majority baseline's F1 and the lift over it (one row per attribute, and "macro")."""
@@ -86,7 +74,7 @@ def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, see
     tuned = score(cv.targets, decisions.astype(float), 0.5, cv.attributes, majority_classes(cv.targets))
     at_half = attribute_metrics(cv.targets, cv.probabilities, 0.5, cv.attributes)
     _, low, high = bootstrap_f1(cv.targets, decisions, rounds, seed)
-    ap, auc = _ranking_scores(cv.targets, cv.probabilities)
+    ap, auc = ranking_scores(cv.targets, cv.probabilities)
     table = pd.DataFrame({
         "precision": tuned["precision"], "recall": tuned["recall"], "f1": tuned["f1"],
         "f1_low": low, "f1_high": high, "f1@0.5": at_half["f1"],

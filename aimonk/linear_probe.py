@@ -62,7 +62,7 @@ def standardised(features: torch.Tensor):
 def training_inputs(features: torch.Tensor, targets: np.ndarray, flip: bool):
     """Rows of features (2, n, F) as samples: the images, and their mirror images too with flip."""
     inputs = torch.cat([features[0], features[1]]) if flip else features[0]
-    labels = torch.from_numpy(np.concatenate([targets, targets]) if flip else targets).to(inputs.dtype)
+    labels = torch.from_numpy(np.concatenate([targets, targets]) if flip else targets)
     return inputs.float(), labels.float()
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import precision_recall_fscore_support
+from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
 
 def _known(targets, column):
@@ -75,3 +75,15 @@ def bootstrap_f1(targets: np.ndarray, decisions: np.ndarray, rounds: int = 1000,
     samples = np.concatenate([f1(chunk) for chunk in np.array_split(draws, max(1, rounds // 100))])
     low, high = np.percentile(samples, [2.5, 97.5], axis=0)
     return point, low, high
+
+
+def ranking_scores(targets: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average precision and ROC-AUC per attribute on known labels (NaN where only one class is known)."""
+    ap, auc = [], []
+    for column in range(targets.shape[1]):
+        known = _known(targets, column)
+        truth, scores = targets[known, column].astype(int), probabilities[known, column]
+        both = truth.min() != truth.max()
+        ap.append(average_precision_score(truth, scores) if both else np.nan)
+        auc.append(roc_auc_score(truth, scores) if both else np.nan)
+    return np.array(ap), np.array(auc)

@@ -22,14 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimonk.config import preset  # noqa: E402
 from aimonk.dataset import load_labelled_folder, read_label_folder  # noqa: E402
 from aimonk.images import DataWarning  # noqa: E402
-from aimonk.metrics import bootstrap_f1, majority_baseline_f1  # noqa: E402
+from aimonk.metrics import bootstrap_f1, majority_baseline_f1, ranking_scores  # noqa: E402
 from aimonk.pipeline import train  # noqa: E402
 from aimonk.predict import Predictor  # noqa: E402
 
@@ -97,12 +96,8 @@ def scored(run: Path, part: Path, folders: Folders) -> dict:
         return dict(saved)
 
 
-def average_precision(targets, probabilities) -> np.ndarray:
-    scores = []
-    for column in range(targets.shape[1]):
-        known = ~np.isnan(targets[:, column])
-        scores.append(average_precision_score(targets[known, column], probabilities[known, column]))
-    return np.array(scores + [np.mean(scores)])
+def with_mean(per_attribute: np.ndarray) -> np.ndarray:
+    return np.append(per_attribute, np.nanmean(per_attribute))
 
 
 def recipe_scores(name: str, args, folders: Folders, parts) -> dict:
@@ -113,12 +108,12 @@ def recipe_scores(name: str, args, folders: Folders, parts) -> dict:
         scores = [scored(run, part, folders) for part in parts]
         probabilities = np.concatenate([s["probabilities"] for s in scores])
         pooled.append((probabilities, scores[0]["thresholds"], np.concatenate([s["targets"] for s in scores])))
-    targets, majority = pooled[0][2], scored(runs[0], parts[0], folders)["majority"]
+    targets, majority = pooled[0][2], scores[0]["majority"]  # the same training labels for every seed
     decisions = np.stack([p >= t for p, t, _ in pooled]).astype(np.int8)
     f1 = np.stack([bootstrap_f1(targets, d[None], rounds=0)[0] for d in decisions])
     minutes = [json.loads((run / "seconds.json").read_text())["seconds"] / 60 for run in runs]
     return {"decisions": decisions, "targets": targets, "f1": f1, "minutes": minutes,
-            "ap": np.stack([average_precision(targets, p) for p, _, _ in pooled]),
+            "ap": np.stack([with_mean(ranking_scores(targets, p)[0]) for p, _, _ in pooled]),
             "baseline": majority_baseline_f1(majority, targets)}
 
 
