@@ -20,13 +20,13 @@ $(DATA)/labels.txt: | setup
 
 # The main job: the four numbered notebooks, headless, on the demo data (executed copies in $(RUN)).
 demo: setup $(DATA)/labels.txt
-	$(BIN)/aimonk notebooks --data $(DATA) --out $(RUN) --figures figures -p image_size 128
+	$(BIN)/aimonk notebooks --data $(DATA) --out $(RUN) --figures figures -p image_size 128 --overwrite
 
 # The same job from the command line, without notebooks.
 demo-cli: setup $(DATA)/labels.txt
 	$(BIN)/aimonk summary $(DATA)
-	$(BIN)/aimonk train $(DATA) --out $(RUN)-cli --image-size 128
-	$(BIN)/aimonk evaluate $(DATA) --model $(RUN)-cli/model.pt --out $(RUN)-cli
+	$(BIN)/aimonk train $(DATA) --out $(RUN)-cli --image-size 128 --overwrite
+	$(BIN)/aimonk evaluate $(DATA) --model $(RUN)-cli/model.pt --out $(RUN)-cli --overwrite
 	$(BIN)/aimonk predict $(DATA)/images --model $(RUN)-cli/model.pt --format csv > $(RUN)-cli/predictions.csv
 
 test: setup

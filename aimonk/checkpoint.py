@@ -1,14 +1,13 @@
 """Checkpoints: weights plus everything needed to use them, written atomically, read safely."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from . import __version__
 from .config import TrainConfig
+from .files import atomic_path
 from .models import AttributeClassifier, EnsembleClassifier, build_model
 
 FORMAT = "aimonk-checkpoint/1"
@@ -32,27 +31,35 @@ def checkpoint_payload(model: AttributeClassifier, config: TrainConfig, attribut
 
 def save_checkpoint(payload: dict, path) -> Path:
     """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
+    return Path(path)
 
 
 def load_checkpoint(path) -> dict:
+    """The checkpoint's payload, read with weights_only (no code runs); one-line errors for anything else."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for empty, truncated, foreign or malicious files
+        raise ValueError(f"{path} is not a readable aimonk checkpoint ({load_failure(error)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an aimonk checkpoint (expected format {FORMAT})")
     return payload
+
+
+def load_failure(error: Exception) -> str:
+    """Why torch.load refused a file, in a few words (never its advice to turn weights_only off)."""
+    text = str(error)
+    if "GLOBAL" in text or "Unsupported global" in text:
+        return "it would run code or build Python objects, which is refused"
+    if "Weights only load failed" in text or "invalid load key" in text or "magic number" in text:
+        return "not a PyTorch file, or a corrupt one"
+    if isinstance(error, EOFError) or not text.strip():
+        return "the file is empty or truncated"
+    return f"{type(error).__name__}: {text.strip().splitlines()[0][:100]}"
 
 
 def network_from_config(config: TrainConfig, outputs: int, state: dict | None = None) -> AttributeClassifier:

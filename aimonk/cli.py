@@ -10,35 +10,11 @@ import warnings
 from pathlib import Path
 
 from .config import PRESETS, TrainConfig, preset
+from .files import check_output_folder, write_text
 
-FIELD_HELP = {
-    "backbone": "resnet18, resnet34, resnet50, efficientnet_lite0, efficientnet_lite1 or efficientnet_lite2, or "
-                "several joined by '+' (their features concatenated), e.g. efficientnet_lite0+efficientnet_lite1",
-    "weights": "imagenet (downloaded; shipped for efficientnet_lite0/1/2), none, or a path to a state dict",
-    "head_solver": "lbfgs: when only the head learns, solve it exactly as a class-balanced logistic regression "
-                   "on standardised features (ignores lr, epochs, loss, oversample); adam: train it by epochs",
-    "head_c": "with --head-solver lbfgs: inverse L2 strength per known label, as scikit-learn's C "
-              "(0: choose it per attribute by cross-validation on the training images)",
-    "freeze": "number of backbone stages to freeze; -1 = the reference's rule (up to stride 8); all = train only "
-              "the head (features are then computed once, with --augment flip or none). To fine-tune, start from "
-              "--preset finetune: the default preset's learning rate and augmentation are set for the head alone",
-    "augment": "strong, light, flip or none",
-    "loss": "bce, focal or asymmetric (all masked)",
-    "split": "iterative (all attributes and NA stratified) or last_attribute (the reference's)",
-    "head_epochs": "first train the head alone for this many epochs on features computed once, then fine-tune",
-    "ema": "keep an exponential moving average of the weights with this decay per step (e.g. 0.98; 0 = off)",
-    "threshold_source": "how the decision thresholds stored with the model are chosen: cv (tuned on out-of-fold "
-                  "predictions of a cross-validation on the training images; cheap when only the head learns), "
-                  "val (on the validation split) or none (0.5)",
-    "threshold_folds": "folds of that cross-validation (--threshold-source cv)",
-    "threshold_strategy": "f1 (maximise F1), precision:P (best recall at precision >= P) or recall:R",
-    "patience": "stop after this many epochs without improvement (0 = never)",
-    "num_workers": "DataLoader worker processes (-1 = automatic)",
-    "amp": "mixed precision where the device computes it natively (CUDA; CPUs with AVX-512 BF16 or AMX)",
-    "channels_last": "NHWC memory layout (default: on for CUDA, off for CPU)",
-    "compile": "torch.compile the model for training (a slow first epoch; off by default)",
-    "unknown_as_na": "read unknown label tokens as NA instead of stopping with an error",
-}
+TRAIN_OUTPUTS = ("model.pt", "config.json", "history.json", "loss_curve.png", "epoch_curves.png")
+CV_OUTPUTS = ("model.pt", "config.json", "cv_metrics.csv", "cv_metrics.json", "oof_predictions.csv")
+EVALUATE_OUTPUTS = ("metrics.csv", "metrics.json")
 
 
 def freeze_value(text: str) -> int | str:
@@ -57,18 +33,28 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     """One --option per TrainConfig field; unset options keep the preset's value."""
     group = parser.add_argument_group("training configuration (defaults: the chosen preset)")
     for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        default = field.default
+        flag, default, meta = option_flag(field.name), field.default, field.metadata
         if isinstance(default, bool) or default is None:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                               help=FIELD_HELP.get(field.name))
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"])
         else:
+            allowed = (f" ({', '.join(meta['choices'])})" if meta["choices"] else "")
             group.add_argument(flag, type=FIELD_TYPES.get(field.name, type(default)), default=None,
-                               metavar=field.name.upper(), help=FIELD_HELP.get(field.name, f"default {default}"))
+                               metavar=field.name.upper(), help=f"{meta['help']}{allowed}; default {default}")
+
+
+def option_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def config_from_args(args) -> TrainConfig:
-    return preset(args.preset, **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    """The preset with the given options; a bad value is a one-line error naming its --option."""
+    try:
+        return preset(args.preset, **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    except ValueError as error:
+        name = str(error).split(" ", 1)[0]
+        if name in {f.name for f in dataclasses.fields(TrainConfig)}:
+            raise ValueError(option_flag(name) + str(error)[len(name):]) from None
+        raise
 
 
 def cmd_summary(args) -> int:
@@ -94,13 +80,13 @@ def cmd_train(args) -> int:
     from .plots import plot_epoch_curves, plot_loss_curve, save_figure
 
     config = config_from_args(args)
-    out = Path(args.out)
-    data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na)
+    out = check_output_folder(args.out, args.overwrite, names=TRAIN_OUTPUTS)
+    data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na, trainable=True)
     print(f"training {config.backbone} on {len(data)} images, {len(data.attributes)} attributes -> {out}")
     started = time.perf_counter()
     result = train(config, data, out)
     minutes = (time.perf_counter() - started) / 60
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if result.history["iteration_loss"]:
         save_figure(plot_loss_curve(result.history), out / "loss_curve.png")
         save_figure(plot_epoch_curves(result.history), out / "epoch_curves.png")
@@ -110,23 +96,26 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    if args.cv:
+    if args.cv is not None:
         return evaluate_cross_validated(args)
     if not args.model:
         raise ValueError("give --model CHECKPOINT to score, or --cv K to cross-validate a training recipe")
+    from .checkpoint import load_checkpoint
     from .evaluation import evaluate_checkpoint
     from .predict import parse_thresholds
 
+    out = check_output_folder(args.out, args.overwrite, names=EVALUATE_OUTPUTS) if args.out else None
     thresholds = None
     if args.thresholds:
-        from .checkpoint import load_checkpoint
         thresholds = parse_thresholds(args.thresholds, len(load_checkpoint(args.model)["attributes"]))
     evaluation = evaluate_checkpoint(args.data, args.model, args.subset, thresholds, args.device or "auto")
     print(f"scored {len(evaluation.names)} images ({evaluation.subset} rows) with {args.model}; thresholds "
           f"{evaluation.thresholds_source}")
+    for note in evaluation.notes:
+        print(f"note: {note}")
     print(evaluation.table.to_string(float_format="{:.3f}".format))
-    if args.out:
-        write_tables(evaluation.table, Path(args.out), "metrics")
+    if out:
+        write_tables(evaluation.table, out, "metrics", evaluation.notes)
     return 0
 
 
@@ -135,8 +124,12 @@ def evaluate_cross_validated(args) -> int:
     from .dataset import load_labelled_folder
 
     config = config_from_args(args)
-    out = Path(args.out or "runs/cv")
-    data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na)
+    if args.cv < 2:
+        raise ValueError(f"--cv must be at least 2 folds, not {args.cv}")
+    if not args.out:
+        raise ValueError("--cv needs --out FOLDER for its tables and final model")
+    out = check_output_folder(args.out, args.overwrite, names=CV_OUTPUTS)
+    data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na, trainable=True)
     print(f"{args.cv}-fold cross-validation of {config.backbone} on {len(data)} images -> {out}")
     started = time.perf_counter()
     cv = cross_validate(config, data, args.cv, keep_models=args.final == "ensemble")
@@ -149,18 +142,19 @@ def evaluate_cross_validated(args) -> int:
     for k, name in enumerate(cv.attributes):
         oof[f"{name}_probability"] = cv.probabilities[:, k]
     oof["fold"] = cv.folds
-    oof.to_csv(out / "oof_predictions.csv", index=False)
+    write_text(out / "oof_predictions.csv", oof.to_csv(index=False))
     if args.final != "none":
         path = save_final_model(cv, config, data, args.final, thresholds, out / "model.pt")
+        write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
         print(f"final model ({args.final}) with thresholds {[round(float(t), 3) for t in thresholds.values]}: {path}")
     print(f"{(time.perf_counter() - started) / 60:.1f} min")
     return 0
 
 
-def write_tables(table, out: Path, stem: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / f"{stem}.csv")
-    table.reset_index().to_json(out / f"{stem}.json", orient="records", indent=2)
+def write_tables(table, out: Path, stem: str, notes=()) -> None:
+    write_text(out / f"{stem}.csv", table.to_csv())
+    records = json.loads(table.reset_index().to_json(orient="records"))
+    write_text(out / f"{stem}.json", json.dumps({"metrics": records, "notes": list(notes)}, indent=2))
     print(f"written {out / (stem + '.csv')} and {out / (stem + '.json')}")
 
 
@@ -185,11 +179,17 @@ def cmd_demo(args) -> int:
 
 
 def cmd_notebooks(args) -> int:
-    from .notebooks import NOTEBOOKS, run_notebooks
+    from .dataset import find_label_file
+    from .notebooks import FIGURES, NOTEBOOKS, run_notebooks
 
-    out = Path(args.out).resolve()
-    parameters = {"data_dir": str(Path(args.data).resolve()), "out_dir": str(out),
-                  "figures_dir": str(Path(args.figures).resolve() if args.figures else out / "figures")}
+    from .demo import demo_folder
+
+    if Path(args.data).resolve() != demo_folder().resolve():
+        find_label_file(args.data)  # only the package's own demo location is filled with generated data
+    out = check_output_folder(args.out, args.overwrite, names=NOTEBOOKS + TRAIN_OUTPUTS).resolve()
+    figures = Path(args.figures).resolve() if args.figures else out / "figures"
+    check_output_folder(figures, args.overwrite, "--figures", names=FIGURES)
+    parameters = {"data_dir": str(Path(args.data).resolve()), "out_dir": str(out), "figures_dir": str(figures)}
     for name, value in args.parameter or []:
         try:
             parameters[name] = json.loads(value)
@@ -210,13 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="the imbalance table of a labelled folder")
     summary.add_argument("data", help="folder with labels.txt/labels.csv (and images/), or the label file")
     summary.add_argument("--format", choices=("text", "csv", "json"), default="text")
-    summary.add_argument("--unknown-as-na", action="store_true", help=FIELD_HELP["unknown_as_na"])
+    summary.add_argument("--unknown-as-na", action="store_true", help=TrainConfig.__dataclass_fields__["unknown_as_na"].metadata["help"])
     summary.set_defaults(run=cmd_summary)
 
     train = commands.add_parser("train", help="train a model; keeps the best checkpoint in OUT/model.pt")
     train.add_argument("data")
     train.add_argument("--out", required=True, help="output folder for model.pt, history and figures")
     train.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    train.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in OUT")
     add_config_options(train)
     train.set_defaults(run=cmd_train)
 
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="auto: the validation split if DATA is the training folder, else all images")
     evaluate.add_argument("--thresholds", help="override the stored thresholds: one value or one per attribute")
     evaluate.add_argument("--out", help="folder for the metrics tables (and with --cv the final model)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace earlier outputs of the same names in OUT")
     add_config_options(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
 
@@ -252,9 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="a notebook parameter, e.g. -p epochs 3 -p backbone resnet34 (JSON values)")
     notebooks.add_argument("--only", help="comma-separated prefixes of the notebooks to run, e.g. 01,02")
     notebooks.add_argument("--notebooks", help="folder holding the notebooks (default: the repository's)")
+    notebooks.add_argument("--overwrite", action="store_true", help="replace the executed notebooks, run and figures "
+                                                                     "of an earlier run")
     notebooks.set_defaults(run=cmd_notebooks)
 
-    demo = commands.add_parser("demo", help="generate the synthetic demo dataset")
+    demo = commands.add_parser("demo", help="generate the synthetic demo dataset into a new or empty folder")
     demo.add_argument("--out", default="data/demo")
     demo.add_argument("--count", type=int, default=400)
     demo.add_argument("--size", type=int, default=128)
@@ -269,6 +273,13 @@ def main(argv=None) -> int:
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"aimonk {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"aimonk {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
+
+
+def one_line(error: Exception) -> str:
+    """An error as one line; OS errors name their file."""
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError) and error.filename:
+        return f"{error.filename}: {error.strerror or type(error).__name__}"
+    return " ".join(str(error).split()) or type(error).__name__

@@ -2,11 +2,57 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 HEAD_SOLVERS = ("lbfgs", "adam")
 THRESHOLD_SOURCES = ("cv", "val", "none")
+AUGMENTATIONS = ("strong", "light", "flip", "none")
+LOSSES = ("bce", "focal", "asymmetric")
+SCHEDULES = ("constant", "cosine")
+SPLITS = ("iterative", "last_attribute")
+KEEP = ("best", "last")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def option(default, help: str, choices=None, low=None, high=None, below=None):
+    """A TrainConfig field with its help and its allowed values: choices, or low <= value <= high (< below)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "low": low, "high": high,
+                                            "below": below})
+
+
+def check_field(item: dataclasses.Field, value) -> None:
+    """One field against the type of its default and the allowed values in its metadata (one-line ValueError)."""
+    meta, name, default = item.metadata, item.name, item.default
+    if isinstance(default, bool) or default is None:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, not {value!r}")
+        return
+    if isinstance(default, (int, float)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        if not number or (isinstance(default, int) and not isinstance(value, int)):
+            raise ValueError(f"{name} must be {'an integer' if isinstance(default, int) else 'a number'}, "
+                             f"not {value!r}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ValueError(f"{name} must be one of {', '.join(meta['choices'])}, not {value!r}")
+    low, high, below = meta.get("low"), meta.get("high"), meta.get("below")
+    if low is not None and value < low or high is not None and value > high or below is not None and value >= below:
+        upper = f" and at most {high}" if high is not None else f" and below {below}" if below is not None else ""
+        raise ValueError(f"{name} must be at least {low}{upper}, not {value!r}")
+
+
+def check_freeze(freeze) -> None:
+    if freeze != "all" and (not isinstance(freeze, int) or isinstance(freeze, bool) or freeze < -1):
+        raise ValueError(f"freeze must be a number of stages (0 or more), -1 or 'all', not {freeze!r}")
+
+
+def check_backbone(backbone: str) -> None:
+    from .models import BACKBONES  # here, not at the top: the configuration is read without torch too
+
+    unknown = [name for name in str(backbone).split("+") if name not in BACKBONES]
+    if unknown:
+        raise ValueError(f"unknown backbone {unknown[0]!r}; choose one of {', '.join(BACKBONES)}, "
+                         "or several joined by '+'")
 
 
 @dataclass
@@ -14,55 +60,70 @@ class TrainConfig:
     """A training run. The defaults are our recipe, chosen on images no model was trained on (see
     benchmarks/quality.py): three offline ImageNet backbones stay frozen, their features are concatenated
     and computed once, and the head is a linear probe solved exactly. PRESETS["finetune"] also trains a
-    backbone; PRESETS["reference"] is the first public solution's recipe."""
+    backbone; PRESETS["reference"] is the first public solution's recipe. Every field is checked when the
+    configuration is built, before any image is decoded."""
 
-    backbone: str = "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2"
-    weights: str = "imagenet"  # "imagenet", "none" or a path to a state dict
-    freeze: int | str = "all"  # stages frozen; -1 = the reference's rule (up to stride 8); "all" = only the head learns
-    dropout: float = 0.4
-    head_solver: str = "lbfgs"  # lbfgs | adam: how a head on frozen features learns (see aimonk.linear_probe)
-    head_c: float = 0.003  # lbfgs: inverse L2 strength per known label (scikit-learn's C); 0 = chosen by CV
-    image_size: int = 224
-    augment: str = "flip"  # strong | light | flip | none
-    oversample: float = 2.0  # images with a rare attribute (< 25% positive) are drawn this many times as often
-    tta: bool = True  # test-time augmentation: average with the horizontally flipped image
-    loss: str = "bce"  # bce | focal | asymmetric
-    pos_weight: bool = True
-    focal_gamma: float = 2.0
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    head_epochs: int = 0  # epochs of training the head alone (features computed once) before fine-tuning
-    head_lr: float = 3e-3  # learning rate of those head-only epochs
-    head_lr_multiplier: float = 1.0  # the head's learning rate = lr x this (discriminative learning rates)
-    schedule: str = "cosine"  # constant | cosine (linear warm-up, then cosine decay)
-    warmup_epochs: float = 1.0
-    batch_size: int = 32
-    epochs: int = 20
-    ema: float = 0.0  # decay of an exponential moving average of the weights, updated every step; 0 = off
-    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
-    keep: str = "best"  # best (epoch with the best validation F1) | last
-    threshold_source: str = "cv"  # cv | val | none: how the decision thresholds stored with the model are chosen
-    threshold_folds: int = 5  # folds of the cross-validation on the training images (thresholds "cv")
-    threshold_strategy: str = "f1"  # f1 | precision:P | recall:R
-    split: str = "iterative"  # iterative | last_attribute
-    val_fraction: float = 0.15
-    seed: int = 42
-    device: str = "auto"  # auto | cpu | cuda | mps
-    amp: bool = True  # mixed precision: bfloat16/float16 on CUDA, bfloat16 on CPUs with native support
-    channels_last: bool | None = None  # None: on for CUDA, off for CPU
-    compile: bool = False  # torch.compile the training step's model (slow start; measure before you rely on it)
-    num_workers: int = -1  # -1: chosen for the device
-    unknown_as_na: bool = False
+    backbone: str = option("efficientnet_lite0+efficientnet_lite1+efficientnet_lite2",
+                           "resnet18, resnet34, resnet50, efficientnet_lite0, efficientnet_lite1 or efficientnet_lite2, "
+                           "or several joined by '+' (their features concatenated)")
+    weights: str = option("imagenet", "imagenet (downloaded; shipped for efficientnet_lite0/1/2), none, or a path "
+                                      "to a state dict")
+    freeze: int | str = option("all", "number of backbone stages to freeze; -1 = the reference's rule (up to stride "
+                                      "8); all = train only the head (features are then computed once, with --augment "
+                                      "flip or none). To fine-tune, start from --preset finetune")
+    dropout: float = option(0.4, "dropout before the head", low=0.0, below=1.0)
+    head_solver: str = option("lbfgs", "lbfgs: when only the head learns, solve it exactly as a class-balanced "
+                                       "logistic regression on standardised features (ignores lr, epochs, loss, "
+                                       "oversample); adam: train it by epochs", choices=HEAD_SOLVERS)
+    head_c: float = option(0.003, "with --head-solver lbfgs: inverse L2 strength per known label, as "
+                                  "scikit-learn's C (0: choose it per attribute by cross-validation)", low=0.0)
+    image_size: int = option(224, "images are resized to this many pixels square", low=32, high=1024)
+    augment: str = option("flip", "training augmentation", choices=AUGMENTATIONS)
+    oversample: float = option(2.0, "images with a rare attribute (< 25%% positive) are drawn this many times as "
+                                    "often (1 = off)", low=1.0, high=100.0)
+    tta: bool = option(True, "test-time augmentation: average with the horizontally flipped image")
+    loss: str = option("bce", "training loss (all masked)", choices=LOSSES)
+    pos_weight: bool = option(True, "weigh each attribute's positives by negatives/positives")
+    focal_gamma: float = option(2.0, "focusing parameter of the focal loss", low=0.0, high=10.0)
+    lr: float = option(3e-3, "learning rate", low=1e-8, high=10.0)
+    weight_decay: float = option(1e-4, "AdamW weight decay", low=0.0, high=1.0)
+    head_epochs: int = option(0, "first train the head alone for this many epochs on features computed once, "
+                                 "then fine-tune", low=0, high=1000)
+    head_lr: float = option(3e-3, "learning rate of those head-only epochs", low=1e-8, high=10.0)
+    head_lr_multiplier: float = option(1.0, "the head's learning rate = lr x this", low=1e-3, high=1000.0)
+    schedule: str = option("cosine", "constant, or cosine (linear warm-up, then cosine decay)", choices=SCHEDULES)
+    warmup_epochs: float = option(1.0, "epochs of linear warm-up", low=0.0, high=1000.0)
+    batch_size: int = option(32, "images per step", low=1, high=65536)
+    epochs: int = option(20, "training epochs (at least 1)", low=1, high=10000)
+    ema: float = option(0.0, "decay of an exponential moving average of the weights per step (e.g. 0.98; 0 = off)",
+                        low=0.0, below=1.0)
+    patience: int = option(0, "stop after this many epochs without improvement (0 = never)", low=0, high=10000)
+    keep: str = option("best", "the epoch kept: best (validation F1) or last", choices=KEEP)
+    threshold_source: str = option("cv", "how the decision thresholds stored with the model are chosen: cv (tuned "
+                                         "on out-of-fold predictions of a cross-validation on the training images), "
+                                         "val (on the validation split) or none (0.5)", choices=THRESHOLD_SOURCES)
+    threshold_folds: int = option(5, "folds of that cross-validation (--threshold-source cv)", low=2, high=100)
+    threshold_strategy: str = option("f1", "f1 (maximise F1), precision:P (best recall at precision >= P) or "
+                                           "recall:R")
+    split: str = option("iterative", "iterative (all attributes and NA stratified) or last_attribute (the "
+                                     "reference's)", choices=SPLITS)
+    val_fraction: float = option(0.15, "share of the images held out for validation (0 = none)", low=0.0, below=1.0)
+    seed: int = option(42, "random seed of the split, the weights and the augmentation", low=0)
+    device: str = option("auto", "where to train", choices=DEVICES)
+    amp: bool = option(True, "mixed precision where the device computes it natively (CUDA; CPUs with AVX-512 BF16 "
+                             "or AMX)")
+    channels_last: bool | None = option(None, "NHWC memory layout (default: on for CUDA, off for CPU)")
+    compile: bool = option(False, "torch.compile the model for training (a slow first epoch)")
+    num_workers: int = option(-1, "DataLoader worker processes (-1 = automatic)", low=-1, high=256)
+    unknown_as_na: bool = option(False, "read unknown label tokens as NA instead of stopping with an error")
 
     def __post_init__(self):
-        choices = {"head_solver": HEAD_SOLVERS, "threshold_source": THRESHOLD_SOURCES}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
-        if self.head_c < 0:
-            raise ValueError(f"head_c must be positive, or 0 to choose it by cross-validation, not {self.head_c}")
-        if self.threshold_folds < 2:
-            raise ValueError(f"threshold_folds must be at least 2, not {self.threshold_folds}")
+        for item in dataclasses.fields(self):
+            check_field(item, getattr(self, item.name))
+        check_freeze(self.freeze)
+        from .thresholds import parse_strategy
+        parse_strategy(self.threshold_strategy)
+        check_backbone(self.backbone)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -102,3 +163,4 @@ def preset(name: str, **changes) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name].replace(**{k: v for k, v in changes.items() if v is not None})
+

@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .images import DataWarning, cache_images, list_images
-from .labels import LabelTable, read_labels, summarize
+from .images import IMAGE_SUFFIXES, DataWarning, cache_images, list_images
+from .files import file_digest
+from .labels import LabelFileError, LabelTable, check_trainable, read_labels, summarize
 
 LABEL_FILE_NAMES = ("labels.txt", "labels.csv")
 
 
 def find_label_file(data) -> Path:
-    """`data` is a label file, or a folder holding labels.txt or labels.csv."""
+    """`data` is a label file, or a folder holding labels.txt or labels.csv (in any letter case)."""
     data = Path(data)
     if data.is_file():
         return data
@@ -24,6 +25,9 @@ def find_label_file(data) -> Path:
     for name in LABEL_FILE_NAMES:
         if (data / name).is_file():
             return data / name
+    found = [p for p in sorted(data.iterdir()) if p.name.lower() in LABEL_FILE_NAMES and p.is_file()]
+    if found:
+        return found[0]
     raise FileNotFoundError(f"{data} holds no label file ({' or '.join(LABEL_FILE_NAMES)})")
 
 
@@ -62,6 +66,11 @@ class LabelledImages:
     def summary(self):
         return summarize(self.values, self.attributes)
 
+    def digests(self, rows=None) -> list[str]:
+        """Content hashes of the image files of `rows` (all by default), to recognise them under other paths."""
+        rows = range(len(self)) if rows is None else rows
+        return [file_digest(self.image_dir / self.filenames[i]) for i in rows]
+
 
 def read_label_folder(data, unknown_as_na: bool = False) -> tuple[LabelTable, Path, list[str]]:
     """Labels, the image folder, and the listed files that are missing on disk (with one warning)."""
@@ -70,6 +79,7 @@ def read_label_folder(data, unknown_as_na: bool = False) -> tuple[LabelTable, Pa
     for message in table.warnings:
         warnings.warn(message, DataWarning, stacklevel=2)
     image_dir = find_image_folder(label_file)
+    check_inside(table, image_dir)
     missing = [name for name in table.filenames if not (image_dir / name).is_file()]
     if missing:
         warnings.warn(f"{len(missing)} image(s) listed in {label_file} are missing in {image_dir} and are skipped: "
@@ -77,9 +87,23 @@ def read_label_folder(data, unknown_as_na: bool = False) -> tuple[LabelTable, Pa
     return table, image_dir, missing
 
 
-def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, progress: bool = True) -> LabelledImages:
-    """Read the labels and decode every present, readable image once at image_size x image_size."""
+def check_inside(table: LabelTable, image_dir: Path) -> None:
+    """Every listed file must resolve (links and '..' followed) inside the image folder."""
+    root = image_dir.resolve()
+    for name, line in zip(table.filenames, table.lines or [None] * len(table)):
+        target = (image_dir / name).resolve()
+        if not target.is_relative_to(root):
+            raise LabelFileError(table.source, line, f"{name!r} resolves to {target}, outside the image folder "
+                                                     f"{image_dir}")
+
+
+def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, progress: bool = True,
+                         trainable: bool = False) -> LabelledImages:
+    """Read the labels and decode every present, readable image once at image_size x image_size.
+    trainable: first check that every attribute can be learned (before any image is decoded)."""
     table, image_dir, missing = read_label_folder(data, unknown_as_na)
+    if trainable:
+        check_trainable(table)
     present = [i for i, name in enumerate(table.filenames) if name not in set(missing)]
     images, kept = cache_images([image_dir / table.filenames[i] for i in present], image_size, progress=progress)
     rows = [present[i] for i in kept]
@@ -109,15 +133,17 @@ class AttributeDataset(torch.utils.data.Dataset):
 def load_image_folder(paths, image_size: int, progress: bool = True) -> tuple[np.ndarray, list[Path]]:
     """Unlabelled images for prediction: a file, a folder, or a list of files."""
     if isinstance(paths, (str, Path)):
-        paths = Path(paths)
+        paths = folder = Path(paths)
         if paths.is_dir():
             paths = list_images(paths)
             if not paths:
-                raise FileNotFoundError(f"no images in folder {paths}")
+                raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
         elif paths.is_file():
             paths = [paths]
         else:
             raise FileNotFoundError(f"no such image or folder: {paths}")
     paths = [Path(p) for p in paths]
     images, kept = cache_images(paths, image_size, progress=progress)
+    if not kept:
+        raise ValueError(f"none of the {len(paths)} image file(s) could be read (see the warning above)")
     return images, [paths[i] for i in kept]

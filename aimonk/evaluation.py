@@ -1,7 +1,7 @@
 """Scoring a trained checkpoint on labelled images, beside the majority-class baseline."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ class Evaluation:
     probabilities: np.ndarray
     subset: str
     thresholds_source: str = ""  # how the thresholds that decided were chosen
+    notes: list[str] = field(default_factory=list)  # what the reader of the numbers must know
 
 
 def rows_to_score(data: LabelledImages, payload: dict, subset: str) -> tuple[np.ndarray, str]:
@@ -57,17 +58,56 @@ def evaluate_checkpoint(data, model_path, subset: str = "auto", thresholds=None,
     if not isinstance(data, LabelledImages):
         data = load_labelled_folder(find_label_file(data), predictor.image_size,
                                     predictor.config.unknown_as_na, progress)
-    if len(data.attributes) != len(predictor.attributes):
-        raise ValueError(f"{data.labels.source} has {len(data.attributes)} attributes, "
-                         f"the model predicts {len(predictor.attributes)}")
+    data, notes = matched_attributes(data, predictor.attributes)
     rows, used = rows_to_score(data, predictor.payload, subset)
     probabilities = predictor.data_probabilities(data, rows, progress)
     targets = data.values[rows]
+    notes += training_overlap(data, rows, predictor.payload) + unscorable(targets, predictor.attributes)
     majority = predictor.payload.get("majority") or majority_classes(targets)
     table = score(targets, probabilities, predictor.thresholds_or_stored(thresholds), predictor.attributes, majority)
     source = ("given by the caller" if thresholds is not None
               else predictor.payload.get("thresholds_source", "stored in the checkpoint"))
-    return Evaluation(table, [data.filenames[i] for i in rows], targets, probabilities, used, source)
+    return Evaluation(table, [data.filenames[i] for i in rows], targets, probabilities, used, source, notes)
+
+
+def matched_attributes(data: LabelledImages, attributes: list[str]) -> tuple[LabelledImages, list[str]]:
+    """`data` with its label columns in the model's attribute order. A header's names are matched by name
+    (a missing or unknown one is an error naming it); header-less columns by position, and a note says so."""
+    source, names = data.labels.source, data.attributes
+    if not data.labels.named:
+        if len(names) != len(attributes):
+            raise ValueError(f"{source} has {len(names)} label columns, the model predicts {len(attributes)} "
+                             f"attributes ({', '.join(attributes)})")
+        return data, [f"{Path(source).name} has no header: its {len(names)} label columns are taken, in order, as "
+                      f"the model's attributes {', '.join(attributes)}"]
+    missing = [name for name in attributes if name not in names]
+    unknown = [name for name in names if name not in attributes]
+    if missing:
+        raise ValueError(f"{source} has no column for attribute {missing[0]!r}, which the model predicts "
+                         f"({', '.join(attributes)})")
+    if unknown:
+        raise ValueError(f"{source} has a column {unknown[0]!r} that the model does not predict "
+                         f"({', '.join(attributes)})")
+    order = [names.index(name) for name in attributes]
+    labels = replace(data.labels, values=data.values[:, order], attributes=list(attributes))
+    return replace(data, labels=labels, feature_cache=data.feature_cache), []
+
+
+def training_overlap(data: LabelledImages, rows, payload: dict) -> list[str]:
+    """A note when scored images are (by file content) images the checkpoint was trained on."""
+    trained = set((payload.get("split") or {}).get("train_digests") or [])
+    if not trained:
+        return []
+    overlap = sum(digest in trained for digest in data.digests(rows))
+    if not overlap:
+        return []
+    return [f"{overlap} of the {len(rows)} scored images are images the model was trained on (same file "
+            "contents): their scores are optimistic"]
+
+
+def unscorable(targets: np.ndarray, attributes) -> list[str]:
+    return [f"attribute {name!r} has no known label among the scored images: its metrics are NaN"
+            for column, name in enumerate(attributes) if np.isnan(targets[:, column]).all()]
 
 
 def compare_thresholds(targets, probabilities, thresholds, attributes, majority) -> pd.DataFrame:

@@ -10,6 +10,8 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+MAX_PIXELS = 40_000_000  # decoded at most (after JPEG draft scaling): ~120 MB as RGB, so memory stays bounded
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # MAX_PIXELS is the stricter guard
 
 
 class DataWarning(UserWarning):
@@ -19,7 +21,7 @@ class DataWarning(UserWarning):
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode (L, P, RGBA, CMYK, 16-bit, float) to 8-bit RGB; transparency goes on white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
+        array = np.asarray(image, dtype=np.float32)
         top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
         image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
     if image.mode == "P":
@@ -35,6 +37,10 @@ def load_image(path, size: int | None = None) -> np.ndarray:
     with Image.open(path) as image:
         if size and image.format == "JPEG":
             image.draft("RGB", (size, size))  # decode at reduced scale: much faster for big photos
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ValueError(f"{width}x{height} pixels is more than the {MAX_PIXELS // 1_000_000}-megapixel limit "
+                             "(only JPEGs are decoded at reduced scale); downscale it first")
         image = to_rgb(ImageOps.exif_transpose(image))
         if size:
             image = image.resize((size, size), Image.BILINEAR, reducing_gap=3.0)

@@ -6,9 +6,11 @@ entries are 1.0, 0.0 or NaN (unknown). K is whatever the file says it is.
 from __future__ import annotations
 
 import csv
+import io
 import math
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,8 @@ class LabelTable:
     attributes: list[str]
     source: Path | None = None
     replaced_tokens: int = 0  # unknown tokens turned into NA (lenient mode)
+    named: bool = False  # a header named the attributes (else they are Attr1..AttrK, matched by position)
+    lines: list[int] = field(default_factory=list)  # the line of each row in the source file
     warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -44,8 +48,12 @@ class LabelTable:
         return self.values.shape[1]
 
     def subset(self, rows) -> "LabelTable":
-        rows = np.asarray(rows)
-        return LabelTable([self.filenames[i] for i in rows], self.values[rows], list(self.attributes), self.source)
+        rows = np.asarray(rows, dtype=int)
+        return LabelTable([self.filenames[i] for i in rows], self.values[rows], list(self.attributes), self.source,
+                          named=self.named, lines=[self.lines[i] for i in rows] if self.lines else [])
+
+    def line_of(self, filename: str) -> int | None:
+        return self.lines[self.filenames.index(filename)] if self.lines else None
 
     def to_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.values, columns=self.attributes)
@@ -70,50 +78,88 @@ def default_attribute_names(k: int) -> list[str]:
 
 
 def read_labels(path, unknown_as_na: bool = False) -> LabelTable:
-    """Read a label file; `.csv` files have a header naming the attributes."""
+    """Read a label file. `.csv` files have a header naming the attributes; whitespace files may have one
+    (a first line with no 1/0/NA among its labels), else their attributes are Attr1..AttrK by position."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file not found: {path}")
+    text = _read_text(path)
     if path.suffix.lower() == ".csv":
-        rows, attributes = _csv_rows(path)
+        rows, attributes = _csv_rows(path, text)
     else:
-        rows, attributes = _whitespace_rows(path), None
+        rows, attributes = _whitespace_rows(text)
     if not rows:
         raise LabelFileError(path, None, "the file holds no labelled images")
     return _build_table(path, rows, attributes, unknown_as_na)
 
 
-def _whitespace_rows(path: Path) -> list[tuple[int, list[str]]]:
-    rows = []
-    with open(path, encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip() and not line.lstrip().startswith("#"):
-                rows.append((number, line.split()))
-    return rows
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise LabelFileError(path, None, f"cannot be read ({error.strerror or type(error).__name__})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise LabelFileError(path, line, f"not UTF-8 text (byte 0x{data[error.start]:02x}); save the file as "
+                                         "UTF-8") from None
 
 
-def _csv_rows(path: Path) -> tuple[list[tuple[int, list[str]]], list[str]]:
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
+def _whitespace_rows(text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None]:
+    rows = [(number, line.split()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if rows and len(rows[0][1]) > 1 and all(parse_token(token) is None for token in rows[0][1][1:]):
+        return rows[1:], [name for name in rows[0][1][1:]]  # a header line: no label among its fields
+    return rows, None
+
+
+def _csv_rows(path: Path, text: str) -> tuple[list[tuple[int, list[str]]], list[str]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
         header = next(reader, None)
         if not header or len(header) < 2:
             raise LabelFileError(path, 1, "a CSV label file needs a header: filename,<attribute names...>")
+        if all(parse_token(cell) is not None for cell in header[1:]):
+            raise LabelFileError(path, 1, f"the first line {','.join(header)!r} looks like data, not a header; a CSV "
+                                          "label file starts with filename,<attribute names...>")
         attributes = [name.strip() for name in header[1:]]
         rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as error:
+        raise LabelFileError(path, reader.line_num, f"not valid CSV ({error})") from None
     return rows, attributes
 
 
+def _check_attribute_names(path, line, attributes: list[str]) -> None:
+    empty = [i + 2 for i, name in enumerate(attributes) if not name]
+    if empty:
+        raise LabelFileError(path, line, f"the header's column {empty[0]} has no attribute name")
+    repeated = sorted({name for name in attributes if attributes.count(name) > 1})
+    if repeated:
+        raise LabelFileError(path, line, f"the header names attribute {repeated[0]!r} more than once")
+
+
+def clean_filename(path, line: int, name: str) -> str:
+    """The filename as a relative POSIX path ('./a.jpg' -> 'a.jpg'); paths leaving the image folder are refused."""
+    relative = PurePosixPath(name.strip().replace("\\", "/"))
+    if relative.is_absolute() or ".." in relative.parts or PureWindowsPath(name.strip()).drive:
+        raise LabelFileError(path, line, f"filename {name!r} points outside the image folder; give paths "
+                                         "relative to it")
+    return relative.as_posix()
+
+
 def _build_table(path, rows, attributes, unknown_as_na) -> LabelTable:
-    expected = len(attributes) + 1 if attributes else len(rows[0][1])
+    if attributes is not None:
+        _check_attribute_names(path, rows[0][0] - 1 if rows else 1, attributes)
+    counts = Counter(len(fields) for _, fields in rows)
+    expected = len(attributes) + 1 if attributes else counts.most_common(1)[0][0]
     if expected < 2:
         raise LabelFileError(path, rows[0][0], "expected a filename followed by at least one label")
-    filenames, values, seen, replaced = [], [], {}, 0
+    filenames, values, lines, seen, replaced = [], [], [], {}, 0
     for number, fields in rows:
         if len(fields) != expected:
-            raise LabelFileError(
-                path, number, f"expected {expected} fields (filename and {expected - 1} labels), found {len(fields)}"
-            )
-        name = fields[0].strip()
+            raise LabelFileError(path, number, f"expected {expected} fields (filename and {expected - 1} labels"
+                                               f"{'' if attributes else ', as on most lines'}), found {len(fields)}")
+        name = clean_filename(path, number, fields[0])
         if name in seen:
             raise LabelFileError(path, number, f"duplicate filename {name!r} (first on line {seen[name]})")
         seen[name] = number
@@ -131,13 +177,25 @@ def _build_table(path, rows, attributes, unknown_as_na) -> LabelTable:
             parsed.append(value)
         filenames.append(name)
         values.append(parsed)
+        lines.append(number)
     table = LabelTable(
         filenames, np.asarray(values, dtype=np.float32),
-        attributes or default_attribute_names(expected - 1), path, replaced,
+        attributes or default_attribute_names(expected - 1), path, replaced, named=attributes is not None,
+        lines=lines,
     )
     if replaced:
         table.warnings.append(f"{path}: {replaced} unknown label token(s) read as NA")
     return table
+
+
+def check_trainable(table: LabelTable) -> None:
+    """Every attribute needs a known positive and a known negative to learn from; else an error naming it."""
+    for column, name in enumerate(table.attributes):
+        positive, negative = int((table.values[:, column] == 1).sum()), int((table.values[:, column] == 0).sum())
+        if not positive or not negative:
+            raise LabelFileError(table.source, None, f"attribute {name!r} has {positive} positive and {negative} "
+                                                     "negative known labels; training needs at least one of each "
+                                                     "(label more images or drop the column)")
 
 
 def summarize(values: np.ndarray, attributes: list[str]) -> pd.DataFrame:

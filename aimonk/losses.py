@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSSES = ("bce", "focal", "asymmetric")
+from .config import LOSSES
 
 
 def positive_weights(values: np.ndarray, attributes=None) -> torch.Tensor:

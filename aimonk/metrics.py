@@ -18,9 +18,11 @@ def attribute_metrics(targets: np.ndarray, probabilities: np.ndarray, thresholds
         known = _known(targets, column)
         truth = targets[known, column].astype(int)
         predicted = (probabilities[known, column] >= thresholds[column]).astype(int)
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            truth, predicted, average="binary", zero_division=0
-        )
+        precision = recall = f1 = np.nan  # no known label to score: NaN, and left out of the macro mean
+        if known.any():
+            precision, recall, f1, _ = precision_recall_fscore_support(
+                truth, predicted, average="binary", zero_division=0
+            )
         rows.append({"attribute": name, "precision": precision, "recall": recall, "f1": f1,
                      "positives": int(truth.sum()), "known": int(known.sum()), "threshold": thresholds[column]})
     table = pd.DataFrame(rows).set_index("attribute")
@@ -40,6 +42,9 @@ def majority_baseline_f1(majority: np.ndarray, eval_targets: np.ndarray) -> np.n
     scores = []
     for column in range(eval_targets.shape[1]):
         truth = eval_targets[_known(eval_targets, column), column].astype(int)
+        if not len(truth):
+            scores.append(np.nan)
+            continue
         _, _, f1, _ = precision_recall_fscore_support(truth, np.full_like(truth, majority[column]),
                                                       average="binary", zero_division=0)
         scores.append(f1)
@@ -83,7 +88,7 @@ def ranking_scores(targets: np.ndarray, probabilities: np.ndarray) -> tuple[np.n
     for column in range(targets.shape[1]):
         known = _known(targets, column)
         truth, scores = targets[known, column].astype(int), probabilities[known, column]
-        both = truth.min() != truth.max()
+        both = len(truth) > 0 and truth.min() != truth.max()
         ap.append(average_precision_score(truth, scores) if both else np.nan)
         auc.append(roc_auc_score(truth, scores) if both else np.nan)
     return np.array(ap), np.array(auc)

@@ -5,7 +5,7 @@ import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 from sklearn.model_selection import train_test_split
 
-SPLITS = ("iterative", "last_attribute")
+from .config import SPLITS
 
 
 def stratification_matrix(values: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ def parse_strategy(strategy: str) -> tuple[str, float | None]:
         floor = float(value)
         if 0 < floor <= 1:
             return name, floor
-    raise ValueError(f"threshold strategy must be 'f1', 'precision:P' or 'recall:R' with 0 < P, R <= 1; got {strategy!r}")
+    raise ValueError(f"threshold_strategy must be 'f1', 'precision:P' or 'recall:R' with 0 < P, R <= 1; got {strategy!r}")
 
 
 def tune_threshold(truth: np.ndarray, scores: np.ndarray, strategy: str = "f1") -> float:

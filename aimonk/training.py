@@ -13,10 +13,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import checkpoint_payload, save_checkpoint
-from .config import TrainConfig
+from .config import SCHEDULES, TrainConfig
 from .dataset import AttributeDataset, LabelledImages
 from .engine import (autocast, mixed_precision_dtype, predict_logits, seed_everything, select_device,
                      to_model_input, use_channels_last)
+from .files import write_text
+from .labels import check_trainable
 from .features import FeatureDataset, cached_features, head_logits, trains_head_only
 from .linear_probe import fit_linear_probe
 from .losses import make_loss
@@ -24,9 +26,9 @@ from .metrics import attribute_metrics, majority_classes
 from .models import build_model
 from .split import train_val_split
 from .thresholds import Thresholds
-from .transforms import train_transform
+from .transforms import seed_worker_transform, train_transform
 
-SCHEDULES = ("constant", "cosine")
+
 
 
 @dataclass
@@ -51,7 +53,7 @@ def make_train_loader(data: LabelledImages, rows, config: TrainConfig, device,
     """Batches of augmented uint8 images, or of precomputed backbone features when only the head trains."""
     if features is None:
         dataset = AttributeDataset(data.images[rows], data.values[rows],
-                                   train_transform(config.image_size, config.augment))
+                                   train_transform(config.image_size, config.augment, config.seed))
         workers = config.num_workers if config.num_workers >= 0 else (4 if device.type == "cuda" else 0)
     else:
         dataset, workers = FeatureDataset(features[:, rows], data.values[rows], config.augment == "flip",
@@ -65,6 +67,7 @@ def make_train_loader(data: LabelledImages, rows, config: TrainConfig, device,
         dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
         drop_last=len(rows) > config.batch_size, num_workers=workers,
         pin_memory=device.type == "cuda" and features is None, generator=generator, persistent_workers=workers > 0,
+        worker_init_fn=seed_worker_transform if workers else None,
     )
 
 
@@ -211,6 +214,7 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     The kept epoch (config.keep: the best by validation F1, or the last) is what the returned model
     holds; with out_dir it is also saved as out_dir/model.pt, with the history beside it.
     """
+    check_trainable(data.labels)
     seed_everything(config.seed)
     device = select_device(config.device)
     out_dir = Path(out_dir) if out_dir else None
@@ -252,7 +256,8 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     val_probabilities = None
     checkpoint = out_dir / "model.pt" if out_dir else None
     split = {"train": [data.filenames[i] for i in train_rows], "val": [data.filenames[i] for i in val_rows],
-             "label_file": str(data.labels.source.resolve()) if data.labels.source else None}
+             "label_file": str(data.labels.source.resolve()) if data.labels.source else None,
+             "train_digests": data.digests(train_rows)}
     majority = majority_classes(data.values[train_rows]).tolist()
     try:
         for epoch in range(1, epochs + 1):
@@ -320,5 +325,4 @@ def describe_epoch(record: dict, improved: bool) -> str:
 
 
 def write_history(history: dict, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+    write_text(out_dir / "history.json", json.dumps(history, indent=1))

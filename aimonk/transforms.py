@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import albumentations as A
 
-AUGMENTATIONS = ("strong", "light", "flip", "none")
+from .config import AUGMENTATIONS
 
 
-def train_transform(size: int, strength: str = "strong"):
-    """Geometric and photometric augmentation for training; output stays size x size uint8."""
+def train_transform(size: int, strength: str = "strong", seed: int | None = None):
+    """Geometric and photometric augmentation for training; output stays size x size uint8. With a seed the
+    random draws repeat from run to run (albumentations keeps its own random state, not numpy's)."""
     if strength not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, not {strength!r}")
     if strength == "none":
         return None
     if strength == "flip":
-        return A.Compose([A.HorizontalFlip(p=0.5)])
+        return A.Compose([A.HorizontalFlip(p=0.5)], seed=seed)
     if strength == "light":
         return A.Compose([
             A.HorizontalFlip(p=0.5),
             A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-10, 10), fill=255, p=0.5),
-        ])
+        ], seed=seed)
     return A.Compose([
         A.HorizontalFlip(p=0.5),
         A.RandomResizedCrop(size=(size, size), scale=(0.7, 1.0), ratio=(0.85, 1.18), p=0.5),
@@ -31,5 +32,15 @@ def train_transform(size: int, strength: str = "strong"):
         A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.02, 0.06))], p=0.2),
         A.CoarseDropout(num_holes_range=(1, 3), hole_height_range=(0.05, 0.15),
                         hole_width_range=(0.05, 0.15), fill=0, p=0.3),
-    ])
+    ], seed=seed)
+
+
+def seed_worker_transform(worker_id: int) -> None:
+    """DataLoader worker_init_fn: each worker's copy of the transform draws its own reproducible sequence
+    (torch seeds each worker from the loader's seeded generator)."""
+    import torch
+
+    dataset = torch.utils.data.get_worker_info().dataset
+    if getattr(dataset, "transform", None) is not None:
+        dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
 

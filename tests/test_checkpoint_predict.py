@@ -23,9 +23,31 @@ def test_checkpoint_holds_everything_and_loads_safely(trained_run):
         torch.testing.assert_close(model(model.normalize(x)), result.model(result.model.normalize(x)))
 
 
-def test_atomic_save_leaves_no_temporary_file(tmp_path):
-    save_checkpoint({"format": "aimonk-checkpoint/1", "x": torch.ones(2)}, tmp_path / "m.pt")
-    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+def test_a_save_that_fails_halfway_keeps_the_old_checkpoint_and_no_temporary_file(tmp_path, monkeypatch):
+    path = save_checkpoint({"format": "aimonk-checkpoint/1", "x": torch.ones(2)}, tmp_path / "m.pt")
+    before = path.read_bytes()
+
+    def crash_after_half_a_file(payload, target):
+        with open(target, "wb") as stream:
+            stream.write(before[: len(before) // 2])
+        raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of writing
+
+    monkeypatch.setattr(torch, "save", crash_after_half_a_file)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"format": "aimonk-checkpoint/1", "x": torch.zeros(2)}, path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_saved_files_get_the_mode_of_any_new_file(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        save_checkpoint({"format": "aimonk-checkpoint/1"}, tmp_path / "m.pt")
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m.pt").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o644
 
 
 def test_not_a_checkpoint(tmp_path):

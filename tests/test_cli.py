@@ -46,8 +46,9 @@ def test_evaluate_on_the_validation_split(demo_dir, cli_run, capsys):
     assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), "--out", str(cli_run)]) == 0
     text = capsys.readouterr().out
     assert "(val rows)" in text and "baseline_f1" in text and "macro" in text
-    rows = json.loads((cli_run / "metrics.json").read_text())
-    assert [r["attribute"] for r in rows] == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
+    report = json.loads((cli_run / "metrics.json").read_text())
+    assert [r["attribute"] for r in report["metrics"]] == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
+    assert "no header" in report["notes"][0] and "note: labels.txt has no header" in text
 
 
 def test_predict_one_image_text(demo_dir, cli_run, capsys):
@@ -94,7 +95,7 @@ def test_evaluate_cv_writes_report_oof_and_a_final_model(demo_dir, tmp_path, fin
     assert code == 0
     text = capsys.readouterr().out
     assert "out-of-fold metrics" in text and "f1_low" in text
-    rows = json.loads((tmp_path / "cv_metrics.json").read_text())
+    rows = json.loads((tmp_path / "cv_metrics.json").read_text())["metrics"]
     assert [r["attribute"] for r in rows][-1] == "macro" and all(r["f1_low"] <= r["f1"] <= r["f1_high"] for r in rows)
     oof = (tmp_path / "oof_predictions.csv").read_text().splitlines()
     assert len(oof) == 58 and oof[0].endswith("Attr4_probability,fold")

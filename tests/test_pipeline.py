@@ -75,7 +75,7 @@ def test_no_tuning_keeps_one_half(data, probe_config, tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"threshold_source": "test"}, "threshold_source must be one of cv, val, none"),
     ({"head_solver": "sgd"}, "head_solver must be one of lbfgs, adam"),
-    ({"head_c": -1.0}, "head_c must be positive"),
+    ({"head_c": -1.0}, "head_c must be at least 0.0"),
     ({"threshold_folds": 1}, "threshold_folds must be at least 2"),
 ])
 def test_bad_threshold_and_probe_options_fail_when_the_configuration_is_built(probe_config, change, message):

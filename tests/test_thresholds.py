@@ -31,7 +31,7 @@ def test_single_class_keeps_half():
 
 
 def test_bad_strategy():
-    with pytest.raises(ValueError, match="threshold strategy"):
+    with pytest.raises(ValueError, match="threshold_strategy"):
         parse_strategy("precision:2")
 
 

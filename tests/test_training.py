@@ -96,9 +96,19 @@ def test_keep_last_and_tta(data, tiny_config):
 
 
 def test_compiled_training_updates_the_returned_model(data, tiny_config):
-    result = fit(tiny_config.replace(compile=True, tta=False), data, None, progress=False)
+    from aimonk.engine import seed_everything
+    from aimonk.models import build_model
+
+    config = tiny_config.replace(compile=True, tta=False)
+    result = fit(config, data, None, progress=False)
+    seed_everything(config.seed)  # fit builds its model right after seeding the same way
+    untrained = build_model(config.backbone, 4, config.weights, config.dropout, config.freeze, config.image_size)
     assert len(result.history["iteration_loss"]) > 0 and np.isfinite(result.history["iteration_loss"]).all()
-    assert not any(key.startswith("_orig_mod") for key in result.model.state_dict())
+    state = result.model.state_dict()
+    assert not any(key.startswith("_orig_mod") for key in state)
+    assert not torch.equal(state["head.1.weight"], untrained.state_dict()["head.1.weight"])  # it learned
+    frozen = next(k for k in state if k.startswith("stages.0.") and k.endswith("weight"))
+    assert torch.equal(state[frozen], untrained.state_dict()[frozen])  # and it is the same network
 
 
 def test_weight_average_is_what_is_kept(data, tiny_config, monkeypatch):
@@ -128,3 +138,16 @@ def test_weight_average_decay_must_be_a_fraction(tiny_config):
 
     with pytest.raises(ValueError, match="between 0 and 1"):
         WeightAverage(build_model("resnet18", 2, weights="none"), 1.5)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_strong_augmentation_is_reproducible_with_the_same_seed(data, tiny_config, workers):
+    """The finetune preset (strong albumentations augmentation) twice with one seed: the same losses and
+    weights, with loader workers too; another seed differs."""
+    config = tiny_config.replace(augment="strong", num_workers=workers, epochs=1)
+    first, second = (fit(config, data, None, progress=False) for _ in range(2))
+    other = fit(config.replace(seed=7), data, None, progress=False)
+    assert first.history["iteration_loss"] == second.history["iteration_loss"]
+    assert first.history["iteration_loss"] != other.history["iteration_loss"]
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(value, second.model.state_dict()[key]), key

@@ -1,0 +1,77 @@
+"""Writing outputs safely: every file atomically with the usual mode, and no run replaced unasked.
+
+The convention for every command that writes: a file it would write must not exist yet unless
+--overwrite is given (`demo` wants a new or empty folder); this is checked before any image is decoded.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class OutputExistsError(ValueError):
+    """An output folder that already holds files, without --overwrite."""
+
+
+def check_output_folder(out, overwrite: bool = False, option: str = "--out", names=None) -> Path:
+    """`out` as a Path, after checking it can take a command's outputs: not a file, writable, and none of
+    the files `names` already there (with names=None: the folder new or empty) unless `overwrite`.
+    Raises one-line ValueErrors naming the option and the path; call it before any expensive work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {out} is a file, not a folder")
+    if out.is_dir():
+        existing = sorted(p.name for p in out.iterdir()) if names is None else \
+            [name for name in names if (out / name).exists()]
+        if existing and not overwrite:
+            raise OutputExistsError(f"{option} {out} already holds {', '.join(existing[:3])}"
+                                    f"{' and more' if len(existing) > 3 else ''}; choose a new folder"
+                                    f"{'' if names is None else ' or add --overwrite to replace them'}")
+    parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{option} {out}: {parent} is not writable")
+    return out
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path`; on success it replaces `path` (mode as a new file would
+    have), on any failure it is removed and `path` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write (SIGKILL)
+        stale.unlink(missing_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.chmod(temporary, _default_mode())
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def write_text(path, text: str) -> Path:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes(path, data: bytes) -> Path:
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+    return Path(path)
+
+
+def file_digest(path) -> str:
+    """A short content hash of a file (to recognise the same image under another path)."""
+    return hashlib.blake2b(Path(path).read_bytes(), digest_size=10).hexdigest()
