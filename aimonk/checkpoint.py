@@ -84,9 +84,8 @@ def model_from_checkpoint(payload: dict) -> AttributeClassifier:
     return model.eval()
 
 
-def update_thresholds(path, thresholds, how: str) -> None:
-    """Store new decision thresholds in a checkpoint, with a note of how they were chosen."""
+def update_checkpoint(path, **fields) -> None:
+    """Store new values (thresholds, calibration, ...) in a checkpoint, atomically."""
     payload = load_checkpoint(path)
-    payload["thresholds"] = [float(t) for t in thresholds]
-    payload["thresholds_source"] = how
+    payload.update(fields)
     save_checkpoint(payload, path)

@@ -120,7 +120,8 @@ def cmd_evaluate(args) -> int:
 
 
 def evaluate_cross_validated(args) -> int:
-    from .crossval import cross_validate, cv_report, out_of_fold_thresholds, save_final_model
+    from .crossval import cross_validate, cv_report, out_of_fold, save_final_model
+    from .thresholds import calibrated_thresholds
     from .dataset import load_labelled_folder
 
     config = config_from_args(args)
@@ -134,7 +135,8 @@ def evaluate_cross_validated(args) -> int:
     started = time.perf_counter()
     cv = cross_validate(config, data, args.cv, keep_models=args.final == "ensemble")
     strategy = config.threshold_strategy
-    table, thresholds = cv_report(cv, strategy), out_of_fold_thresholds(cv, strategy)
+    table = cv_report(cv, strategy, calibration=config.calibration)
+    thresholds, calibration = calibrated_thresholds(out_of_fold(cv), strategy, config.calibration)
     print(f"\nout-of-fold metrics, thresholds tuned on the other folds ({strategy}); F1 with 95% bootstrap CI:")
     print(table.to_string(float_format="{:.3f}".format))
     write_tables(table, out, "cv_metrics")
@@ -144,7 +146,7 @@ def evaluate_cross_validated(args) -> int:
     oof["fold"] = cv.folds
     write_text(out / "oof_predictions.csv", oof.to_csv(index=False))
     if args.final != "none":
-        path = save_final_model(cv, config, data, args.final, thresholds, out / "model.pt")
+        path = save_final_model(cv, config, data, args.final, thresholds, out / "model.pt", calibration=calibration)
         write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
         print(f"final model ({args.final}) with thresholds {[round(float(t), 3) for t in thresholds.values]}: {path}")
     print(f"{(time.perf_counter() - started) / 60:.1f} min")

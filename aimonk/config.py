@@ -13,6 +13,7 @@ SCHEDULES = ("constant", "cosine")
 SPLITS = ("iterative", "last_attribute")
 KEEP = ("best", "last")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+CALIBRATIONS = ("platt", "temperature", "none")
 
 
 def option(default, help: str, choices=None, low=None, high=None, below=None):
@@ -105,6 +106,9 @@ class TrainConfig:
     threshold_folds: int = option(5, "folds of that cross-validation (--threshold-source cv)", low=2, high=100)
     threshold_strategy: str = option("f1", "f1 (maximise F1), precision:P (best recall at precision >= P) or "
                                            "recall:R")
+    calibration: str = option("platt", "map each attribute's logit to a calibrated probability, fitted on the same "
+                                       "held-out predictions as the thresholds: platt (scale and shift), temperature "
+                                       "(scale only) or none", choices=CALIBRATIONS)
     split: str = option("iterative", "iterative (all attributes and NA stratified) or last_attribute (the "
                                      "reference's)", choices=SPLITS)
     val_fraction: float = option(0.15, "share of the images held out for validation (0 = none)", low=0.0, below=1.0)

@@ -20,7 +20,8 @@ from .evaluation import score
 from .metrics import attribute_metrics, bootstrap_f1, majority_classes, ranking_scores
 from .models import EnsembleClassifier
 from .split import kfold_splits
-from .thresholds import Thresholds, decisions_by_fold, tune_thresholds
+from .calibration import Calibration, cross_fitted, expected_calibration_error
+from .thresholds import HeldOut, Thresholds, decisions_by_fold
 from .training import fit, new_history
 
 
@@ -67,37 +68,42 @@ def fold_tuned_decisions(cv: CrossValidation, strategy: str = "f1") -> tuple[np.
     return decisions_by_fold(cv.targets, cv.probabilities, cv.folds, strategy)
 
 
-def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, seed: int = 0):
+def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, seed: int = 0,
+              calibration: str = "platt"):
     """Per attribute and macro: precision, recall, F1 (honestly tuned thresholds) with 95% CI, F1 at 0.5,
-    AP, ROC-AUC, the majority baseline's F1 and the lift over it (one row per attribute, and "macro")."""
+    AP, ROC-AUC, the expected calibration error of the raw out-of-fold probabilities and after calibration
+    (each fold's map fitted on the other folds), the majority baseline's F1 and the lift over it (one row
+    per attribute, and "macro")."""
     decisions, _ = fold_tuned_decisions(cv, strategy)
     tuned = score(cv.targets, decisions.astype(float), 0.5, cv.attributes, majority_classes(cv.targets))
     at_half = attribute_metrics(cv.targets, cv.probabilities, 0.5, cv.attributes)
     _, low, high = bootstrap_f1(cv.targets, decisions, rounds, seed)
     ap, auc = ranking_scores(cv.targets, cv.probabilities)
+    ece = expected_calibration_error(cv.targets, cv.probabilities)
+    ece_calibrated = expected_calibration_error(cv.targets, cross_fitted(cv.targets, cv.probabilities, calibration))
     table = pd.DataFrame({
         "precision": tuned["precision"], "recall": tuned["recall"], "f1": tuned["f1"],
         "f1_low": low, "f1_high": high, "f1@0.5": at_half["f1"],
         "ap": np.append(ap, np.nanmean(ap)), "roc_auc": np.append(auc, np.nanmean(auc)),
+        "ece": np.append(ece, np.nanmean(ece)), "ece_calibrated": np.append(ece_calibrated, np.nanmean(ece_calibrated)),
         "baseline_f1": tuned["baseline_f1"], "positives": tuned["positives"], "known": tuned["known"],
         "lift": tuned["lift"],
     }, index=tuned.index)
     return table
 
 
-def out_of_fold_thresholds(cv: CrossValidation, strategy: str = "f1") -> Thresholds:
-    """The thresholds to use on new images: tuned on every out-of-fold prediction."""
-    return Thresholds(tune_thresholds(cv.targets, cv.probabilities, strategy),
-                      f"tuned ({strategy}) on the out-of-fold predictions of {len(cv.names)} images "
-                      f"({len(np.unique(cv.folds))}-fold cross-validation)")
+def out_of_fold(cv: CrossValidation) -> HeldOut:
+    """Every out-of-fold prediction: what the thresholds and calibration of the final model are fitted on."""
+    return HeldOut(cv.targets, cv.probabilities, f"the out-of-fold predictions of {len(cv.names)} images "
+                                                 f"({len(np.unique(cv.folds))}-fold cross-validation)")
 
 
 FINAL_MODELS = ("retrain", "ensemble")
 
 
 def save_final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, how: str,
-                     thresholds: Thresholds, path, progress: bool = True) -> Path:
-    """The model to use after cross-validation, with the out-of-fold thresholds stored in it.
+                     thresholds: Thresholds, path, progress: bool = True, calibration: Calibration | None = None) -> Path:
+    """The model to use after cross-validation, with the out-of-fold thresholds (and calibration) stored in it.
 
     retrain: one model trained on every image for the same schedule (config.epochs);
     ensemble: the fold models, their logits averaged.
@@ -115,9 +121,10 @@ def save_final_model(cv: CrossValidation, config: TrainConfig, data: LabelledIma
         model, extra = EnsembleClassifier(members), {"history": new_history(), "ensemble_size": len(members)}
     payload = checkpoint_payload(
         model, config, cv.attributes, thresholds.values, extra.pop("history"), final_model=how,
-        thresholds_source=thresholds.source,
+        thresholds_source=thresholds.source, calibration=calibration.to_dict() if calibration else None,
         majority=majority_classes(cv.targets).tolist(),
-        split={"train": list(data.filenames), "val": [], "label_file": str(data.labels.source.resolve())},
+        split={"train": list(data.filenames), "val": [], "label_file": str(data.labels.source.resolve()),
+               "train_digests": data.digests()},
         **extra)
     return save_checkpoint(payload, path)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .calibration import expected_calibration_error
 from .dataset import LabelledImages, find_label_file, load_labelled_folder
 from .metrics import attribute_metrics, majority_baseline_f1, majority_classes
 from .predict import Predictor
@@ -45,6 +46,8 @@ def rows_to_score(data: LabelledImages, payload: dict, subset: str) -> tuple[np.
 
 def score(targets, probabilities, thresholds, attributes, majority) -> pd.DataFrame:
     table = attribute_metrics(targets, probabilities, thresholds, attributes)
+    ece = expected_calibration_error(targets, probabilities)
+    table["ece"] = list(ece) + [np.nanmean(ece) if not np.isnan(ece).all() else np.nan]
     baseline = majority_baseline_f1(np.asarray(majority), targets)
     table["baseline_f1"] = list(baseline) + [baseline.mean()]
     table["lift"] = table["f1"] - table["baseline_f1"]

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checkpoint import update_thresholds
+from .checkpoint import update_checkpoint
 from .config import TrainConfig
-from .crossval import cross_validate, out_of_fold_thresholds
+from .crossval import cross_validate, out_of_fold
 from .dataset import LabelledImages
-from .thresholds import Thresholds, tune_thresholds
+from .thresholds import HeldOut, Thresholds, calibrated_thresholds
 from .training import TrainResult, fit
 
 
 def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True) -> TrainResult:
-    """fit(), then held_out_thresholds(); with out_dir the checkpoint keeps the thresholds."""
+    """fit(), then the decision rule (thresholds and calibration) fitted on held_out_predictions(); with
+    out_dir the checkpoint keeps them."""
     result = fit(config, data, out_dir, progress)
-    if result.interrupted:
-        result.thresholds = untuned(len(data.attributes), "the run was interrupted")
+    held_out = None if result.interrupted else held_out_predictions(config, data, result, progress)
+    if held_out is None:
+        why = ("the run was interrupted" if result.interrupted else "no validation split"
+               if config.threshold_source == "val" else "--threshold-source none")
+        result.thresholds, result.calibration = untuned(len(data.attributes), why), None
     else:
-        result.thresholds = held_out_thresholds(config, data, result, progress)
+        result.thresholds, result.calibration = calibrated_thresholds(held_out, config.threshold_strategy,
+                                                                      config.calibration)
     if result.checkpoint and result.checkpoint.is_file():
-        update_thresholds(result.checkpoint, result.thresholds.values, result.thresholds.source)
+        update_checkpoint(result.checkpoint, thresholds=[float(t) for t in result.thresholds.values],
+                          thresholds_source=result.thresholds.source,
+                          calibration=result.calibration.to_dict() if result.calibration else None)
     if progress:
         print("thresholds " + ", ".join(f"{name} {value:.3f}" for name, value in
                                          zip(data.attributes, result.thresholds.values))
@@ -28,28 +35,25 @@ def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: boo
     return result
 
 
-def held_out_thresholds(config: TrainConfig, data: LabelledImages, result: TrainResult,
-                        progress: bool = True) -> Thresholds:
-    """Per-attribute thresholds tuned (config.threshold_strategy) on held-out predictions, per config.threshold_source:
+def held_out_predictions(config: TrainConfig, data: LabelledImages, result: TrainResult,
+                         progress: bool = True) -> HeldOut | None:
+    """Predictions for images the model did not learn from, per config.threshold_source:
 
     cv: out-of-fold predictions of a config.threshold_folds-fold cross-validation of the same recipe on the
         training images (each fold trained for the whole schedule; cheap when only the head learns);
     val: the kept model's predictions for the validation split (the epoch was also chosen on them);
-    none: 0.5 for every attribute.
+    none: None (thresholds stay at 0.5, probabilities uncalibrated).
     """
-    strategy, attributes = config.threshold_strategy, len(data.attributes)
     if config.threshold_source == "cv":
         if progress:
             print(f"thresholds: {config.threshold_folds}-fold cross-validation on the {len(result.train_rows)} "
                   "training images", flush=True)
-        cv = cross_validate(config, data, config.threshold_folds, progress=False, rows=result.train_rows)
-        return out_of_fold_thresholds(cv, strategy)
-    if config.threshold_source == "val":
-        if result.val_probabilities is None:
-            return untuned(attributes, "no validation split")
-        return Thresholds(tune_thresholds(data.values[result.val_rows], result.val_probabilities, strategy),
-                          f"tuned ({strategy}) on the predictions for {len(result.val_rows)} validation images")
-    return untuned(attributes, "--threshold-source none")
+        return out_of_fold(cross_validate(config, data, config.threshold_folds, progress=False,
+                                          rows=result.train_rows))
+    if config.threshold_source == "val" and result.val_probabilities is not None:
+        return HeldOut(data.values[result.val_rows], result.val_probabilities,
+                       f"the predictions for {len(result.val_rows)} validation images")
+    return None
 
 
 def untuned(attributes: int, why: str) -> Thresholds:

@@ -164,6 +164,31 @@ def plot_precision_recall(targets, probabilities, attributes, thresholds=None):
     return figure
 
 
+def plot_reliability(targets, curves: dict, attributes, bins: int = 10):
+    """Reliability diagram per attribute: observed positive rate against mean predicted probability in
+    equal-width bins, for each labelled set of probabilities in `curves` (e.g. raw and calibrated), with
+    the expected calibration error in the legend; the diagonal is perfect calibration."""
+    from .calibration import expected_calibration_error, reliability
+
+    figure, axes = plt.subplots(1, len(attributes), figsize=(3.2 * len(attributes), 3.4), squeeze=False)
+    for column, (ax, name) in enumerate(zip(axes[0], attributes)):
+        known = ~np.isnan(targets[:, column])
+        ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
+        for label, probabilities in curves.items():
+            if not known.any():
+                continue
+            predicted, observed, count = reliability(targets[known, column], probabilities[known, column], bins)
+            used = count > 0
+            ece = expected_calibration_error(targets[:, [column]], probabilities[:, [column]], bins)[0]
+            ax.plot(predicted[used], observed[used], "o-", ms=3, label=f"{label} (ECE {ece:.3f})")
+        ax.set(title=name, xlabel="mean predicted probability", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("observed positive rate")
+    figure.tight_layout()
+    return figure
+
+
 def plot_confusion_matrices(targets, probabilities, thresholds, attributes):
     from sklearn.metrics import confusion_matrix
 

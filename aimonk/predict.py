@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .calibration import Calibration
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .config import TrainConfig
 from .dataset import load_image_folder
@@ -95,6 +96,7 @@ class Predictor:
         self.config = TrainConfig.from_dict(payload["config"])
         self.attributes: list[str] = payload["attributes"]
         self.thresholds: list[float] = list(payload["thresholds"])
+        self.calibration = Calibration.from_dict(payload.get("calibration"))  # None: the model's own sigmoid
         self.image_size: int = payload["image_size"]
         self.device = select_device(device)
         self.channels_last = use_channels_last(self.device, self.config.channels_last)
@@ -110,8 +112,13 @@ class Predictor:
         return list(self.thresholds if thresholds is None else np.asarray(thresholds, dtype=float).tolist())
 
     def probabilities(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
-        return predict_probabilities(self.model, images, self.device, batch_size=64, amp=self.config.amp,
-                                     channels_last=self.channels_last, progress=progress, tta=self.config.tta)
+        return self.calibrated(predict_probabilities(self.model, images, self.device, batch_size=64,
+                                                     amp=self.config.amp, channels_last=self.channels_last,
+                                                     progress=progress, tta=self.config.tta))
+
+    def calibrated(self, probabilities: np.ndarray) -> np.ndarray:
+        """The checkpoint's calibration map applied (what its thresholds were tuned on), as float32."""
+        return (self.calibration(probabilities) if self.calibration else probabilities).astype(np.float32)
 
     def data_probabilities(self, data, rows=None, progress: bool = False) -> np.ndarray:
         """Probabilities for rows of a LabelledImages. When only the head was trained, the frozen backbone's
@@ -122,7 +129,8 @@ class Predictor:
         if not hasattr(self.model, "head") or not head_only_recipe(self.config):
             return self.probabilities(data.images[rows], progress)
         features = cached_features(self.model, data, self.config, self.device, progress)
-        return torch.sigmoid(head_logits(self.model.head, features[:, rows], self.device, self.config.tta)).numpy()
+        logits = head_logits(self.model.head, features[:, rows], self.device, self.config.tta)
+        return self.calibrated(torch.sigmoid(logits).numpy())
 
     def predict_array(self, image: np.ndarray, thresholds=None, name: str = "image") -> Predictions:
         """One RGB uint8 image of any size (e.g. from an upload widget)."""

@@ -15,6 +15,27 @@ class Thresholds:
     source: str
 
 
+@dataclass
+class HeldOut:
+    """Predictions for labelled images the model did not learn from, and what they are (for the record)."""
+
+    targets: np.ndarray
+    probabilities: np.ndarray
+    description: str  # e.g. "the out-of-fold predictions of 826 images (5-fold cross-validation)"
+
+
+def calibrated_thresholds(held_out: HeldOut, strategy: str = "f1", calibration: str = "platt"):
+    """The decision rule stored with a model: a calibration map fitted on the held-out predictions (None for
+    'none'), then thresholds tuned on the calibrated ones. Returns (Thresholds, Calibration or None)."""
+    from .calibration import fit_calibration
+
+    mapping = fit_calibration(held_out.targets, held_out.probabilities, calibration)
+    probabilities = mapping(held_out.probabilities) if mapping else held_out.probabilities
+    after = f", after {calibration} calibration on them" if mapping else ""
+    return Thresholds(tune_thresholds(held_out.targets, probabilities, strategy),
+                      f"tuned ({strategy}) on {held_out.description}{after}"), mapping
+
+
 def parse_strategy(strategy: str) -> tuple[str, float | None]:
     """'f1' (maximise F1), 'precision:0.8' (best recall with precision >= 0.8) or 'recall:0.9'."""
     name, _, value = strategy.partition(":")

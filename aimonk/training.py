@@ -42,6 +42,7 @@ class TrainResult:
     interrupted: bool = False
     val_probabilities: np.ndarray | None = None  # of the kept epoch, rows as val_rows
     thresholds: Thresholds | None = None  # set by aimonk.pipeline.train
+    calibration: object | None = None  # aimonk.calibration.Calibration, set by aimonk.pipeline.train
 
 
 def new_history() -> dict:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from aimonk.crossval import (CrossValidation, cross_validate, cv_report, fold_tuned_decisions,
-                             out_of_fold_thresholds)
+from aimonk.crossval import CrossValidation, cross_validate, cv_report, fold_tuned_decisions, out_of_fold
+from aimonk.thresholds import calibrated_thresholds
 from aimonk.metrics import attribute_metrics, bootstrap_f1
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
@@ -20,7 +20,7 @@ def synthetic_cv(n=200, seed=0, noise=0.0):
 
 def test_a_perfect_predictor_scores_one_with_a_degenerate_interval():
     cv = synthetic_cv()
-    table, thresholds = cv_report(cv, rounds=200), out_of_fold_thresholds(cv).values
+    table, thresholds = cv_report(cv, rounds=200), calibrated_thresholds(out_of_fold(cv), calibration="none")[0].values
     for column in ("f1", "ap", "roc_auc"):
         assert table[column].tolist() == pytest.approx([1.0] * 4)
     assert (table["f1_low"] == 1.0).all() and (table["f1_high"] == 1.0).all()
@@ -78,9 +78,10 @@ def test_cross_validate_scores_every_image_once(demo_dir, tiny_config):
     cv = cross_validate(tiny_config, data, folds=3, progress=False)
     assert not np.isnan(cv.probabilities).any()
     assert sorted(np.unique(cv.folds)) == [0, 1, 2] and len(cv.histories) == 3
-    table, thresholds = cv_report(cv, rounds=50), out_of_fold_thresholds(cv)
+    table, (thresholds, calibration) = cv_report(cv, rounds=50), calibrated_thresholds(out_of_fold(cv))
     assert list(table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"] and len(thresholds.values) == 4
     assert "out-of-fold predictions of 57 images (3-fold" in thresholds.source
+    assert "after platt calibration" in thresholds.source and len(calibration.scale) == 4
 
 
 def test_cross_validate_on_some_rows_keeps_their_order(demo_dir, tiny_config):

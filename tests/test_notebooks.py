@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from aimonk.checkpoint import load_checkpoint
-from aimonk.notebooks import NOTEBOOKS, NotebookError, notebook_folder, run_notebooks
+from aimonk.notebooks import FIGURES, NOTEBOOKS, NotebookError, notebook_folder, run_notebooks
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -33,8 +33,9 @@ def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path):
     assert load_checkpoint(tmp_path / "model.pt")["thresholds_source"].startswith("tuned")
     expected = {"imbalance", "na_per_image", "cooccurrence", "label_patterns", "image_sizes", "samples",
                 "loss_curve", "epoch_curves", "f1_comparison", "precision_recall", "confusion_matrices",
-                "sample_predictions", "worst_mistakes", "cv_f1_intervals"}
+                "sample_predictions", "worst_mistakes", "cv_f1_intervals", "reliability", "cv_reliability"}
     assert {p.stem for p in figures.glob("*.png")} == expected
+    assert {p.name for p in figures.glob("*.png")} == set(FIGURES)  # what `aimonk notebooks` protects
     for name in ("model.pt", "evaluation.csv", "cv_metrics.csv"):
         assert (tmp_path / name).is_file(), name
     assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 58  # header + 57 images

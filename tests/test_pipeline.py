@@ -48,12 +48,14 @@ def test_cv_thresholds_come_from_out_of_fold_predictions_on_the_training_rows(da
     result = pipeline.train(probe_config, data, tmp_path, progress=False)
     np.testing.assert_array_equal(seen["rows"], result.train_rows)
     assert seen["folds"] == 3 and not set(seen["rows"]) & set(result.val_rows)
-    expected = pipeline.out_of_fold_thresholds(seen["oof"], "f1").values
+    expected, calibration = pipeline.calibrated_thresholds(pipeline.out_of_fold(seen["oof"]), "f1", "platt")
+    expected = expected.values
     stored = load_checkpoint(tmp_path / "model.pt")
     np.testing.assert_allclose(stored["thresholds"], expected)
     assert not np.allclose(expected, 0.5)
     assert "out-of-fold predictions of" in stored["thresholds_source"]
     assert stored["thresholds_source"] == result.thresholds.source
+    np.testing.assert_allclose(stored["calibration"]["scale"], calibration.scale)  # fitted on the same predictions
 
 
 def test_val_thresholds_are_tuned_on_the_validation_predictions(data, probe_config, tmp_path):
@@ -61,14 +63,19 @@ def test_val_thresholds_are_tuned_on_the_validation_predictions(data, probe_conf
 
     result = pipeline.train(probe_config.replace(threshold_source="val", threshold_strategy="recall:0.9"), data, tmp_path,
                             progress=False)
-    expected = tune_thresholds(data.values[result.val_rows], result.val_probabilities, "recall:0.9")
+    from aimonk.calibration import fit_calibration
+
+    targets = data.values[result.val_rows]
+    calibrated = fit_calibration(targets, result.val_probabilities, "platt")(result.val_probabilities)
+    expected = tune_thresholds(targets, calibrated, "recall:0.9")
     np.testing.assert_allclose(load_checkpoint(tmp_path / "model.pt")["thresholds"], expected)
     assert "recall:0.9" in result.thresholds.source and "validation images" in result.thresholds.source
 
 
 def test_no_tuning_keeps_one_half(data, probe_config, tmp_path):
     result = pipeline.train(probe_config.replace(threshold_source="none"), data, tmp_path, progress=False)
-    assert load_checkpoint(tmp_path / "model.pt")["thresholds"] == [0.5] * 4
+    stored = load_checkpoint(tmp_path / "model.pt")
+    assert stored["thresholds"] == [0.5] * 4 and stored["calibration"] is None
     assert result.thresholds.source.startswith("0.5, not tuned")
 
 
@@ -91,3 +98,15 @@ def test_a_one_pass_run_plots_its_validation_scores_per_attribute(data, probe_co
     bars = figure.axes[0].containers
     assert len(bars) == 3 and len(bars[2]) == 4  # precision, recall, F1 for each of the 4 attributes
     np.testing.assert_allclose([b.get_height() for b in bars[2]], list(history["epochs"][0]["val_f1"].values()))
+
+
+def test_the_predictor_reports_calibrated_probabilities(data, probe_config, tmp_path):
+    from aimonk.predict import Predictor
+
+    result = pipeline.train(probe_config, data, tmp_path, progress=False)
+    predictor = Predictor.load(tmp_path / "model.pt", "cpu")
+    calibrated = predictor.probabilities(data.images[:8])
+    predictor.calibration = None
+    raw = predictor.probabilities(data.images[:8])
+    np.testing.assert_allclose(calibrated, result.calibration(raw), atol=1e-5)
+    assert not np.allclose(calibrated, raw, atol=1e-3)
