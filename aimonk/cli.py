@@ -13,7 +13,8 @@ from .config import PRESETS, TrainConfig, preset
 from .files import check_output_folder, write_text
 
 TRAIN_OUTPUTS = ("model.pt", "config.json", "history.json", "loss_curve.png", "epoch_curves.png")
-CV_OUTPUTS = ("model.pt", "config.json", "cv_metrics.csv", "cv_metrics.json", "oof_predictions.csv")
+CV_OUTPUTS = ("model.pt", "config.json", "cv_metrics.csv", "cv_metrics.json", "oof_predictions.csv",
+              "label_issues.csv", "na_suggestions.csv")
 EVALUATE_OUTPUTS = ("metrics.csv", "metrics.json")
 
 
@@ -145,12 +146,30 @@ def evaluate_cross_validated(args) -> int:
         oof[f"{name}_probability"] = cv.probabilities[:, k]
     oof["fold"] = cv.folds
     write_text(out / "oof_predictions.csv", oof.to_csv(index=False))
+    write_label_checks(cv, config, out)
     if args.final != "none":
         path = save_final_model(cv, config, data, args.final, thresholds, out / "model.pt", calibration=calibration)
         write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
         print(f"final model ({args.final}) with thresholds {[round(float(t), 3) for t in thresholds.values]}: {path}")
     print(f"{(time.perf_counter() - started) / 60:.1f} min")
     return 0
+
+
+def write_label_checks(cv, config, out: Path) -> None:
+    """The known labels the out-of-fold predictions confidently contradict, and the NA cells they predict
+    with high confidence, as CSV files to fix the labels from."""
+    from .calibration import cross_fitted
+    from .label_issues import label_issues, na_suggestions
+
+    issues = label_issues(cv.targets, cv.probabilities, cv.names, cv.attributes)
+    calibrated = cross_fitted(cv.targets, cv.probabilities, config.calibration)
+    suggestions = na_suggestions(cv.targets, calibrated, cv.names, cv.attributes)
+    write_text(out / "label_issues.csv", issues.to_csv(index=False))
+    write_text(out / "na_suggestions.csv", suggestions.to_csv(index=False))
+    print(f"\n{len(issues)} known labels the out-of-fold predictions confidently contradict ({out / 'label_issues.csv'}; "
+          f"the most doubtful first):")
+    print(issues.sort_values("self_confidence").head(5).to_string(index=False, float_format="{:.3f}".format))
+    print(f"{len(suggestions)} NA cells predicted with >= 95% confidence: {out / 'na_suggestions.csv'}")
 
 
 def write_tables(table, out: Path, stem: str, notes=()) -> None:

@@ -238,8 +238,10 @@ def plot_f1_comparison(table: pd.DataFrame):
     return ax.figure
 
 
-def plot_worst_mistakes(images, names, targets, probabilities, worst: dict, attributes, per_attribute: int = 4):
-    """One row per attribute that has mistakes: its most confidently wrong images, truth and probability given."""
+def plot_worst_mistakes(images, names, targets, probabilities, worst: dict, attributes, per_attribute: int = 4,
+                        title: str = "Most confident mistakes per attribute", labelled: str = "truly"):
+    """One row per attribute that has mistakes: its most confidently wrong images, label and probability given
+    (also the gallery of label issues, with title and labelled="labelled")."""
     shown = [column for column in range(len(attributes)) if worst[column]]
     if not shown:
         figure, ax = plt.subplots(figsize=(6, 1.2))
@@ -254,9 +256,9 @@ def plot_worst_mistakes(images, names, targets, probabilities, worst: dict, attr
         for ax, row in zip(ax_row, worst[column]):
             ax.imshow(images[row])
             truth = "present" if targets[row, column] == 1 else "absent"
-            ax.set_title(f"{Path(names[row]).name}\n{attributes[column]}: truly {truth}, p={probabilities[row, column]:.2f}",
-                         fontsize=8, color="red")
-    figure.suptitle("Most confident mistakes per attribute")
+            ax.set_title(f"{Path(names[row]).name}\n{attributes[column]}: {labelled} {truth}, "
+                         f"p={probabilities[row, column]:.2f}", fontsize=8, color="red")
+    figure.suptitle(title)
     figure.tight_layout()
     return figure
 

@@ -99,6 +99,10 @@ def test_evaluate_cv_writes_report_oof_and_a_final_model(demo_dir, tmp_path, fin
     assert [r["attribute"] for r in rows][-1] == "macro" and all(r["f1_low"] <= r["f1"] <= r["f1_high"] for r in rows)
     oof = (tmp_path / "oof_predictions.csv").read_text().splitlines()
     assert len(oof) == 58 and oof[0].endswith("Attr4_probability,fold")
+    issues = (tmp_path / "label_issues.csv").read_text().splitlines()
+    assert issues[0] == "attribute,filename,given,suggested,probability,self_confidence,rank"
+    assert (tmp_path / "na_suggestions.csv").read_text().startswith("attribute,filename,suggested,probability")
+    assert "known labels the out-of-fold predictions confidently contradict" in text and "ece_calibrated" in text
     from aimonk.checkpoint import load_checkpoint
     payload = load_checkpoint(tmp_path / "model.pt")
     assert payload["final_model"] == final and "out-of-fold" in payload["thresholds_source"]

@@ -33,7 +33,7 @@ def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path):
     assert load_checkpoint(tmp_path / "model.pt")["thresholds_source"].startswith("tuned")
     expected = {"imbalance", "na_per_image", "cooccurrence", "label_patterns", "image_sizes", "samples",
                 "loss_curve", "epoch_curves", "f1_comparison", "precision_recall", "confusion_matrices",
-                "sample_predictions", "worst_mistakes", "cv_f1_intervals", "reliability", "cv_reliability"}
+                "sample_predictions", "worst_mistakes", "cv_f1_intervals", "reliability", "cv_reliability", "label_issues"}
     assert {p.stem for p in figures.glob("*.png")} == expected
     assert {p.name for p in figures.glob("*.png")} == set(FIGURES)  # what `aimonk notebooks` protects
     for name in ("model.pt", "evaluation.csv", "cv_metrics.csv"):
