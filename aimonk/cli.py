@@ -1,4 +1,4 @@
-"""Command line: `aimonk summary|train|evaluate|predict|demo` (also `python -m aimonk`)."""
+"""Command line: `aimonk summary|train|evaluate|predict|explain|export|notebooks|demo` (also `python -m aimonk`)."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,8 @@ import sys
 import time
 import warnings
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from .config import PRESETS, TrainConfig, preset
 from .files import check_output_folder, write_text
@@ -180,14 +182,60 @@ def write_tables(table, out: Path, stem: str, notes=()) -> None:
 
 
 def cmd_predict(args) -> int:
-    from .predict import Predictor, parse_thresholds
+    from .predictions import load_predictor, parse_thresholds
 
-    predictor = Predictor.load(args.model, args.device)
+    predictor = load_predictor(args.model, args.device)
     thresholds = None
     if args.threshold is not None or args.thresholds:
         thresholds = parse_thresholds(args.thresholds or str(args.threshold), len(predictor.attributes))
     predictions = predictor.predict_paths(args.path, thresholds, progress=Path(args.path).is_dir())
     sys.stdout.write(predictions.format(args.format))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .images import load_image_folder
+    from .plots import plot_explanation, save_figure
+    from .predict import Predictor
+
+    predictor = Predictor.load(args.model, args.device)
+    images, paths = load_image_folder(args.path, predictor.image_size, progress=False)
+    names = explanation_names(paths)
+    out = check_output_folder(args.out, args.overwrite, names=names)
+    for start in tqdm(range(0, len(images), 8), desc="explaining", disable=len(images) <= 8, leave=False):
+        heatmaps, probabilities = predictor.explain(images[start:start + 8])
+        for offset, (heatmap, probability) in enumerate(zip(heatmaps, probabilities)):
+            index = start + offset
+            save_figure(plot_explanation(images[index], heatmap, predictor.attributes, probability,
+                                         predictor.thresholds, str(paths[index])), out / names[index])
+    print(f"wrote {len(names)} explanation(s) (Grad-CAM per attribute) to {out}")
+    return 0
+
+
+def explanation_names(paths) -> list[str]:
+    """One PNG name per image: its stem, made unique when two images share one."""
+    names, seen = [], {}
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}_explained.png" if seen[stem] == 1 else f"{stem}_{seen[stem]}_explained.png")
+    return names
+
+
+def cmd_export(args) -> int:
+    from .export import export_onnx
+    from .predict import Predictor
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".onnx":
+        raise ValueError(f"--out {out} must end in .onnx")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"--out {out} already exists; choose another name or add --overwrite to replace it")
+    check_output_folder(out.parent if str(out.parent) else ".", True, "--out")
+    predictor = Predictor.load(args.model, "cpu")
+    path = export_onnx(predictor, out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): uint8 images (N, {predictor.image_size}, "
+          f"{predictor.image_size}, 3) in, probabilities of {', '.join(predictor.attributes)} out")
     return 0
 
 
@@ -259,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predict attributes of an image or a folder of images")
     predict.add_argument("path", help="an image file or a folder")
-    predict.add_argument("--model", required=True)
+    predict.add_argument("--model", required=True, help="a checkpoint (.pt) or an exported model (.onnx)")
     choice = predict.add_mutually_exclusive_group()
     choice.add_argument("--threshold", type=float, help="one threshold for every attribute")
     choice.add_argument("--thresholds", help="comma-separated thresholds, one per attribute")
@@ -278,6 +326,21 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("--overwrite", action="store_true", help="replace the executed notebooks, run and figures "
                                                                      "of an earlier run")
     notebooks.set_defaults(run=cmd_notebooks)
+
+    explain = commands.add_parser("explain", help="Grad-CAM heatmaps: where the model sees each attribute")
+    explain.add_argument("path", help="an image file or a folder")
+    explain.add_argument("--model", required=True)
+    explain.add_argument("--out", required=True, help="folder for one PNG per image")
+    explain.add_argument("--overwrite", action="store_true", help="replace earlier explanations of the same names")
+    explain.add_argument("--device", default="auto")
+    explain.set_defaults(run=cmd_explain)
+
+    export = commands.add_parser("export", help="export a checkpoint for deployment (ONNX, run by onnxruntime)")
+    export.add_argument("--model", required=True, help="the checkpoint to export")
+    export.add_argument("--format", choices=("onnx",), default="onnx")
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    export.set_defaults(run=cmd_export)
 
     demo = commands.add_parser("demo", help="generate the synthetic demo dataset into a new or empty folder")
     demo.add_argument("--out", default="data/demo")

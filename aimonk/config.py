@@ -14,6 +14,8 @@ SPLITS = ("iterative", "last_attribute")
 KEEP = ("best", "last")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CALIBRATIONS = ("platt", "temperature", "none")
+BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_lite1",
+                  "efficientnet_lite2")  # aimonk.models.BACKBONES builds each (a test keeps the two in step)
 
 
 def option(default, help: str, choices=None, low=None, high=None, below=None):
@@ -48,11 +50,9 @@ def check_freeze(freeze) -> None:
 
 
 def check_backbone(backbone: str) -> None:
-    from .models import BACKBONES  # here, not at the top: the configuration is read without torch too
-
-    unknown = [name for name in str(backbone).split("+") if name not in BACKBONES]
+    unknown = [name for name in str(backbone).split("+") if name not in BACKBONE_NAMES]
     if unknown:
-        raise ValueError(f"unknown backbone {unknown[0]!r}; choose one of {', '.join(BACKBONES)}, "
+        raise ValueError(f"unknown backbone {unknown[0]!r}; choose one of {', '.join(BACKBONE_NAMES)}, "
                          "or several joined by '+'")
 
 

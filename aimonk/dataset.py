@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .images import IMAGE_SUFFIXES, DataWarning, cache_images, list_images
+from .images import DataWarning, cache_images
 from .files import file_digest
 from .labels import LabelFileError, LabelTable, check_trainable, read_labels, summarize
 
@@ -128,22 +128,3 @@ class AttributeDataset(torch.utils.data.Dataset):
         if self.transform is not None:
             image = self.transform(image=image)["image"]
         return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(self.targets[index])
-
-
-def load_image_folder(paths, image_size: int, progress: bool = True) -> tuple[np.ndarray, list[Path]]:
-    """Unlabelled images for prediction: a file, a folder, or a list of files."""
-    if isinstance(paths, (str, Path)):
-        paths = folder = Path(paths)
-        if paths.is_dir():
-            paths = list_images(paths)
-            if not paths:
-                raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
-        elif paths.is_file():
-            paths = [paths]
-        else:
-            raise FileNotFoundError(f"no such image or folder: {paths}")
-    paths = [Path(p) for p in paths]
-    images, kept = cache_images(paths, image_size, progress=progress)
-    if not kept:
-        raise ValueError(f"none of the {len(paths)} image file(s) could be read (see the warning above)")
-    return images, [paths[i] for i in kept]

@@ -135,3 +135,13 @@ def worst_mistakes(targets, probabilities, thresholds, per_attribute: int = 4) -
         confidence = np.abs(probabilities[wrong, column] - truth[wrong])
         worst[column] = wrong[np.argsort(-confidence)][:per_attribute].tolist()
     return worst
+
+
+def mistake_heatmaps(predictor, images: np.ndarray, worst: dict[int, list[int]]) -> dict:
+    """{(row, column): the Grad-CAM map of attribute `column` on image `row`} for the rows in `worst`."""
+    rows = sorted({row for chosen in worst.values() for row in chosen})
+    if not rows:
+        return {}
+    maps, _ = predictor.explain(images[rows])
+    position = {row: index for index, row in enumerate(rows)}
+    return {(row, column): maps[position[row], column] for column, chosen in worst.items() for row in chosen}

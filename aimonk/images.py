@@ -70,3 +70,22 @@ def cache_images(paths: list[Path], size: int, workers: int = 4, progress: bool 
 def list_images(folder) -> list[Path]:
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_image_folder(paths, image_size: int, progress: bool = True) -> tuple[np.ndarray, list[Path]]:
+    """Unlabelled images for prediction: a file, a folder, or a list of files."""
+    if isinstance(paths, (str, Path)):
+        paths = folder = Path(paths)
+        if paths.is_dir():
+            paths = list_images(paths)
+            if not paths:
+                raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
+        elif paths.is_file():
+            paths = [paths]
+        else:
+            raise FileNotFoundError(f"no such image or folder: {paths}")
+    paths = [Path(p) for p in paths]
+    images, kept = cache_images(paths, image_size, progress=progress)
+    if not kept:
+        raise ValueError(f"none of the {len(paths)} image file(s) could be read (see the warning above)")
+    return images, [paths[i] for i in kept]

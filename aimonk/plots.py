@@ -189,6 +189,23 @@ def plot_reliability(targets, curves: dict, attributes, bins: int = 10):
     return figure
 
 
+def plot_explanation(image, heatmaps, attributes, probabilities, thresholds, name: str = ""):
+    """The image, then per attribute its Grad-CAM heatmap laid over it, with the probability and decision."""
+    from .explain import overlay
+
+    figure, axes = plt.subplots(1, len(attributes) + 1, figsize=(2.6 * (len(attributes) + 1), 3.0))
+    axes[0].imshow(image)
+    axes[0].set_title(Path(name).name or "image", fontsize=9)
+    for ax, attribute, heatmap, p, t in zip(axes[1:], attributes, heatmaps, probabilities, thresholds):
+        ax.imshow(overlay(image, heatmap))
+        ax.set_title(f"{attribute}: {'PRESENT' if p >= t else 'absent'}\n{p:.0%} (threshold {t:.2f})", fontsize=9,
+                     color="#2e7d32" if p >= t else "#616161")
+    for ax in axes:
+        ax.axis("off")
+    figure.tight_layout()
+    return figure
+
+
 def plot_confusion_matrices(targets, probabilities, thresholds, attributes):
     from sklearn.metrics import confusion_matrix
 
@@ -239,25 +256,34 @@ def plot_f1_comparison(table: pd.DataFrame):
 
 
 def plot_worst_mistakes(images, names, targets, probabilities, worst: dict, attributes, per_attribute: int = 4,
-                        title: str = "Most confident mistakes per attribute", labelled: str = "truly"):
+                        title: str = "Most confident mistakes per attribute", labelled: str = "truly",
+                        heatmaps: dict | None = None):
     """One row per attribute that has mistakes: its most confidently wrong images, label and probability given
-    (also the gallery of label issues, with title and labelled="labelled")."""
+    (also the gallery of label issues, with title and labelled="labelled"). heatmaps {(row, column): map}
+    puts each image's Grad-CAM map for that attribute beside it."""
+    from .explain import overlay
+
     shown = [column for column in range(len(attributes)) if worst[column]]
     if not shown:
         figure, ax = plt.subplots(figsize=(6, 1.2))
         ax.axis("off")
         ax.text(0.5, 0.5, f"No mistakes on the {len(names)} images scored", ha="center", va="center")
         return figure
-    width = max(len(worst[column]) for column in shown)
+    panels = 2 if heatmaps else 1
+    width = max(len(worst[column]) for column in shown) * panels
     figure, axes = plt.subplots(len(shown), width, figsize=(2.4 * max(width, 2), 2.8 * len(shown)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax_row, column in zip(axes, shown):
-        for ax, row in zip(ax_row, worst[column]):
+        for index, row in enumerate(worst[column]):
+            ax = ax_row[index * panels]
             ax.imshow(images[row])
             truth = "present" if targets[row, column] == 1 else "absent"
             ax.set_title(f"{Path(names[row]).name}\n{attributes[column]}: {labelled} {truth}, "
                          f"p={probabilities[row, column]:.2f}", fontsize=8, color="red")
+            if heatmaps:
+                ax_row[index * panels + 1].imshow(overlay(images[row], heatmaps[(row, column)]))
+                ax_row[index * panels + 1].set_title("why (Grad-CAM)", fontsize=8)
     figure.suptitle(title)
     figure.tight_layout()
     return figure

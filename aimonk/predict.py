@@ -1,92 +1,15 @@
 """Prediction with a trained checkpoint: probabilities, decisions, and the three report formats."""
 from __future__ import annotations
 
-import io
-import json
-from dataclasses import dataclass
-
 import numpy as np
-import pandas as pd
 import torch
 
 from .calibration import Calibration
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .config import TrainConfig
-from .dataset import load_image_folder
+from .images import load_image_folder
 from .engine import predict_probabilities, select_device, use_channels_last
-
-FORMATS = ("text", "json", "csv")
-
-
-def parse_thresholds(text: str, count: int) -> list[float]:
-    """'0.3' for every attribute, or one comma-separated value per attribute, each in [0, 1]."""
-    try:
-        values = [float(part) for part in str(text).split(",")]
-    except ValueError:
-        raise ValueError(f"thresholds must be numbers, got {text!r}") from None
-    if len(values) == 1:
-        values = values * count
-    if len(values) != count:
-        raise ValueError(f"expected 1 or {count} thresholds (one per attribute), got {len(values)}")
-    if not all(0.0 <= v <= 1.0 for v in values):
-        raise ValueError(f"thresholds must lie between 0 and 1, got {values}")
-    return values
-
-
-@dataclass
-class Predictions:
-    names: list[str]  # one per image
-    attributes: list[str]
-    probabilities: np.ndarray  # (N, K)
-    thresholds: list[float]
-
-    @property
-    def present(self) -> np.ndarray:
-        return self.probabilities >= np.asarray(self.thresholds)
-
-    def to_frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame({"image": self.names})
-        for k, name in enumerate(self.attributes):
-            frame[f"{name}_probability"] = np.round(self.probabilities[:, k], 4)
-            frame[name] = self.present[:, k].astype(int)
-        return frame
-
-    def to_json(self) -> str:
-        records = [
-            {"image": image, "thresholds": dict(zip(self.attributes, self.thresholds)),
-             "attributes": {name: {"probability": round(float(p), 4), "present": bool(flag)}
-                            for name, p, flag in zip(self.attributes, probs, flags)},
-             "present": [name for name, flag in zip(self.attributes, flags) if flag]}
-            for image, probs, flags in zip(self.names, self.probabilities, self.present)
-        ]
-        return json.dumps(records, indent=2)
-
-    def to_csv(self) -> str:
-        buffer = io.StringIO()
-        self.to_frame().to_csv(buffer, index=False)
-        return buffer.getvalue()
-
-    def to_text(self) -> str:
-        return "\n".join(self.report(i) for i in range(len(self.names)))
-
-    def report(self, index: int) -> str:
-        """The reference's report: a header, one ✓/✗ line per attribute, the attributes present."""
-        lines = ["=" * 60, f"Image: {self.names[index]}",
-                 "Thresholds: " + ", ".join(f"{name}={t:.2f}" for name, t in zip(self.attributes, self.thresholds)),
-                 "-" * 60]
-        width = max(len(name) for name in self.attributes)
-        for name, probability, flag in zip(self.attributes, self.probabilities[index], self.present[index]):
-            mark, state = ("✓", "PRESENT") if flag else ("✗", "ABSENT ")
-            lines.append(f"{mark} {name + ':':<{width + 1}} {state}  (confidence: {probability:.1%})")
-        present = [name for name, flag in zip(self.attributes, self.present[index]) if flag]
-        lines.append("Attributes present: " + (", ".join(present) if present else "none"))
-        return "\n".join(lines) + "\n"
-
-    def format(self, kind: str) -> str:
-        if kind not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}")
-        return {"text": self.to_text, "json": self.to_json, "csv": self.to_csv}[kind]()
-
+from .predictions import FORMATS, Predictions, parse_thresholds  # noqa: F401  (the package's prediction API)
 
 class Predictor:
     """A checkpoint ready to predict: `Predictor.load(path).predict_paths(folder)`."""
@@ -132,12 +55,23 @@ class Predictor:
         logits = head_logits(self.model.head, features[:, rows], self.device, self.config.tta)
         return self.calibrated(torch.sigmoid(logits).numpy())
 
-    def predict_array(self, image: np.ndarray, thresholds=None, name: str = "image") -> Predictions:
-        """One RGB uint8 image of any size (e.g. from an upload widget)."""
+    def explain(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grad-CAM heatmaps (N, K, H, W) in [0, 1] for uint8 images at the model's size, and the probabilities
+        (N, K) this predictor reports for them."""
+        from .explain import grad_cam
+
+        heatmaps, _ = grad_cam(self.model, images)
+        return heatmaps, self.probabilities(images)
+
+    def model_input(self, image: np.ndarray) -> np.ndarray:
+        """One RGB uint8 image of any size, resized to the model's input size."""
         from PIL import Image
 
-        resized = np.array(Image.fromarray(image).resize((self.image_size,) * 2, Image.BILINEAR))
-        return Predictions([name], self.attributes, self.probabilities(resized[None]),
+        return np.array(Image.fromarray(image).resize((self.image_size,) * 2, Image.BILINEAR))
+
+    def predict_array(self, image: np.ndarray, thresholds=None, name: str = "image") -> Predictions:
+        """One RGB uint8 image of any size (e.g. from an upload widget)."""
+        return Predictions([name], self.attributes, self.probabilities(self.model_input(image)[None]),
                            self.thresholds_or_stored(thresholds))
 
     def predict_paths(self, paths, thresholds=None, progress: bool = True) -> Predictions:
@@ -145,3 +79,4 @@ class Predictor:
         images, kept = load_image_folder(paths, self.image_size, progress=progress)
         return Predictions([str(p) for p in kept], self.attributes, self.probabilities(images, progress),
                            self.thresholds_or_stored(thresholds))
+

@@ -9,6 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image, ImageOps
 
+from .explain import overlay
 from .images import load_image, to_rgb
 
 PLACEHOLDER = "— pick an image from the dataset —"
@@ -54,6 +55,7 @@ class PredictionApp:
     def __init__(self, predictor, image_paths=()):
         self.predictor = predictor
         self.name, self.probabilities = None, None
+        self.picture, self.heatmaps = None, None  # the image shown, and its Grad-CAM maps once asked "why?"
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload image")
         self.picker = widgets.Dropdown(options=[(PLACEHOLDER, "")] + [(Path(p).name, str(p)) for p in image_paths],
                                        description="Dataset", layout=widgets.Layout(width="360px"))
@@ -63,14 +65,20 @@ class PredictionApp:
             for name, t in zip(predictor.attributes, predictor.thresholds)
         ]
         self.image = widgets.Image(format="png", layout=widgets.Layout(width="256px"))
+        self.why = widgets.ToggleButton(value=False, description="why?", tooltip="overlay where the model sees the "
+                                                                               "chosen attribute (Grad-CAM)")
+        self.why_attribute = widgets.Dropdown(options=list(predictor.attributes), layout=widgets.Layout(width="160px"))
         self.result = widgets.HTML("<i>Upload an image or pick one from the dataset.</i>")
         self.upload.observe(self._on_upload, names="value")
         self.picker.observe(self._on_pick, names="value")
         for slider in self.sliders:
             slider.observe(lambda _: self.render(), names="value")
+        for control in (self.why, self.why_attribute):
+            control.observe(lambda _: self.render_image(), names="value")
         self.widget = widgets.VBox([
             widgets.HBox([self.upload, self.picker]),
-            widgets.HBox([self.image, widgets.VBox([self.result, widgets.Label("Thresholds"), *self.sliders])]),
+            widgets.HBox([widgets.VBox([self.image, widgets.HBox([self.why, self.why_attribute])]),
+                          widgets.VBox([self.result, widgets.Label("Thresholds"), *self.sliders])]),
         ])
 
     @property
@@ -79,10 +87,23 @@ class PredictionApp:
 
     def show(self, image: np.ndarray, name: str) -> None:
         """Predict once for a new image; thresholds only change the decisions afterwards."""
-        self.name = name
+        self.name, self.picture, self.heatmaps = name, image, None
         self.probabilities = self.predictor.predict_array(image, name=name).probabilities[0]
-        self.image.value = png_bytes(image)
+        self.render_image()
         self.render()
+
+    def render_image(self) -> None:
+        """The image, or with "why?" on, the chosen attribute's heatmap over it (computed once per image)."""
+        if self.picture is None:
+            return
+        if not self.why.value:
+            self.image.value = png_bytes(self.picture)
+            return
+        resized = self.predictor.model_input(self.picture)
+        if self.heatmaps is None:
+            self.heatmaps = self.predictor.explain(resized[None])[0][0]
+        column = list(self.predictor.attributes).index(self.why_attribute.value)
+        self.image.value = png_bytes(overlay(resized, self.heatmaps[column]))
 
     def render(self) -> None:
         if self.probabilities is not None:

@@ -21,3 +21,10 @@ def test_the_reference_preset_is_the_first_public_solution():
                     schedule="constant", keep="best", threshold_source="val", tta=False, oversample=1.0, ema=0.0,
                     head_epochs=0, val_fraction=0.15)
     assert {name: getattr(reference, name) for name in expected} == expected
+
+
+def test_the_configuration_knows_exactly_the_backbones_the_factory_builds():
+    from aimonk.config import BACKBONE_NAMES
+    from aimonk.models import BACKBONES
+
+    assert tuple(BACKBONES) == BACKBONE_NAMES

@@ -55,3 +55,18 @@ def test_picking_a_dataset_image(app):
 def test_a_broken_upload_says_so(app):
     upload(app, b"not an image", "broken.jpg")
     assert "Cannot read broken.jpg" in app.result.value
+
+
+def test_why_overlays_the_chosen_attributes_heatmap_computed_once(app, monkeypatch):
+    upload(app, png((30, 160, 60)), "green.png")
+    plain = bytes(app.image.value)
+    calls = []
+    real = app.predictor.explain
+    monkeypatch.setattr(app.predictor, "explain", lambda images: calls.append(1) or real(images))
+    app.why.value = True
+    first = bytes(app.image.value)
+    app.why_attribute.value = app.predictor.attributes[3]
+    fourth = bytes(app.image.value)
+    assert first.startswith(b"\x89PNG") and len({plain, first, fourth}) == 3 and len(calls) == 1
+    app.why.value = False
+    assert bytes(app.image.value) == plain

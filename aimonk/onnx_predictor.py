@@ -1,0 +1,46 @@
+"""Predicting with an exported model (aimonk.export) by onnxruntime alone: no PyTorch is imported here."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+METADATA_KEY = "aimonk"
+
+
+class OnnxPredictor:
+    """An exported model run by onnxruntime: the Predictor's interface for prediction, without PyTorch."""
+
+    def __init__(self, path):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise RuntimeError("predicting with an .onnx model needs onnxruntime: pip install onnxruntime") from None
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model not found: {path}")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            stored = self.session.get_modelmeta().custom_metadata_map[METADATA_KEY]
+        except Exception as error:  # onnxruntime raises its own kinds for foreign or corrupt files
+            raise ValueError(f"{path} is not an ONNX model exported by aimonk ({type(error).__name__})") from None
+        values = json.loads(stored)
+        self.attributes, self.thresholds = values["attributes"], values["thresholds"]
+        self.image_size, self.payload = values["image_size"], {"thresholds_source": values["thresholds_source"]}
+
+    def thresholds_or_stored(self, thresholds=None) -> list[float]:
+        return list(self.thresholds if thresholds is None else np.asarray(thresholds, dtype=float).tolist())
+
+    def probabilities(self, images: np.ndarray, progress: bool = False, batch_size: int = 64) -> np.ndarray:
+        outputs = [self.session.run(None, {"images": np.ascontiguousarray(images[start:start + batch_size])})[0]
+                   for start in range(0, len(images), batch_size)]
+        return np.concatenate(outputs) if outputs else np.zeros((0, len(self.attributes)), np.float32)
+
+    def predict_paths(self, paths, thresholds=None, progress: bool = True):
+        from .images import load_image_folder
+        from .predictions import Predictions
+
+        images, kept = load_image_folder(paths, self.image_size, progress=progress)
+        return Predictions([str(p) for p in kept], self.attributes, self.probabilities(images),
+                           self.thresholds_or_stored(thresholds))

@@ -1,0 +1,65 @@
+"""ONNX export: uint8 images in, the Predictor's probabilities out, metadata inside; run by onnxruntime alone."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aimonk.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+
+
+@pytest.fixture(scope="module")
+def calibrated_run(demo_dir, tmp_path_factory):
+    """A tiny head-only run with flip TTA, tuned thresholds and a calibration map."""
+    out = tmp_path_factory.mktemp("export_run")
+    assert main(["train", str(demo_dir), "--out", str(out), "--backbone", "efficientnet_lite0", "--image-size", "64",
+                 "--threshold-folds", "2"]) == 0
+    return out
+
+
+def test_onnx_and_pytorch_agree(calibrated_run, tmp_path):
+    from aimonk.onnx_predictor import OnnxPredictor
+    from aimonk.predict import Predictor
+
+    assert main(["export", "--model", str(calibrated_run / "model.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
+    predictor = Predictor.load(calibrated_run / "model.pt", "cpu")
+    predictor.config = predictor.config.replace(amp=False)  # float32, as the graph computes
+    assert predictor.calibration is not None and predictor.config.tta
+    images = np.random.default_rng(0).integers(0, 256, (7, 64, 64, 3), dtype=np.uint8)
+    exported = OnnxPredictor(tmp_path / "m.onnx")
+    np.testing.assert_allclose(exported.probabilities(images), predictor.probabilities(images), atol=1e-4)
+    assert exported.attributes == predictor.attributes and exported.image_size == 64
+    np.testing.assert_allclose(exported.thresholds, predictor.thresholds)
+
+
+def test_predict_with_an_onnx_model_needs_no_torch(calibrated_run, demo_dir, tmp_path):
+    assert main(["export", "--model", str(calibrated_run / "model.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
+    script = ("import sys, builtins; real = builtins.__import__\n"
+              "def guard(name, *a, **k):\n"
+              "    if name == 'torch' or name.startswith('torch.'): raise ImportError('torch is not allowed here')\n"
+              "    return real(name, *a, **k)\n"
+              "builtins.__import__ = guard\n"
+              "from aimonk.cli import main\n"
+              f"sys.exit(main(['predict', {str(demo_dir / 'images')!r}, '--model', {str(tmp_path / 'm.onnx')!r}, "
+              "'--format', 'json']))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = json.loads(done.stdout)
+    assert len(records) == 57 and set(records[0]["attributes"]) == {"Attr1", "Attr2", "Attr3", "Attr4"}
+
+
+def test_export_refuses_to_replace_a_file(calibrated_run, tmp_path, capsys):
+    (tmp_path / "m.onnx").write_text("mine")
+    assert main(["export", "--model", str(calibrated_run / "model.pt"), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "already exists" in capsys.readouterr().err and (tmp_path / "m.onnx").read_text() == "mine"
+
+
+def test_predict_cli_reads_onnx(calibrated_run, demo_dir, tmp_path, capsys):
+    assert main(["export", "--model", str(calibrated_run / "model.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
+    capsys.readouterr()
+    image = next((demo_dir / "images").glob("*.jpg"))
+    assert main(["predict", str(image), "--model", str(tmp_path / "m.onnx")]) == 0
+    assert capsys.readouterr().out.count("(confidence: ") == 4
