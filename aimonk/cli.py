@@ -255,7 +255,7 @@ def cmd_notebooks(args) -> int:
 
     if Path(args.data).resolve() != demo_folder().resolve():
         find_label_file(args.data)  # only the package's own demo location is filled with generated data
-    out = check_output_folder(args.out, args.overwrite, names=NOTEBOOKS + TRAIN_OUTPUTS).resolve()
+    out = check_output_folder(args.out, args.overwrite, names=NOTEBOOKS + TRAIN_OUTPUTS + ("model.onnx",)).resolve()
     figures = Path(args.figures).resolve() if args.figures else out / "figures"
     check_output_folder(figures, args.overwrite, "--figures", names=FIGURES)
     parameters = {"data_dir": str(Path(args.data).resolve()), "out_dir": str(out), "figures_dir": str(figures)}
