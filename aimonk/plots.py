@@ -164,10 +164,11 @@ def plot_precision_recall(targets, probabilities, attributes, thresholds=None):
     return figure
 
 
-def plot_reliability(targets, curves: dict, attributes, bins: int = 10):
+def plot_reliability(targets, curves: dict, attributes, bins: int = 10, min_count: int = 5):
     """Reliability diagram per attribute: observed positive rate against mean predicted probability in
-    equal-width bins, for each labelled set of probabilities in `curves` (e.g. raw and calibrated), with
-    the expected calibration error in the legend; the diagonal is perfect calibration."""
+    equal-width bins (bins of fewer than min_count images left out, dots sized by count), for each labelled
+    set of probabilities in `curves` (e.g. raw and calibrated), with the expected calibration error (over
+    all bins) in the legend; the diagonal is perfect calibration."""
     from .calibration import expected_calibration_error, reliability
 
     figure, axes = plt.subplots(1, len(attributes), figsize=(3.2 * len(attributes), 3.4), squeeze=False)
@@ -178,9 +179,11 @@ def plot_reliability(targets, curves: dict, attributes, bins: int = 10):
             if not known.any():
                 continue
             predicted, observed, count = reliability(targets[known, column], probabilities[known, column], bins)
-            used = count > 0
+            used = count >= min_count
             ece = expected_calibration_error(targets[:, [column]], probabilities[:, [column]], bins)[0]
-            ax.plot(predicted[used], observed[used], "o-", ms=3, label=f"{label} (ECE {ece:.3f})")
+            line, = ax.plot(predicted[used], observed[used], "-", lw=1.2, label=f"{label} (ECE {ece:.3f})")
+            ax.scatter(predicted[used], observed[used], s=8 + 60 * np.sqrt(count[used] / count.sum()),
+                       color=line.get_color(), zorder=3)
         ax.set(title=name, xlabel="mean predicted probability", xlim=(0, 1), ylim=(0, 1))
         ax.legend(fontsize=7, loc="upper left")
         ax.grid(alpha=0.3)
