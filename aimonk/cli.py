@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .config import PRESETS, TrainConfig, preset
 from .files import check_output_folder, write_text
 
-TRAIN_OUTPUTS = ("model.pt", "config.json", "history.json", "loss_curve.png", "epoch_curves.png")
+TRAIN_OUTPUTS = ("model.pt", "last.pt", "config.json", "history.json", "loss_curve.png", "epoch_curves.png")
 CV_OUTPUTS = ("model.pt", "config.json", "cv_metrics.csv", "cv_metrics.json", "oof_predictions.csv",
               "label_issues.csv", "na_suggestions.csv")
 EVALUATE_OUTPUTS = ("metrics.csv", "metrics.json")
@@ -82,12 +82,18 @@ def cmd_train(args) -> int:
     from .pipeline import train
     from .plots import plot_epoch_curves, plot_loss_curve, save_figure
 
-    config = config_from_args(args)
-    out = check_output_folder(args.out, args.overwrite, names=TRAIN_OUTPUTS)
+    if args.resume:
+        config, resume, out = resumed_run(args)
+    else:
+        config, resume = config_from_args(args), None
+        out = check_output_folder(args.out, args.overwrite, names=TRAIN_OUTPUTS)
     data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na, trainable=True)
-    print(f"training {config.backbone} on {len(data)} images, {len(data.attributes)} attributes -> {out}")
+    if resume is not None:
+        check_same_data(data, resume, out)
+    print(f"training {config.backbone} on {len(data)} images, {len(data.attributes)} attributes -> {out}"
+          + (f" (resumed after epoch {resume['state']['epoch']})" if resume else ""))
     started = time.perf_counter()
-    result = train(config, data, out)
+    result = train(config, data, out, resume=resume)
     minutes = (time.perf_counter() - started) / 60
     write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if result.history["iteration_loss"]:
@@ -96,6 +102,23 @@ def cmd_train(args) -> int:
     print(f"best epoch {result.best_epoch}; {minutes:.1f} min; checkpoint {result.checkpoint}; "
           f"figures in {out}")
     return 130 if result.interrupted else 0
+
+
+def resumed_run(args):
+    """(configuration, training state, run folder) of the interrupted run in --out, for --resume."""
+    from .training import load_last
+
+    given = [option_flag(f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None]
+    if given or args.preset != "default":
+        raise ValueError(f"--resume continues the run with its own configuration; leave out {(given or ['--preset'])[0]}")
+    resume = load_last(args.out)
+    return TrainConfig.from_dict(resume["config"]), resume, Path(args.out)
+
+
+def check_same_data(data, resume: dict, out: Path) -> None:
+    if list(data.filenames) != list(resume["filenames"]):
+        raise ValueError(f"{out} was trained on {resume['label_file']} with other images than {data.labels.source}: "
+                         "resume it with the same data folder")
 
 
 def cmd_evaluate(args) -> int:
@@ -287,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="output folder for model.pt, history and figures")
     train.add_argument("--preset", choices=sorted(PRESETS), default="default")
     train.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in OUT")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT from its last.pt "
+                                                             "(same data; its own configuration)")
     add_config_options(train)
     train.set_defaults(run=cmd_train)
 

@@ -12,10 +12,11 @@ from .thresholds import HeldOut, Thresholds, calibrated_thresholds
 from .training import TrainResult, fit
 
 
-def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True) -> TrainResult:
-    """fit(), then the decision rule (thresholds and calibration) fitted on held_out_predictions(); with
-    out_dir the checkpoint keeps them."""
-    result = fit(config, data, out_dir, progress)
+def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True,
+          resume: dict | None = None) -> TrainResult:
+    """fit() (from an interrupted run's state with resume), then the decision rule (thresholds and
+    calibration) fitted on held_out_predictions(); with out_dir the checkpoint keeps them."""
+    result = fit(config, data, out_dir, progress, resume=resume)
     held_out = None if result.interrupted else held_out_predictions(config, data, result, progress)
     if held_out is None:
         why = ("the run was interrupted" if result.interrupted else "no validation split"

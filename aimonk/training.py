@@ -1,11 +1,17 @@
-"""The training loop, readable top to bottom: split, build, fit, keep the best checkpoint."""
+"""The training loop, readable top to bottom: split, build, choose what trains, run the epochs, keep the best.
+
+fit() builds the model, chooses once how it learns (a strategy: the whole network on images, the head on
+features computed once, or the head solved as a linear probe) and runs the epochs on a TrainState (model,
+optimizer, scheduler, scaler, weight average, counters and random states), which RunLog saves after every
+epoch as last.pt, so that an interrupted run continues exactly (`aimonk train --resume`).
+"""
 from __future__ import annotations
 
 import json
 import math
+import random
 import time
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -140,18 +146,12 @@ def solve_head(head, features: torch.Tensor, targets: np.ndarray, config: TrainC
     return losses[-1]
 
 
-def validate(model, data: LabelledImages, rows, loss_fn, device, config, channels_last: bool = False,
-             features: torch.Tensor | None = None):
+def validate(model, phase: "Phase", val_logits):
     """Masked validation loss, probabilities and per-attribute metrics at threshold 0.5."""
-    if features is None:
-        logits = predict_logits(model, data.images[rows], device, batch_size=config.batch_size * 2, amp=config.amp,
-                                channels_last=channels_last, tta=config.tta)
-    else:
-        logits = head_logits(model.head, features[:, rows], device, config.tta)
-    targets = data.values[rows]
-    loss = float(loss_fn(logits.to(device), torch.from_numpy(targets).to(device)))
+    logits, targets = val_logits(model, phase.val_rows), phase.data.values[phase.val_rows]
+    loss = float(phase.loss_fn(logits.to(phase.device), torch.from_numpy(targets).to(phase.device)))
     probabilities = torch.sigmoid(logits).numpy()
-    return loss, probabilities, attribute_metrics(targets, probabilities, 0.5, data.attributes)
+    return loss, probabilities, attribute_metrics(targets, probabilities, 0.5, phase.attributes)
 
 
 class WeightAverage:
@@ -208,106 +208,341 @@ def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
 
 
 def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True, rows=None,
-        validate_each_epoch: bool = True) -> TrainResult:
+        validate_each_epoch: bool = True, resume: dict | None = None) -> TrainResult:
     """Train on `data`. rows=(train, val) overrides the configured split; without validate_each_epoch
-    (sensible with config.keep == "last") only the last epoch is validated.
+    (sensible with config.keep == "last") only the last epoch is validated; resume: a run's last.pt payload
+    (aimonk.training.load_last) to continue from the end of its last finished epoch.
 
     The kept epoch (config.keep: the best by validation F1, or the last) is what the returned model
-    holds; with out_dir it is also saved as out_dir/model.pt, with the history beside it.
+    holds; with out_dir it is also saved as out_dir/model.pt, with the history beside it, and the whole
+    training state as out_dir/last.pt after every epoch (removed when the run ends normally).
     """
     check_trainable(data.labels)
     seed_everything(config.seed)
     device = select_device(config.device)
-    out_dir = Path(out_dir) if out_dir else None
-    if rows is not None:
-        train_rows, val_rows = (np.asarray(r, dtype=int) for r in rows)
-    elif config.val_fraction > 0:
-        train_rows, val_rows = train_val_split(data.values, config.split, config.val_fraction, config.seed)
-    else:
-        train_rows, val_rows = np.arange(len(data)), np.arange(0)
-
+    train_rows, val_rows = split_rows(config, data, rows if resume is None else
+                                      (resume["rows"]["train"], resume["rows"]["val"]))
     model = build_model(config.backbone, len(data.attributes), config.weights, config.dropout, config.freeze,
                         config.image_size)
-    if config.head_epochs and not trains_head_only(model, config.augment):
-        model.head.load_state_dict(fit(head_phase(config), data, None, progress, (train_rows, val_rows),
-                                       validate_each_epoch=False).model.head.state_dict())
     channels_last = use_channels_last(device, config.channels_last)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
-    features, trained, prepare = what_trains(model, data, config, device, channels_last, progress)
-    history, best, best_epoch, best_state, stale, interrupted = new_history(), None, None, None, 0, False
-    average = None
-    if features is not None and config.head_solver == "lbfgs":
-        # the head is a linear probe, solved exactly in one pass (aimonk.linear_probe)
-        epochs = 1
-        run_epoch = partial(solve_head, model.head, features[:, train_rows], data.values[train_rows], config,
-                            history)
-    else:
-        loader = make_train_loader(data, train_rows, config, device, features)
-        optimizer = make_optimizer(model, config)
-        scheduler = make_scheduler(optimizer, config, len(loader))
-        scaler = make_scaler(device, config.amp)
-        average = WeightAverage(model, config.ema) if config.ema else None
-        epochs = config.epochs
-        run_epoch = partial(train_one_epoch, trained, loader, loss_fn, optimizer, scaler, device, config, history,
-                            prepare=prepare, scheduler=scheduler, progress=progress, average=average)
-    evaluated = average.module if average is not None else model  # what is validated and kept
+    phase = Phase(data, train_rows, val_rows, loss_fn, device, channels_last, progress)
+    if config.head_epochs and not trains_head_only(model, config.augment) and resume is None:
+        warm_start_head(model, head_phase(config), phase)  # linear probing, then fine-tuning
+    strategy = choose_strategy(model, config, phase)
+    state = strategy.new_state(model, config)
+    if resume is not None:
+        state.load_state_dict(resume["state"])
+    log = RunLog(Path(out_dir) if out_dir else None, config, data, train_rows, val_rows, progress)
+    interrupted = run_epochs(state, strategy, config, phase, log, validate_each_epoch)
+    if state.kept is not None:
+        model.load_state_dict(state.kept)
+    log.finished(interrupted)
+    return TrainResult(model, state.history, log.checkpoint, train_rows, val_rows, state.best_epoch, interrupted,
+                       state.val_probabilities)
 
-    val_probabilities = None
-    checkpoint = out_dir / "model.pt" if out_dir else None
-    split = {"train": [data.filenames[i] for i in train_rows], "val": [data.filenames[i] for i in val_rows],
-             "label_file": str(data.labels.source.resolve()) if data.labels.source else None,
-             "train_digests": data.digests(train_rows)}
-    majority = majority_classes(data.values[train_rows]).tolist()
+
+def split_rows(config: TrainConfig, data: LabelledImages, rows=None) -> tuple[np.ndarray, np.ndarray]:
+    if rows is not None:
+        return tuple(np.asarray(r, dtype=int) for r in rows)
+    if config.val_fraction > 0:
+        return train_val_split(data.values, config.split, config.val_fraction, config.seed)
+    return np.arange(len(data)), np.arange(0)
+
+
+def run_epochs(state: "TrainState", strategy, config: TrainConfig, phase: "Phase", log: "RunLog",
+               validate_each_epoch: bool = True) -> bool:
+    """Epochs from the state's next one to the strategy's last: train, validate, keep, log. Returns True when
+    interrupted (Ctrl-C), with the kept epoch intact."""
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(state.epoch + 1, strategy.epochs + 1):
             started = time.perf_counter()
-            train_loss = run_epoch(description=f"epoch {epoch}/{epochs}")
-            record = {"epoch": epoch, "train_loss": train_loss}
-            if len(val_rows) and (validate_each_epoch or epoch == epochs):
-                val_loss, probabilities, table = validate(evaluated, data, val_rows, loss_fn, device, config,
-                                                          channels_last, features)
-                record.update(val_loss=val_loss, val_macro_f1=float(table.loc["macro", "f1"]),
-                              **{f"val_{metric}": {name: float(table.loc[name, metric]) for name in data.attributes}
+            record = {"epoch": epoch, "train_loss": strategy.run_epoch(state, f"epoch {epoch}/{strategy.epochs}")}
+            probabilities = None
+            if len(phase.val_rows) and (validate_each_epoch or epoch == strategy.epochs):
+                loss, probabilities, table = validate(state.evaluated, phase, strategy.val_logits)
+                record.update(val_loss=loss, val_macro_f1=float(table.loc["macro", "f1"]),
+                              **{f"val_{metric}": {name: float(table.loc[name, metric]) for name in phase.attributes}
                                  for metric in ("precision", "recall", "f1")})
             record["seconds"] = time.perf_counter() - started
-            history["epochs"].append(record)
-            improved = config.keep == "last" or "val_loss" not in record or is_better(record, best)
-            if improved:
-                best, best_epoch, stale = record, epoch, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()}
-                val_probabilities = probabilities if "val_loss" in record else None
-                if checkpoint:
-                    save_checkpoint(checkpoint_payload(evaluated, config, data.attributes, [0.5] * len(data.attributes),
-                                                       history, epoch=epoch, split=split,
-                                                       majority=majority), checkpoint)
-            else:
-                stale += 1
-            if progress:
-                print(describe_epoch(record, improved), flush=True)
-            if out_dir:
-                write_history(history, out_dir)
-            if config.patience and stale >= config.patience:
-                if progress:
-                    print(f"early stopping: no improvement for {config.patience} epoch(s)")
+            improved = state.end_epoch(record, probabilities, config.keep)
+            log.epoch_end(state, record, improved)
+            if config.patience and state.stale >= config.patience:
+                log.say(f"early stopping: no improvement for {config.patience} epoch(s)")
                 break
     except KeyboardInterrupt:
-        interrupted = True
-        print(f"\ninterrupted: the best checkpoint so far (epoch {best_epoch}) is kept" +
-              (f" in {checkpoint}" if checkpoint else ""))
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return TrainResult(model, history, checkpoint, train_rows, val_rows, best_epoch, interrupted, val_probabilities)
+        log.interrupted(state)
+        return True
+    return False
 
 
-def what_trains(model, data: LabelledImages, config: TrainConfig, device, channels_last: bool, progress: bool):
-    """(features, trained module, batch -> input): the whole model on image batches, or, when only the head
-    learns, the head on batches of backbone features computed once (features is then not None)."""
-    if trains_head_only(model, config.augment):
-        return cached_features(model, data, config, device, progress), model.head, feature_input(device)
-    trained = torch.compile(model) if config.compile else model  # shares the parameters of `model`
-    return None, trained, image_input(model, device, channels_last)
+def warm_start_head(model, config: TrainConfig, phase: "Phase") -> None:
+    """The head phase before fine-tuning: every stage frozen, the head trained on features computed once;
+    then the configured stages learn again. Nothing of it is logged or saved: it only sets the head."""
+    frozen = model.frozen_stages
+    model.freeze(len(model.stages))
+    strategy = choose_strategy(model, config, phase)
+    run_epochs(strategy.new_state(model, config), strategy, config, phase, RunLog(None, config, progress=False),
+               validate_each_epoch=False)
+    model.freeze(frozen)
+
+
+@dataclass
+class Phase:
+    """What every epoch of a run works with."""
+
+    data: LabelledImages
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    loss_fn: torch.nn.Module
+    device: torch.device
+    channels_last: bool
+    progress: bool
+
+    @property
+    def attributes(self) -> list[str]:
+        return self.data.attributes
+
+
+def choose_strategy(model, config: TrainConfig, phase: Phase):
+    """The one place the mode is chosen: the whole network on images, the head on features computed once
+    (by epochs), or the head solved exactly as a linear probe."""
+    if not trains_head_only(model, config.augment):
+        return WholeNetwork(model, config, phase)
+    if config.head_solver == "lbfgs":
+        return LinearProbe(model, config, phase)
+    return HeadOnFeatures(model, config, phase)
+
+
+class WholeNetwork:
+    """Every unfrozen stage learns, on augmented batches of uint8 images."""
+
+    def __init__(self, model, config: TrainConfig, phase: Phase):
+        self.config, self.phase, self.epochs = config, phase, config.epochs
+        self.trained = torch.compile(model) if config.compile else model  # shares the parameters of `model`
+        self.loader = make_train_loader(phase.data, phase.train_rows, config, phase.device)
+        self.prepare = image_input(model, phase.device, phase.channels_last)
+
+    def new_state(self, model, config: TrainConfig) -> "TrainState":
+        optimizer = make_optimizer(model, config)
+        return TrainState(model, optimizer, make_scheduler(optimizer, config, len(self.loader)),
+                          make_scaler(self.phase.device, config.amp),
+                          WeightAverage(model, config.ema) if config.ema else None,
+                          random_sources=self.random_sources())
+
+    def random_sources(self) -> dict:
+        sources = {"loader": self.loader.generator}
+        if getattr(self.loader.dataset, "transform", None) is not None:
+            sources["transform"] = self.loader.dataset.transform
+        return sources
+
+    def run_epoch(self, state: "TrainState", description: str) -> float:
+        return train_one_epoch(self.trained, self.loader, self.phase.loss_fn, state.optimizer, state.scaler,
+                               self.phase.device, self.config, state.history, description, prepare=self.prepare,
+                               scheduler=state.scheduler, progress=self.phase.progress, average=state.average)
+
+    def val_logits(self, module, rows) -> torch.Tensor:
+        return predict_logits(module, self.phase.data.images[rows], self.phase.device,
+                              batch_size=self.config.batch_size * 2, amp=self.config.amp,
+                              channels_last=self.phase.channels_last, tta=self.config.tta)
+
+
+class HeadOnFeatures(WholeNetwork):
+    """Only the head learns, by epochs, on batches of backbone features computed once."""
+
+    def __init__(self, model, config: TrainConfig, phase: Phase):
+        self.config, self.phase, self.epochs, self.trained = config, phase, config.epochs, model.head
+        self.features = cached_features(model, phase.data, config, phase.device, phase.progress)
+        self.loader = make_train_loader(phase.data, phase.train_rows, config, phase.device, self.features)
+        self.prepare = feature_input(phase.device)
+
+    def random_sources(self) -> dict:
+        return {"loader": self.loader.generator, "flips": self.loader.dataset.generator}
+
+    def val_logits(self, module, rows) -> torch.Tensor:
+        return head_logits(module.head, self.features[:, rows], self.phase.device, self.config.tta)
+
+
+class LinearProbe(HeadOnFeatures):
+    """Only the head learns, solved exactly in one pass as a logistic regression (aimonk.linear_probe)."""
+
+    def __init__(self, model, config: TrainConfig, phase: Phase):
+        self.config, self.phase, self.epochs, self.head = config, phase, 1, model.head
+        self.features = cached_features(model, phase.data, config, phase.device, phase.progress)
+
+    def new_state(self, model, config: TrainConfig) -> "TrainState":
+        return TrainState(model)
+
+    def run_epoch(self, state: "TrainState", description: str) -> float:
+        rows = self.phase.train_rows
+        return solve_head(self.head, self.features[:, rows], self.phase.data.values[rows], self.config,
+                          state.history)
+
+
+@dataclass
+class TrainState:
+    """Everything a run needs to continue where it stopped: the model and what trains it, the epoch, the
+    kept epoch and its weights, and every random state (global, loader, augmentation)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    scaler: torch.amp.GradScaler | None = None
+    average: "WeightAverage | None" = None
+    epoch: int = 0
+    best: dict | None = None
+    best_epoch: int | None = None
+    stale: int = 0
+    history: dict = field(default_factory=new_history)
+    kept: dict | None = None  # the kept epoch's weights, on the CPU
+    val_probabilities: np.ndarray | None = None  # the kept epoch's, rows as the validation rows
+    random_sources: dict = field(default_factory=dict)  # torch Generators and albumentations Compose objects
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """What is validated and kept: the weight average when there is one."""
+        return self.average.module if self.average is not None else self.model
+
+    def end_epoch(self, record: dict, probabilities, keep: str) -> bool:
+        """Record an epoch; returns whether it is now the kept one."""
+        self.epoch = record["epoch"]
+        self.history["epochs"].append(record)
+        improved = keep == "last" or "val_loss" not in record or is_better(record, self.best)
+        if improved:
+            self.best, self.best_epoch, self.stale = record, record["epoch"], 0
+            self.kept = {k: v.detach().to("cpu", copy=True) for k, v in self.evaluated.state_dict().items()}
+            self.val_probabilities = probabilities
+        else:
+            self.stale += 1
+        return improved
+
+    def state_dict(self) -> dict:
+        parts = {name: getattr(self, name) for name in ("optimizer", "scheduler", "scaler")}
+        return {
+            "model": self.model.state_dict(),
+            **{name: part.state_dict() if part is not None else None for name, part in parts.items()},
+            "average": self.average.averaged.state_dict() if self.average is not None else None,
+            "epoch": self.epoch, "best": self.best, "best_epoch": self.best_epoch, "stale": self.stale,
+            "history": self.history, "kept": self.kept,
+            "val_probabilities": None if self.val_probabilities is None else torch.from_numpy(self.val_probabilities),
+            "random": random_states(self.random_sources),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        for name in ("optimizer", "scheduler", "scaler"):
+            if getattr(self, name) is not None and state[name] is not None:
+                getattr(self, name).load_state_dict(state[name])
+        if self.average is not None and state["average"] is not None:
+            self.average.averaged.load_state_dict(state["average"])
+        self.epoch, self.best, self.best_epoch = state["epoch"], state["best"], state["best_epoch"]
+        self.stale, self.history, self.kept = state["stale"], state["history"], state["kept"]
+        probabilities = state["val_probabilities"]
+        self.val_probabilities = None if probabilities is None else probabilities.numpy()
+        restore_random_states(state["random"], self.random_sources)
+
+
+def random_states(sources: dict) -> dict:
+    """The global random states (python, numpy, torch) and those of `sources`, in types that torch.load
+    reads back with weights_only."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    states = {"python": random.getstate(), "torch": torch.get_rng_state(),
+              "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss))}
+    for name, source in sources.items():
+        if isinstance(source, torch.Generator):
+            states[name] = source.get_state()
+        else:  # albumentations: the Compose and each of its transforms keep numpy and python generators
+            states[name] = [{"numpy": part.random_generator.bit_generator.state, "python": part.py_random.getstate()}
+                            for part in augmentation_parts(source)]
+    return states
+
+
+def augmentation_parts(transform) -> list:
+    """An albumentations transform and every transform inside it (Compose, OneOf), depth first."""
+    children = getattr(transform, "transforms", None)
+    children = children if isinstance(children, (list, tuple)) else []
+    own = [transform] if hasattr(transform, "random_generator") and hasattr(transform, "py_random") else []
+    return own + [part for child in children for part in augmentation_parts(child)]
+
+
+def restore_random_states(states: dict, sources: dict) -> None:
+    random.setstate(states["python"])
+    torch.set_rng_state(states["torch"])
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    for name, source in sources.items():
+        if isinstance(source, torch.Generator):
+            source.set_state(states[name])
+        else:
+            for part, state in zip(augmentation_parts(source), states[name], strict=True):
+                part.random_generator.bit_generator.state = state["numpy"]
+                part.py_random.setstate(state["python"])
+
+
+LAST_FORMAT = "aimonk-training-state/1"
+
+
+class RunLog:
+    """Logging and checkpointing in one place: the epoch line, model.pt when an epoch is kept, history.json
+    and last.pt (the whole TrainState) after every epoch. Only the main process of a run writes."""
+
+    def __init__(self, out_dir: Path | None, config: TrainConfig, data: LabelledImages | None = None,
+                 train_rows=(), val_rows=(), progress: bool = True, main: bool = True):
+        self.out_dir, self.config, self.data, self.progress = out_dir if main else None, config, data, progress
+        self.checkpoint = self.out_dir / "model.pt" if self.out_dir else None
+        self.last = self.out_dir / "last.pt" if self.out_dir else None
+        self.rows = {"train": [int(i) for i in train_rows], "val": [int(i) for i in val_rows]}
+        if self.out_dir:
+            self.split = {"train": [data.filenames[i] for i in train_rows],
+                          "val": [data.filenames[i] for i in val_rows],
+                          "label_file": str(data.labels.source.resolve()) if data.labels.source else None,
+                          "train_digests": data.digests(train_rows)}
+            self.majority = majority_classes(data.values[train_rows]).tolist()
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            print(text, flush=True)
+
+    def epoch_end(self, state: TrainState, record: dict, improved: bool) -> None:
+        self.say(describe_epoch(record, improved))
+        if not self.out_dir:
+            return
+        if improved:
+            attributes = self.data.attributes
+            save_checkpoint(checkpoint_payload(state.evaluated, self.config, attributes, [0.5] * len(attributes),
+                                               state.history, epoch=record["epoch"], split=self.split,
+                                               majority=self.majority), self.checkpoint)
+        write_history(state.history, self.out_dir)
+        save_checkpoint({"format": LAST_FORMAT, "config": self.config.to_dict(), "rows": self.rows,
+                         "label_file": self.split["label_file"], "filenames": list(self.data.filenames),
+                         "state": state.state_dict()}, self.last)
+
+    def interrupted(self, state: TrainState) -> None:
+        print(f"\ninterrupted: the best checkpoint so far (epoch {state.best_epoch}) is kept"
+              + (f" in {self.checkpoint}" if self.checkpoint else "")
+              + (f"; continue with: aimonk train DATA --out {self.out_dir} --resume"
+                 if self.last and self.last.is_file() else ""))
+
+    def finished(self, interrupted: bool) -> None:
+        if self.last and not interrupted:
+            self.last.unlink(missing_ok=True)  # only an unfinished run needs its training state
+
+
+def load_last(run_dir) -> dict:
+    """The training state an interrupted run left in RUN/last.pt, for fit(resume=...)."""
+    path = Path(run_dir) / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: only an interrupted run can be resumed (a finished run "
+                                "removes its last.pt)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for corrupt files
+        raise ValueError(f"{path} is not a readable training state ({type(error).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != LAST_FORMAT:
+        raise ValueError(f"{path} is not an aimonk training state (expected format {LAST_FORMAT})")
+    return payload
 
 
 def head_phase(config: TrainConfig) -> TrainConfig:

@@ -130,3 +130,31 @@ def test_config_options_reach_the_preset():
     assert config_from_args(build_parser().parse_args(["train", "data", "--out", "o", "--freeze", "3"])).freeze == 3
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "data", "--out", "o", "--freeze", "most"])
+
+
+def test_train_resume_continues_an_interrupted_run(demo_dir, tmp_path, capsys, monkeypatch):
+    import aimonk.training as training
+
+    out = tmp_path / "run"
+    args = ["train", str(demo_dir), "--out", str(out), "--preset", "finetune", "--epochs", "3", "--image-size", "48",
+            "--batch-size", "16", "--device", "cpu", "--threshold-source", "none"]
+    real, calls = training.train_one_epoch, []
+
+    def stopped_in_epoch_two(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(training, "train_one_epoch", stopped_in_epoch_two)
+    assert main(args) == 130 and (out / "last.pt").is_file()
+    assert "--resume" in capsys.readouterr().out
+    monkeypatch.setattr(training, "train_one_epoch", real)
+    assert main(args + ["--resume"]) == 2  # its own configuration: options are refused
+    assert "--resume continues the run with its own configuration; leave out --image-size" in capsys.readouterr().err
+    assert main(["train", str(demo_dir), "--out", str(out), "--resume"]) == 0
+    assert "(resumed after epoch 1)" in capsys.readouterr().out
+    history = json.loads((out / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2, 3] and not (out / "last.pt").exists()
+    assert main(["train", str(demo_dir), "--out", str(out), "--resume"]) == 2  # finished: nothing to resume
+    assert "only an interrupted run can be resumed" in capsys.readouterr().err

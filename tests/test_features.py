@@ -79,23 +79,27 @@ def test_flip_draws_both_sides():
 def test_fine_tuning_starts_from_the_head_trained_alone(data, head_only, monkeypatch):
     config = head_only.replace(freeze=3, augment="none", head_epochs=2, epochs=1)
     phases = []
-    real_fit = training.fit
+    real_run = training.run_epochs
 
-    def recording_fit(config, *args, **kwargs):
-        result = real_fit(config, *args, **kwargs)
-        phases.append((config, {k: v.clone() for k, v in result.model.head.state_dict().items()}))
-        return result
+    def recording_run(state, strategy, phase_config, *args, **kwargs):
+        frozen = [p.requires_grad for p in state.model.stages.parameters()]
+        interrupted = real_run(state, strategy, phase_config, *args, **kwargs)
+        phases.append((phase_config, type(strategy).__name__, not any(frozen),
+                       {k: v.clone() for k, v in state.model.head.state_dict().items()}))
+        return interrupted
 
     started = []
     real_epoch = training.train_one_epoch
-    monkeypatch.setattr(training, "fit", recording_fit)
+    monkeypatch.setattr(training, "run_epochs", recording_run)
     monkeypatch.setattr(training, "train_one_epoch",
                         lambda model, *a, **k: started.append({n: v.clone() for n, v in model.head.state_dict().items()}
                                                               if hasattr(model, "head") else None)
                         or real_epoch(model, *a, **k))
     result = training.fit(config, data, None, progress=False)
-    (probe, head_after_probe), (run, _) = phases  # the head phase ends first
+    (probe, probe_kind, all_frozen, head_after_probe), (run, run_kind, _, _) = phases  # the head phase runs first
     assert probe.freeze == "all" and probe.epochs == 2 and probe.lr == config.head_lr and run == config
+    assert probe_kind == "HeadOnFeatures" and all_frozen and run_kind == "WholeNetwork"
     assert len(result.history["epochs"]) == 1  # the probe's epochs are not the run's
     fine_tuning_start = started[-1]
     assert all(torch.equal(fine_tuning_start[k], head_after_probe[k]) for k in head_after_probe)
+    assert result.model.frozen_stages == 3  # the configured stages learn again after the head phase

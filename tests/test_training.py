@@ -151,3 +151,34 @@ def test_strong_augmentation_is_reproducible_with_the_same_seed(data, tiny_confi
     assert first.history["iteration_loss"] != other.history["iteration_loss"]
     for key, value in first.model.state_dict().items():
         assert torch.equal(value, second.model.state_dict()[key]), key
+
+
+def test_a_run_interrupted_and_resumed_ends_as_an_uninterrupted_one(data, tiny_config, tmp_path, monkeypatch):
+    """Strong augmentation, oversampling, a cosine schedule and weight averaging: every random and optimiser
+    state must come back for the weights and metrics to match exactly."""
+    import aimonk.training as training
+
+    config = tiny_config.replace(epochs=4, augment="strong", ema=0.9, seed=3)
+    whole = fit(config, data, tmp_path / "whole", progress=False)
+    assert not (tmp_path / "whole" / "last.pt").exists()  # a finished run keeps no training state
+
+    real, calls = training.train_one_epoch, []
+
+    def stopped_in_epoch_three(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", stopped_in_epoch_three)
+    first = fit(config, data, tmp_path / "parts", progress=False)
+    assert first.interrupted and len(first.history["epochs"]) == 2
+    monkeypatch.setattr(training, "train_one_epoch", real)
+    resumed = fit(config, data, tmp_path / "parts", progress=False, resume=training.load_last(tmp_path / "parts"))
+    def without_timing(history):
+        return {**history, "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history["epochs"]]}
+
+    assert without_timing(resumed.history) == without_timing(whole.history) and resumed.best_epoch == whole.best_epoch
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    np.testing.assert_array_equal(resumed.val_probabilities, whole.val_probabilities)
