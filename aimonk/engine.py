@@ -67,6 +67,18 @@ def to_model_input(model, images: torch.Tensor, device: torch.device, channels_l
     return model.normalize(images)
 
 
+def mirror(inputs: torch.Tensor) -> torch.Tensor:
+    """The horizontally flipped batch (N, C, H, W): the test-time augmentation, the same everywhere."""
+    return inputs.flip(-1)
+
+
+def with_mirror_averaged(model, inputs: torch.Tensor, tta: bool) -> torch.Tensor:
+    """model(inputs), averaged with model(mirror(inputs)) when tta: how every prediction path applies TTA
+    (batched inference, validation, and the exported ONNX graph)."""
+    outputs = model(inputs).float()
+    return (outputs + model(mirror(inputs)).float()) / 2 if tta else outputs
+
+
 @torch.no_grad()
 def predict_logits(model, images: np.ndarray, device: torch.device, batch_size: int = 64, amp: bool = True,
                    channels_last: bool | None = None, progress: bool = False, tta: bool = False) -> torch.Tensor:
@@ -77,10 +89,7 @@ def predict_logits(model, images: np.ndarray, device: torch.device, batch_size: 
     for start in tqdm(range(0, len(images), batch_size), desc="predicting", disable=not progress, leave=False):
         batch = torch.from_numpy(images[start:start + batch_size])
         with autocast(device, amp):
-            inputs = to_model_input(model, batch, device, channels_last)
-            logits = model(inputs).float()
-            if tta:
-                logits = (logits + model(inputs.flip(-1)).float()) / 2
+            logits = with_mirror_averaged(model, to_model_input(model, batch, device, channels_last), tta)
         outputs.append(logits.cpu())
     return torch.cat(outputs)
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .calibration import EPSILON
+from .engine import with_mirror_averaged
 from .files import atomic_path
 from .onnx_predictor import METADATA_KEY
 
@@ -34,10 +35,7 @@ class ExportedModel(nn.Module):
         self.limit = math.log((1 - EPSILON) / EPSILON)  # aimonk.calibration.logit clips there
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        inputs = self.model.normalize(images.permute(0, 3, 1, 2))
-        logits = self.model(inputs)
-        if self.tta:
-            logits = (logits + self.model(inputs.flip(-1))) / 2
+        logits = with_mirror_averaged(self.model, self.model.normalize(images.permute(0, 3, 1, 2)), self.tta)
         return torch.sigmoid(self.scale * logits.clamp(-self.limit, self.limit) + self.bias)
 
 

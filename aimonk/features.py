@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .engine import autocast, to_model_input
+from .engine import autocast, mirror, to_model_input
 
 HEAD_ONLY_AUGMENTATIONS = ("none", "flip")
 
@@ -36,7 +36,7 @@ def backbone_features(model, images: np.ndarray, device: torch.device, batch_siz
         batch = to_model_input(model, torch.from_numpy(images[start:start + batch_size]), device, False)
         with autocast(device, amp):
             plain.append(model.features(batch).float().cpu())
-            mirrored.append(model.features(batch.flip(-1)).float().cpu())
+            mirrored.append(model.features(mirror(batch)).float().cpu())
     return torch.stack([torch.cat(plain), torch.cat(mirrored)])
 
 

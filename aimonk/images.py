@@ -42,9 +42,15 @@ def load_image(path, size: int | None = None) -> np.ndarray:
             raise ValueError(f"{width}x{height} pixels is more than the {MAX_PIXELS // 1_000_000}-megapixel limit "
                              "(only JPEGs are decoded at reduced scale); downscale it first")
         image = to_rgb(ImageOps.exif_transpose(image))
-        if size:
-            image = image.resize((size, size), Image.BILINEAR, reducing_gap=3.0)
-        return np.asarray(image, dtype=np.uint8)
+        return resized(image, size) if size else np.asarray(image, dtype=np.uint8)
+
+
+def resized(image, size: int) -> np.ndarray:
+    """A PIL image or an RGB uint8 array at size x size: the one resize of training, evaluation, prediction
+    and the widget."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    return np.asarray(image.resize((size, size), Image.BILINEAR, reducing_gap=3.0), dtype=np.uint8)
 
 
 def _try_load(path, size):

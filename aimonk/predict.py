@@ -7,7 +7,7 @@ import torch
 from .calibration import Calibration
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .config import TrainConfig
-from .images import load_image_folder
+from .images import load_image_folder, resized
 from .engine import predict_probabilities, select_device, use_channels_last
 from .predictions import FORMATS, Predictions, parse_thresholds  # noqa: F401  (the package's prediction API)
 
@@ -64,10 +64,8 @@ class Predictor:
         return heatmaps, self.probabilities(images)
 
     def model_input(self, image: np.ndarray) -> np.ndarray:
-        """One RGB uint8 image of any size, resized to the model's input size."""
-        from PIL import Image
-
-        return np.array(Image.fromarray(image).resize((self.image_size,) * 2, Image.BILINEAR))
+        """One RGB uint8 image of any size, resized to the model's input size as training resized its images."""
+        return resized(image, self.image_size)
 
     def predict_array(self, image: np.ndarray, thresholds=None, name: str = "image") -> Predictions:
         """One RGB uint8 image of any size (e.g. from an upload widget)."""

@@ -56,3 +56,15 @@ def test_cache_holds_uint8_rows_aligned_with_labels(demo_dir):
         data = load_labelled_folder(demo_dir, 32, progress=False)
     assert data.images.dtype == np.uint8 and data.images.shape == (57, 32, 32, 3)
     assert len(data.labels) == 57 and not set(data.missing) & set(data.filenames)
+
+
+def test_the_widget_and_the_loader_resize_an_image_the_same_way(tmp_path):
+    """An upload (an array of any size) and a file on disk become the same model input."""
+    import numpy as np
+    from PIL import Image
+
+    from aimonk.images import load_image, resized
+
+    photo = np.random.default_rng(0).integers(0, 256, (300, 450, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    np.testing.assert_array_equal(resized(photo, 64), load_image(tmp_path / "photo.png", 64))
