@@ -37,3 +37,20 @@ def write(path, text):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def interrupt_in_epoch(monkeypatch, epoch: int):
+    """Make the epoch-th call of aimonk.training.train_one_epoch raise KeyboardInterrupt, as Ctrl-C would;
+    returns the real function (to put back with monkeypatch.setattr)."""
+    import aimonk.training as training
+
+    real, calls = training.train_one_epoch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == epoch:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", interrupted)
+    return real

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from aimonk.cli import main
-from conftest import write
+from conftest import interrupt_in_epoch, write
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
 
@@ -138,15 +138,7 @@ def test_train_resume_continues_an_interrupted_run(demo_dir, tmp_path, capsys, m
     out = tmp_path / "run"
     args = ["train", str(demo_dir), "--out", str(out), "--preset", "finetune", "--epochs", "3", "--image-size", "48",
             "--batch-size", "16", "--device", "cpu", "--threshold-source", "none"]
-    real, calls = training.train_one_epoch, []
-
-    def stopped_in_epoch_two(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(training, "train_one_epoch", stopped_in_epoch_two)
+    real = interrupt_in_epoch(monkeypatch, 2)
     assert main(args) == 130 and (out / "last.pt").is_file()
     assert "--resume" in capsys.readouterr().out
     monkeypatch.setattr(training, "train_one_epoch", real)

@@ -6,6 +6,7 @@ import torch
 
 from aimonk.dataset import load_labelled_folder
 from aimonk.training import fit
+from conftest import interrupt_in_epoch
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
 
@@ -34,18 +35,7 @@ def test_training_reduces_the_loss(data, tiny_config, tmp_path):
 
 
 def test_ctrl_c_keeps_the_best_checkpoint(data, tiny_config, tmp_path, monkeypatch):
-    import aimonk.training as training
-
-    real = training.train_one_epoch
-    calls = []
-
-    def interrupted_in_epoch_two(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_one_epoch", interrupted_in_epoch_two)
+    interrupt_in_epoch(monkeypatch, 2)
     result = fit(tiny_config.replace(epochs=5), data, tmp_path, progress=False)
     assert result.interrupted and result.best_epoch == 1
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
@@ -162,15 +152,7 @@ def test_a_run_interrupted_and_resumed_ends_as_an_uninterrupted_one(data, tiny_c
     whole = fit(config, data, tmp_path / "whole", progress=False)
     assert not (tmp_path / "whole" / "last.pt").exists()  # a finished run keeps no training state
 
-    real, calls = training.train_one_epoch, []
-
-    def stopped_in_epoch_three(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_one_epoch", stopped_in_epoch_three)
+    real = interrupt_in_epoch(monkeypatch, 3)
     first = fit(config, data, tmp_path / "parts", progress=False)
     assert first.interrupted and len(first.history["epochs"]) == 2
     monkeypatch.setattr(training, "train_one_epoch", real)
