@@ -116,7 +116,7 @@ class TrainConfig:
     device: str = option("auto", "where to train", choices=DEVICES)
     amp: bool = option(True, "mixed precision where the device computes it natively (CUDA; CPUs with AVX-512 BF16 "
                              "or AMX)")
-    channels_last: bool | None = option(None, "NHWC memory layout (default: on for CUDA, off for CPU)")
+    channels_last: bool | None = option(None, "NHWC memory layout (default: on for CUDA and the CPU)")
     compile: bool = option(False, "torch.compile the model for training (a slow first epoch)")
     num_workers: int = option(-1, "DataLoader worker processes (-1 = automatic)", low=-1, high=256)
     unknown_as_na: bool = option(False, "read unknown label tokens as NA instead of stopping with an error")

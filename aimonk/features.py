@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .engine import autocast, mirror, to_model_input
+from .engine import autocast, mirror, to_model_input, use_channels_last
 
 HEAD_ONLY_AUGMENTATIONS = ("none", "flip")
 
@@ -28,12 +28,12 @@ def head_only_recipe(config) -> bool:
 
 @torch.no_grad()
 def backbone_features(model, images: np.ndarray, device: torch.device, batch_size: int = 64, amp: bool = True,
-                      progress: bool = False) -> torch.Tensor:
+                      progress: bool = False, channels_last: bool = False) -> torch.Tensor:
     """Pooled features (2, N, F) on the CPU, float32: [0] of the images, [1] of their mirror images."""
     model.eval()
     plain, mirrored = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
-        batch = to_model_input(model, torch.from_numpy(images[start:start + batch_size]), device, False)
+        batch = to_model_input(model, torch.from_numpy(images[start:start + batch_size]), device, channels_last)
         with autocast(device, amp):
             plain.append(model.features(batch).float().cpu())
             mirrored.append(model.features(mirror(batch)).float().cpu())
@@ -45,7 +45,7 @@ def cached_features(model, data, config, device, progress: bool = False) -> torc
     key = (config.backbone, str(config.weights), config.image_size, str(device), bool(config.amp))
     if key not in data.feature_cache:
         data.feature_cache[key] = backbone_features(model, data.images, device, config.batch_size * 2, config.amp,
-                                                    progress)
+                                                    progress, use_channels_last(device, config.channels_last))
     return data.feature_cache[key]
 
 
