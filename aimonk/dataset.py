@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .images import DataWarning, cache_images
+from .cache import files_key
 from .files import file_digest
 from .labels import LabelFileError, LabelTable, check_trainable, read_labels, summarize
 
@@ -46,6 +47,7 @@ class LabelledImages:
     image_dir: Path
     missing: list[str] = field(default_factory=list)  # listed in the label file, not on disk
     unreadable: list[str] = field(default_factory=list)
+    images_key: str | None = None  # aimonk.cache's key of the decoded images (features are cached under it)
     feature_cache: dict = field(default_factory=dict, repr=False, compare=False)  # see aimonk.features
 
     def __len__(self) -> int:
@@ -105,12 +107,14 @@ def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, pro
     if trainable:
         check_trainable(table)
     present = [i for i, name in enumerate(table.filenames) if name not in set(missing)]
-    images, kept = cache_images([image_dir / table.filenames[i] for i in present], image_size, progress=progress)
+    paths = [image_dir / table.filenames[i] for i in present]
+    images, kept = cache_images(paths, image_size, progress=progress)
     rows = [present[i] for i in kept]
     unreadable = [table.filenames[i] for i in sorted(set(present) - set(rows))]
     if not rows:
         raise ValueError(f"no readable images for {table.source} in {image_dir}")
-    return LabelledImages(images, table.subset(rows), image_dir, missing, unreadable)
+    return LabelledImages(images, table.subset(rows), image_dir, missing, unreadable,
+                          images_key=files_key(paths, "images", image_size))
 
 
 class AttributeDataset(torch.utils.data.Dataset):

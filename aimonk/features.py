@@ -7,11 +7,15 @@ epoch, in seconds instead of minutes, which makes epochs, learning rates and cro
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .engine import autocast, mirror, to_model_input, use_channels_last
+from .cache import files_key, load_array, store_array
+from .engine import autocast, mirror, mixed_precision_dtype, to_model_input, use_channels_last
+from .files import file_digest
 
 HEAD_ONLY_AUGMENTATIONS = ("none", "flip")
 
@@ -41,12 +45,33 @@ def backbone_features(model, images: np.ndarray, device: torch.device, batch_siz
 
 
 def cached_features(model, data, config, device, progress: bool = False) -> torch.Tensor:
-    """backbone_features of all of `data`, computed once per backbone, weights and image size."""
-    key = (config.backbone, str(config.weights), config.image_size, str(device), bool(config.amp))
+    """backbone_features of all of `data`, computed once per backbone, weights, image size, precision and
+    layout: kept on `data` for this process and in aimonk.cache's feature entries for later runs."""
+    channels_last = use_channels_last(device, config.channels_last)
+    precision = mixed_precision_dtype(device, config.amp)
+    key = (config.backbone, str(config.weights), config.image_size, str(device), str(precision), channels_last)
     if key not in data.feature_cache:
-        data.feature_cache[key] = backbone_features(model, data.images, device, config.batch_size * 2, config.amp,
-                                                    progress, use_channels_last(device, config.channels_last))
+        weights = file_digest(config.weights) if Path(config.weights).is_file() else config.weights
+        disk_key = files_key([], "features", data.images_key, config.backbone, weights, config.image_size,
+                             device.type, precision, channels_last, torch.__version__)
+        on_disk = data.images_key is not None and config.weights != "none"  # random weights differ run to run
+        cached = load_array("features", disk_key) if on_disk else None
+        if cached is None:
+            def compute(out: np.ndarray) -> int:
+                out[:] = backbone_features(model, data.images, device, config.batch_size * 2, config.amp, progress,
+                                           channels_last).numpy()
+                return len(out)
+
+            shape = (2, len(data), feature_width(model, config.image_size, device))
+            cached = store_array("features" if on_disk else None, disk_key, shape, np.float32, compute)
+        data.feature_cache[key] = torch.from_numpy(np.array(cached[0]))
     return data.feature_cache[key]
+
+
+def feature_width(model, image_size: int, device) -> int:
+    """How many pooled features the model's backbone gives an image."""
+    with torch.no_grad():
+        return model.features(torch.zeros((1, 3, image_size, image_size), device=device)).shape[1]
 
 
 class FeatureDataset(torch.utils.data.Dataset):

@@ -9,6 +9,8 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
+from .cache import files_key, load_array, store_array
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_PIXELS = 40_000_000  # decoded at most (after JPEG draft scaling): ~120 MB as RGB, so memory stays bounded
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # MAX_PIXELS is the stricter guard
@@ -61,16 +63,36 @@ def _try_load(path, size):
 
 
 def cache_images(paths: list[Path], size: int, workers: int = 4, progress: bool = True):
-    """Decode and resize every image once. Returns (uint8 array (M, size, size, 3), kept indices)."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(tqdm(pool.map(lambda p: _try_load(p, size), paths), total=len(paths),
-                            desc=f"decoding images at {size}px", disable=not progress, leave=False))
-    failures = [message for _, message in results if message]
-    if failures:
-        warnings.warn(f"skipped {len(failures)} unreadable image(s): " + "; ".join(failures), DataWarning, stacklevel=2)
-    kept = [i for i, (array, _) in enumerate(results) if array is not None]
-    images = np.stack([results[i][0] for i in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
-    return images, kept
+    """Decode and resize every image once. Returns (uint8 array (M, size, size, 3), kept indices).
+
+    The array is a memory map of aimonk.cache's entry for these files at this size: written image by image
+    on the first run (so memory stays bounded), read back by later runs without decoding anything."""
+    if not paths:
+        return np.zeros((0, size, size, 3), np.uint8), []
+    key = files_key(paths, "images", size)
+    cached = load_array("images", key)
+    if cached is None:
+        kept, failures = [], []
+
+        def decode_into(out: np.ndarray) -> int:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = pool.map(lambda p: _try_load(p, size), paths)
+                for index, (array, message) in enumerate(tqdm(results, total=len(paths), leave=False,
+                                                             desc=f"decoding images at {size}px", disable=not progress)):
+                    if array is None:
+                        failures.append(message)
+                    else:
+                        out[len(kept)] = array
+                        kept.append(index)
+            return len(kept)
+
+        cached = store_array("images", key, (len(paths), size, size, 3), np.uint8, decode_into,
+                             {"kept": kept, "failures": failures})
+    images, meta = cached
+    if meta["failures"]:
+        warnings.warn(f"skipped {len(meta['failures'])} unreadable image(s): " + "; ".join(meta["failures"]),
+                      DataWarning, stacklevel=2)
+    return images, meta["kept"]
 
 
 def list_images(folder) -> list[Path]:

@@ -4,6 +4,15 @@ import pytest
 from aimonk.config import preset
 from aimonk.demo import make_demo_dataset
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """The tests' decoded images and features go to a temporary aimonk cache, never the user's."""
+    import os
+
+    os.environ["AIMONK_CACHE"] = str(tmp_path_factory.mktemp("aimonk_cache"))
+    yield
+
+
 TINY = dict(image_size=48, epochs=1, batch_size=16, device="cpu", num_workers=0)
 
 

@@ -1,0 +1,80 @@
+"""Disk-backed caches that later runs reuse: decoded images and backbone features as memory-mapped .npy files.
+
+A labelled folder is decoded once per image size into `<cache>/images/<key>.npy`, written image by image
+(memory stays bounded however many images there are) and read back as a memory map, so a dataset larger
+than memory trains without holding it, and the next run on the same folder skips decoding. The key covers
+every file's path, size and modification time and the image size, so a changed, added or removed file makes
+a new entry. Backbone features are cached the same way, keyed by the image entry and the backbone, its
+weights, the precision and the layout they were computed with.
+
+The cache lives in $AIMONK_CACHE, else $XDG_CACHE_HOME/aimonk, else ~/.cache/aimonk (never in your data or
+run folders); AIMONK_CACHE=off turns it off (everything is then computed in memory, as before).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .files import atomic_path
+
+
+def cache_root() -> Path | None:
+    """The cache folder, or None when AIMONK_CACHE=off."""
+    setting = os.environ.get("AIMONK_CACHE", "")
+    if setting.lower() in ("off", "0", "none", "false"):
+        return None
+    if setting:
+        return Path(setting)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aimonk"
+
+
+def files_key(paths, *extra) -> str:
+    """A key that changes when any file's path, size or modification time changes, or any extra value."""
+    digest = hashlib.sha256(json.dumps([str(e) for e in extra]).encode())
+    for path in paths:
+        stat = Path(path).stat() if Path(path).exists() else None
+        digest.update(f"{Path(path).resolve()}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n"
+                      .encode())
+    return digest.hexdigest()[:32]
+
+
+def load_array(kind: str, key: str) -> tuple[np.ndarray, dict] | None:
+    """(memory-mapped array, its metadata) of a complete entry, or None."""
+    root = cache_root()
+    if root is None:
+        return None
+    array_path, meta_path = root / kind / f"{key}.npy", root / kind / f"{key}.json"
+    if not (array_path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        array = np.load(array_path, mmap_mode="r")
+    except (OSError, ValueError):  # a damaged entry is recomputed
+        return None
+    return array[: meta.get("rows", len(array))], meta
+
+
+def store_array(kind: str, key: str, shape, dtype, fill, meta: dict | None = None):
+    """Create an entry of `shape` on disk, let fill(writable memory map) -> rows used write it, then publish it
+    atomically (array first, metadata last). Returns (memory-mapped array, metadata); without a cache (or
+    with kind None: not to be kept), the array is in memory."""
+    root = cache_root() if kind else None
+    if root is None:
+        array = np.zeros(shape, dtype)
+        rows = fill(array)
+        return array[:rows], {**(meta or {}), "rows": rows}
+    folder = root / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / f"{key}.npy") as temporary:
+        writable = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=tuple(shape))
+        rows = fill(writable)
+        writable.flush()
+        del writable
+    meta = {**(meta or {}), "rows": rows}
+    with atomic_path(folder / f"{key}.json") as temporary:
+        temporary.write_text(json.dumps(meta))
+    return load_array(kind, key)

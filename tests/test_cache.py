@@ -1,0 +1,61 @@
+"""The disk cache: decoded images and backbone features reused by later runs, invalidated by changed files."""
+import numpy as np
+import pytest
+import torch
+
+import aimonk.features as features
+import aimonk.images as images
+from aimonk.config import preset
+from aimonk.dataset import load_labelled_folder
+from conftest import TINY
+
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+
+
+@pytest.fixture
+def folder(demo_dir, tmp_path):
+    """A copy of the demo folder (its files may be changed), with a private cache."""
+    import shutil
+
+    return shutil.copytree(demo_dir, tmp_path / "data")
+
+
+def test_a_second_load_reads_the_memory_map_instead_of_decoding(folder, monkeypatch):
+    first = load_labelled_folder(folder, 48, progress=False)
+    monkeypatch.setattr(images, "_try_load", lambda *a: pytest.fail("decoded again"))
+    second = load_labelled_folder(folder, 48, progress=False)
+    assert isinstance(second.images, np.memmap) and second.images_key == first.images_key
+    np.testing.assert_array_equal(second.images, first.images)
+    assert second.filenames == first.filenames  # the unreadable and missing files are remembered too
+
+
+def test_a_changed_file_or_size_makes_a_new_entry(folder, monkeypatch):
+    first = load_labelled_folder(folder, 48, progress=False)
+    calls = []
+    real = images._try_load
+    monkeypatch.setattr(images, "_try_load", lambda *a: calls.append(1) or real(*a))
+    image = sorted((folder / "images").glob("*.jpg"))[0]
+    from PIL import Image
+    Image.new("RGB", (48, 48), "black").save(image)
+    changed = load_labelled_folder(folder, 48, progress=False)
+    assert changed.images_key != first.images_key and len(calls) == len(changed)
+    assert load_labelled_folder(folder, 40, progress=False).images.shape[1:] == (40, 40, 3)
+
+
+def test_features_are_reused_by_a_later_run(folder, monkeypatch):
+    from aimonk.models import build_model
+
+    config = preset("default", **TINY).replace(backbone="efficientnet_lite0", amp=False)
+    model = build_model(config.backbone, 4, config.weights, freeze="all", image_size=48).eval()
+    first = features.cached_features(model, load_labelled_folder(folder, 48, progress=False), config,
+                                     torch.device("cpu"))
+    monkeypatch.setattr(features, "backbone_features", lambda *a, **k: pytest.fail("computed again"))
+    again = features.cached_features(model, load_labelled_folder(folder, 48, progress=False), config,
+                                     torch.device("cpu"))
+    torch.testing.assert_close(again, first)
+
+
+def test_the_cache_can_be_turned_off(folder, monkeypatch, tmp_path):
+    monkeypatch.setenv("AIMONK_CACHE", "off")
+    data = load_labelled_folder(folder, 48, progress=False)
+    assert not isinstance(data.images, np.memmap) and len(data) == 57
