@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 from pathlib import Path
 
@@ -78,3 +79,11 @@ def store_array(kind: str, key: str, shape, dtype, fill, meta: dict | None = Non
     with atomic_path(folder / f"{key}.json") as temporary:
         temporary.write_text(json.dumps(meta))
     return load_array(kind, key)
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Let the kernel drop the pages of a memory-mapped array read so far (they are re-read from disk if
+    needed again), so that reading a large cache entry once does not keep it all resident."""
+    mapping = getattr(array, "_mmap", None)
+    if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)

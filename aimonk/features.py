@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cache import files_key, load_array, store_array
+from .cache import files_key, load_array, release_pages, store_array
 from .engine import autocast, mirror, mixed_precision_dtype, to_model_input, use_channels_last
 from .files import file_digest
 
@@ -32,16 +32,20 @@ def head_only_recipe(config) -> bool:
 
 @torch.no_grad()
 def backbone_features(model, images: np.ndarray, device: torch.device, batch_size: int = 64, amp: bool = True,
-                      progress: bool = False, channels_last: bool = False) -> torch.Tensor:
-    """Pooled features (2, N, F) on the CPU, float32: [0] of the images, [1] of their mirror images."""
+                      progress: bool = False, channels_last: bool = False, out: np.ndarray | None = None):
+    """Pooled features (2, N, F) on the CPU, float32: [0] of the images, [1] of their mirror images; written
+    batch by batch into `out` when given (e.g. a disk cache entry), else returned as a tensor."""
     model.eval()
-    plain, mirrored = [], []
+    if out is None:
+        out = np.zeros((2, len(images), feature_width(model, images.shape[1], device)), np.float32)
     for start in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
-        batch = to_model_input(model, torch.from_numpy(images[start:start + batch_size]), device, channels_last)
+        batch = to_model_input(model, torch.from_numpy(np.array(images[start:start + batch_size])), device,
+                               channels_last)
         with autocast(device, amp):
-            plain.append(model.features(batch).float().cpu())
-            mirrored.append(model.features(mirror(batch)).float().cpu())
-    return torch.stack([torch.cat(plain), torch.cat(mirrored)])
+            out[0, start:start + len(batch)] = model.features(batch).float().cpu().numpy()
+            out[1, start:start + len(batch)] = model.features(mirror(batch)).float().cpu().numpy()
+        release_pages(images)
+    return torch.from_numpy(out) if not isinstance(out, np.memmap) else out
 
 
 def cached_features(model, data, config, device, progress: bool = False) -> torch.Tensor:
@@ -58,8 +62,8 @@ def cached_features(model, data, config, device, progress: bool = False) -> torc
         cached = load_array("features", disk_key) if on_disk else None
         if cached is None:
             def compute(out: np.ndarray) -> int:
-                out[:] = backbone_features(model, data.images, device, config.batch_size * 2, config.amp, progress,
-                                           channels_last).numpy()
+                backbone_features(model, data.images, device, config.batch_size * 2, config.amp, progress,
+                                  channels_last, out)
                 return len(out)
 
             shape = (2, len(data), feature_width(model, config.image_size, device))

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from .cache import files_key, load_array, store_array
+from .cache import files_key, load_array, release_pages, store_array
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_PIXELS = 40_000_000  # decoded at most (after JPEG draft scaling): ~120 MB as RGB, so memory stays bounded
@@ -84,6 +84,9 @@ def cache_images(paths: list[Path], size: int, workers: int = 4, progress: bool 
                     else:
                         out[len(kept)] = array
                         kept.append(index)
+                    if index % 512 == 511 and isinstance(out, np.memmap):  # keep resident memory bounded
+                        out.flush()
+                        release_pages(out)
             return len(kept)
 
         cached = store_array("images", key, (len(paths), size, size, 3), np.uint8, decode_into,
