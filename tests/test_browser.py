@@ -115,8 +115,7 @@ def test_upload_and_slider_change_the_decisions_in_a_real_browser(jupyter_lab, d
             if os.environ.get("AIMONK_SCREENSHOT"):
                 shutil.copy(tmp_path / "widget.png", os.environ["AIMONK_SCREENSHOT"])
         except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"))  # what the browser showed, for the report
-            shutil.copy(tmp_path / "failure.png", "/tmp/browser_failure.png")
+            page.screenshot(path=str(tmp_path / "failure.png"))  # what the browser showed, beside the test's files
             raise
         finally:
             browser.close()
