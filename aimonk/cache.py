@@ -16,6 +16,7 @@ import hashlib
 import json
 import mmap
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +65,11 @@ def store_array(kind: str, key: str, shape, dtype, fill, meta: dict | None = Non
     atomically (array first, metadata last). Returns (memory-mapped array, metadata); without a cache (or
     with kind None: not to be kept), the array is in memory."""
     root = cache_root() if kind else None
-    if root is None:
+    folder = writable_folder(root / kind) if root else None
+    if folder is None:
         array = np.zeros(shape, dtype)
         rows = fill(array)
         return array[:rows], {**(meta or {}), "rows": rows}
-    folder = root / kind
-    folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / f"{key}.npy") as temporary:
         writable = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=tuple(shape))
         rows = fill(writable)
@@ -79,6 +79,19 @@ def store_array(kind: str, key: str, shape, dtype, fill, meta: dict | None = Non
     with atomic_path(folder / f"{key}.json") as temporary:
         temporary.write_text(json.dumps(meta))
     return load_array(kind, key)
+
+
+def writable_folder(folder: Path) -> Path | None:
+    """`folder`, created if needed, or None with a warning when the cache cannot be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    warnings.warn(f"the aimonk cache {folder.parent} cannot be written: working in memory (set AIMONK_CACHE to a "
+                  "writable folder, or to off)", stacklevel=3)
+    return None
 
 
 def release_pages(array: np.ndarray) -> None:

@@ -59,3 +59,12 @@ def test_the_cache_can_be_turned_off(folder, monkeypatch, tmp_path):
     monkeypatch.setenv("AIMONK_CACHE", "off")
     data = load_labelled_folder(folder, 48, progress=False)
     assert not isinstance(data.images, np.memmap) and len(data) == 57
+
+
+def test_an_unwritable_cache_falls_back_to_memory_with_a_warning(folder, monkeypatch, tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("AIMONK_CACHE", str(blocked))
+    with pytest.warns(UserWarning, match="cannot be written: working in memory"):
+        data = load_labelled_folder(folder, 48, progress=False)
+    assert len(data) == 57 and not isinstance(data.images, np.memmap)
