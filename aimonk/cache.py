@@ -54,7 +54,7 @@ def load_array(kind: str, key: str) -> tuple[np.ndarray, dict] | None:
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        array = np.load(array_path, mmap_mode="r")
+        array = np.load(array_path, mmap_mode="c")  # copy-on-write: writable here (torch wants that), never on disk
     except (OSError, ValueError):  # a damaged entry is recomputed
         return None
     return array[: meta.get("rows", len(array))], meta
