@@ -36,6 +36,21 @@ def check_output_folder(out, overwrite: bool = False, option: str = "--out", nam
     return out
 
 
+_STALE: dict[Path, set[Path]] = {}  # per folder: temporaries found there when this process first wrote to it
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the `.NAME.*.tmp` files a writer killed mid-write (SIGKILL) left beside `path`. Each folder is
+    listed once per process, so writing many files into one folder stays linear in their number."""
+    folder = path.parent.resolve()
+    if folder not in _STALE:
+        _STALE[folder] = set(folder.glob(".*.tmp"))
+    prefix = f".{path.name}."
+    for stale in [p for p in _STALE[folder] if p.name.startswith(prefix)]:
+        stale.unlink(missing_ok=True)
+        _STALE[folder].discard(stale)
+
+
 def _default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
@@ -48,8 +63,7 @@ def atomic_path(path):
     have), on any failure it is removed and `path` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write (SIGKILL)
-        stale.unlink(missing_ok=True)
+    remove_stale_temporaries(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
