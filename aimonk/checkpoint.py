@@ -36,17 +36,18 @@ def save_checkpoint(payload: dict, path) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path) -> dict:
-    """The checkpoint's payload, read with weights_only (no code runs); one-line errors for anything else."""
+def load_checkpoint(path, format: str = FORMAT, what: str = "aimonk checkpoint") -> dict:
+    """The payload of a file saved by save_checkpoint in `format`, read with weights_only (no code runs);
+    one-line errors for anything else."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many kinds for empty, truncated, foreign or malicious files
-        raise ValueError(f"{path} is not a readable aimonk checkpoint ({load_failure(error)})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an aimonk checkpoint (expected format {FORMAT})")
+        raise ValueError(f"{path} is not a readable {what} ({load_failure(error)})") from None
+    if not isinstance(payload, dict) or payload.get("format") != format:
+        raise ValueError(f"{path} is not an {what} (expected format {format})")
     return payload
 
 

@@ -23,7 +23,6 @@ from .files import atomic_path
 from .onnx_predictor import METADATA_KEY
 
 
-
 class ExportedModel(nn.Module):
     """uint8 images (N, H, W, 3) -> calibrated probabilities (N, K), as the Predictor computes them."""
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import checkpoint_payload, save_checkpoint
+from .checkpoint import checkpoint_payload, load_checkpoint, save_checkpoint
 from .config import SCHEDULES, TrainConfig
 from .dataset import AttributeDataset, LabelledImages
 from .engine import (autocast, mixed_precision_dtype, predict_logits, seed_everything, select_device,
@@ -33,8 +33,6 @@ from .models import build_model
 from .split import train_val_split
 from .thresholds import Thresholds
 from .transforms import seed_worker_transform, train_transform
-
-
 
 
 @dataclass
@@ -135,8 +133,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, h
     return total / max(count, 1)
 
 
-def solve_head(head, features: torch.Tensor, targets: np.ndarray, config: TrainConfig, history: dict,
-               description: str = "") -> float:
+def solve_head(head, features: torch.Tensor, targets: np.ndarray, config: TrainConfig, history: dict) -> float:
     """The linear probe on the training images' features (2, n, F), written into the head; returns its final
     (penalised, class-balanced) loss. Each L-BFGS evaluation's loss goes into the history's iteration losses."""
     losses, chosen = fit_linear_probe(head, features, targets, config.augment == "flip", config.head_c,
@@ -392,13 +389,16 @@ class TrainState:
     scaler: torch.amp.GradScaler | None = None
     average: "WeightAverage | None" = None
     epoch: int = 0
-    best: dict | None = None
-    best_epoch: int | None = None
+    best: dict | None = None  # the kept epoch's record
     stale: int = 0
     history: dict = field(default_factory=new_history)
     kept: dict | None = None  # the kept epoch's weights, on the CPU
     val_probabilities: np.ndarray | None = None  # the kept epoch's, rows as the validation rows
     random_sources: dict = field(default_factory=dict)  # torch Generators and albumentations Compose objects
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.best["epoch"] if self.best is not None else None
 
     @property
     def evaluated(self) -> torch.nn.Module:
@@ -411,7 +411,7 @@ class TrainState:
         self.history["epochs"].append(record)
         improved = keep == "last" or "val_loss" not in record or is_better(record, self.best)
         if improved:
-            self.best, self.best_epoch, self.stale = record, record["epoch"], 0
+            self.best, self.stale = record, 0
             self.kept = {k: v.detach().to("cpu", copy=True) for k, v in self.evaluated.state_dict().items()}
             self.val_probabilities = probabilities
         else:
@@ -424,7 +424,7 @@ class TrainState:
             "model": self.model.state_dict(),
             **{name: part.state_dict() if part is not None else None for name, part in parts.items()},
             "average": self.average.averaged.state_dict() if self.average is not None else None,
-            "epoch": self.epoch, "best": self.best, "best_epoch": self.best_epoch, "stale": self.stale,
+            "epoch": self.epoch, "best": self.best, "stale": self.stale,
             "history": self.history, "kept": self.kept,
             "val_probabilities": None if self.val_probabilities is None else torch.from_numpy(self.val_probabilities),
             "random": random_states(self.random_sources),
@@ -437,7 +437,7 @@ class TrainState:
                 getattr(self, name).load_state_dict(state[name])
         if self.average is not None and state["average"] is not None:
             self.average.averaged.load_state_dict(state["average"])
-        self.epoch, self.best, self.best_epoch = state["epoch"], state["best"], state["best_epoch"]
+        self.epoch, self.best = state["epoch"], state["best"]
         self.stale, self.history, self.kept = state["stale"], state["history"], state["kept"]
         probabilities = state["val_probabilities"]
         self.val_probabilities = None if probabilities is None else probabilities.numpy()
@@ -536,13 +536,7 @@ def load_last(run_dir) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: only an interrupted run can be resumed (a finished run "
                                 "removes its last.pt)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for corrupt files
-        raise ValueError(f"{path} is not a readable training state ({type(error).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != LAST_FORMAT:
-        raise ValueError(f"{path} is not an aimonk training state (expected format {LAST_FORMAT})")
-    return payload
+    return load_checkpoint(path, LAST_FORMAT, "aimonk training state")
 
 
 def head_phase(config: TrainConfig) -> TrainConfig:
