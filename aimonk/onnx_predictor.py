@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .predictions import PredictsImages
+
 METADATA_KEY = "aimonk"
 
 
-class OnnxPredictor:
+class OnnxPredictor(PredictsImages):
     """An exported model run by onnxruntime: the Predictor's interface for prediction, without PyTorch."""
 
     def __init__(self, path):
@@ -29,18 +31,7 @@ class OnnxPredictor:
         self.attributes, self.thresholds = values["attributes"], values["thresholds"]
         self.image_size, self.payload = values["image_size"], {"thresholds_source": values["thresholds_source"]}
 
-    def thresholds_or_stored(self, thresholds=None) -> list[float]:
-        return list(self.thresholds if thresholds is None else np.asarray(thresholds, dtype=float).tolist())
-
     def probabilities(self, images: np.ndarray, progress: bool = False, batch_size: int = 64) -> np.ndarray:
         outputs = [self.session.run(None, {"images": np.ascontiguousarray(images[start:start + batch_size])})[0]
                    for start in range(0, len(images), batch_size)]
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.attributes)), np.float32)
-
-    def predict_paths(self, paths, thresholds=None, progress: bool = True):
-        from .images import load_image_folder
-        from .predictions import Predictions
-
-        images, kept = load_image_folder(paths, self.image_size, progress=progress)
-        return Predictions([str(p) for p in kept], self.attributes, self.probabilities(images),
-                           self.thresholds_or_stored(thresholds))

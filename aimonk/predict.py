@@ -7,11 +7,11 @@ import torch
 from .calibration import Calibration
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .config import TrainConfig
-from .images import load_image_folder, resized
+from .images import resized
 from .engine import predict_probabilities, select_device, use_channels_last
-from .predictions import FORMATS, Predictions, parse_thresholds  # noqa: F401  (the package's prediction API)
+from .predictions import FORMATS, Predictions, PredictsImages, parse_thresholds  # noqa: F401  (the package's prediction API)
 
-class Predictor:
+class Predictor(PredictsImages):
     """A checkpoint ready to predict: `Predictor.load(path).predict_paths(folder)`."""
 
     def __init__(self, payload: dict, device: str = "auto"):
@@ -29,10 +29,6 @@ class Predictor:
     @classmethod
     def load(cls, path, device: str = "auto") -> "Predictor":
         return cls(load_checkpoint(path), device)
-
-    def thresholds_or_stored(self, thresholds=None) -> list[float]:
-        """The given thresholds (a list or an array), or the ones stored in the checkpoint."""
-        return list(self.thresholds if thresholds is None else np.asarray(thresholds, dtype=float).tolist())
 
     def probabilities(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         return self.calibrated(predict_probabilities(self.model, images, self.device, batch_size=64,
@@ -71,10 +67,3 @@ class Predictor:
         """One RGB uint8 image of any size (e.g. from an upload widget)."""
         return Predictions([name], self.attributes, self.probabilities(self.model_input(image)[None]),
                            self.thresholds_or_stored(thresholds))
-
-    def predict_paths(self, paths, thresholds=None, progress: bool = True) -> Predictions:
-        """A file, a folder, or a list of files; unreadable files are skipped with a warning."""
-        images, kept = load_image_folder(paths, self.image_size, progress=progress)
-        return Predictions([str(p) for p in kept], self.attributes, self.probabilities(images, progress),
-                           self.thresholds_or_stored(thresholds))
-

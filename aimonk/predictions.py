@@ -82,6 +82,27 @@ class Predictions:
         return {"text": self.to_text, "json": self.to_json, "csv": self.to_csv}[kind]()
 
 
+class PredictsImages:
+    """What every predictor (a checkpoint, an exported ONNX model) shares on top of its own
+    probabilities(images, progress): stored thresholds, their overrides, and files and folders to Predictions."""
+
+    attributes: list[str]
+    thresholds: list[float]
+    image_size: int
+
+    def thresholds_or_stored(self, thresholds=None) -> list[float]:
+        """The given thresholds (a list or an array), or the stored ones."""
+        return list(self.thresholds if thresholds is None else np.asarray(thresholds, dtype=float).tolist())
+
+    def predict_paths(self, paths, thresholds=None, progress: bool = True) -> Predictions:
+        """A file, a folder, or a list of files; unreadable files are skipped with a warning."""
+        from .images import load_image_folder
+
+        images, kept = load_image_folder(paths, self.image_size, progress=progress)
+        return Predictions([str(p) for p in kept], self.attributes, self.probabilities(images, progress),
+                           self.thresholds_or_stored(thresholds))
+
+
 def load_predictor(path, device: str = "auto"):
     """A Predictor for a checkpoint, or an OnnxPredictor for an exported .onnx model (onnxruntime alone:
     PyTorch is not imported on that route)."""
