@@ -17,7 +17,7 @@ from .checkpoint import checkpoint_payload, network_from_config, save_checkpoint
 from .config import TrainConfig
 from .dataset import LabelledImages
 from .evaluation import score
-from .metrics import attribute_metrics, bootstrap_f1, majority_classes, ranking_scores
+from .metrics import attribute_metrics, bootstrap_f1, majority_classes, ranking_scores, with_macro
 from .models import EnsembleClassifier
 from .split import kfold_splits
 from .calibration import Calibration, cross_fitted, expected_calibration_error
@@ -84,8 +84,8 @@ def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, see
     table = pd.DataFrame({
         "precision": tuned["precision"], "recall": tuned["recall"], "f1": tuned["f1"],
         "f1_low": low, "f1_high": high, "f1@0.5": at_half["f1"],
-        "ap": np.append(ap, np.nanmean(ap)), "roc_auc": np.append(auc, np.nanmean(auc)),
-        "ece": np.append(ece, np.nanmean(ece)), "ece_calibrated": np.append(ece_calibrated, np.nanmean(ece_calibrated)),
+        "ap": with_macro(ap), "roc_auc": with_macro(auc), "ece": with_macro(ece),
+        "ece_calibrated": with_macro(ece_calibrated),
         "baseline_f1": tuned["baseline_f1"], "positives": tuned["positives"], "known": tuned["known"],
         "lift": tuned["lift"],
     }, index=tuned.index)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .calibration import expected_calibration_error
 from .dataset import LabelledImages, find_label_file, load_labelled_folder
-from .metrics import attribute_metrics, majority_baseline_f1, majority_classes
+from .metrics import attribute_metrics, majority_baseline_f1, majority_classes, with_macro
 from .predict import Predictor
 
 SUBSETS = ("auto", "val", "all")
@@ -46,8 +46,7 @@ def rows_to_score(data: LabelledImages, payload: dict, subset: str) -> tuple[np.
 
 def score(targets, probabilities, thresholds, attributes, majority) -> pd.DataFrame:
     table = attribute_metrics(targets, probabilities, thresholds, attributes)
-    ece = expected_calibration_error(targets, probabilities)
-    table["ece"] = list(ece) + [np.nanmean(ece) if not np.isnan(ece).all() else np.nan]
+    table["ece"] = with_macro(expected_calibration_error(targets, probabilities))
     baseline = majority_baseline_f1(np.asarray(majority), targets)
     table["baseline_f1"] = list(baseline) + [baseline.mean()]
     table["lift"] = table["f1"] - table["baseline_f1"]
@@ -93,7 +92,7 @@ def matched_attributes(data: LabelledImages, attributes: list[str]) -> tuple[Lab
                          f"({', '.join(attributes)})")
     order = [names.index(name) for name in attributes]
     labels = replace(data.labels, values=data.values[:, order], attributes=list(attributes))
-    return replace(data, labels=labels, feature_cache=data.feature_cache), []
+    return replace(data, labels=labels), []  # the same images: their cached features carry over
 
 
 def training_overlap(data: LabelledImages, rows, payload: dict) -> list[str]:

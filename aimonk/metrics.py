@@ -31,6 +31,12 @@ def attribute_metrics(targets: np.ndarray, probabilities: np.ndarray, thresholds
     return table
 
 
+def with_macro(per_attribute) -> np.ndarray:
+    """Per-attribute values followed by their mean over the attributes that have one (NaN if none has)."""
+    values = np.asarray(per_attribute, dtype=float)
+    return np.append(values, np.nanmean(values) if not np.isnan(values).all() else np.nan)
+
+
 def majority_classes(train_targets: np.ndarray) -> np.ndarray:
     """Each attribute's majority class (1 or 0) among known training labels."""
     rates = np.nanmean(train_targets, axis=0)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aimonk.config import preset  # noqa: E402
 from aimonk.dataset import load_labelled_folder, read_label_folder  # noqa: E402
 from aimonk.images import DataWarning  # noqa: E402
-from aimonk.metrics import bootstrap_f1, majority_baseline_f1, ranking_scores  # noqa: E402
+from aimonk.metrics import bootstrap_f1, majority_baseline_f1, ranking_scores, with_macro  # noqa: E402
 from aimonk.pipeline import train  # noqa: E402
 from aimonk.predict import Predictor  # noqa: E402
 
@@ -96,10 +96,6 @@ def scored(run: Path, part: Path, folders: Folders) -> dict:
         return dict(saved)
 
 
-def with_mean(per_attribute: np.ndarray) -> np.ndarray:
-    return np.append(per_attribute, np.nanmean(per_attribute))
-
-
 def recipe_scores(name: str, args, folders: Folders, parts) -> dict:
     """Per seed on the given folders pooled: decisions, targets, F1 and AP per attribute (+ macro)."""
     runs = [trained_run(name, seed, args, folders) for seed in args.seeds]
@@ -113,7 +109,7 @@ def recipe_scores(name: str, args, folders: Folders, parts) -> dict:
     f1 = np.stack([bootstrap_f1(targets, d[None], rounds=0)[0] for d in decisions])
     minutes = [json.loads((run / "seconds.json").read_text())["seconds"] / 60 for run in runs]
     return {"decisions": decisions, "targets": targets, "f1": f1, "minutes": minutes,
-            "ap": np.stack([with_mean(ranking_scores(targets, p)[0]) for p, _, _ in pooled]),
+            "ap": np.stack([with_macro(ranking_scores(targets, p)[0]) for p, _, _ in pooled]),
             "baseline": majority_baseline_f1(majority, targets)}
 
 
