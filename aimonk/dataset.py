@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .images import DataWarning, cache_images
-from .cache import files_key
+from .images import DataWarning, cache_images, images_key
 from .files import file_digest
 from .labels import LabelFileError, LabelTable, check_trainable, read_labels, summarize
 
@@ -108,13 +107,14 @@ def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, pro
         check_trainable(table)
     present = [i for i, name in enumerate(table.filenames) if name not in set(missing)]
     paths = [image_dir / table.filenames[i] for i in present]
-    images, kept = cache_images(paths, image_size, progress=progress)
+    key = images_key(paths, image_size)
+    images, kept = cache_images(paths, image_size, progress=progress, key=key)
     rows = [present[i] for i in kept]
     unreadable = [table.filenames[i] for i in sorted(set(present) - set(rows))]
     if not rows:
         raise ValueError(f"no readable images for {table.source} in {image_dir}")
     return LabelledImages(images, table.subset(rows), image_dir, missing, unreadable,
-                          images_key=files_key(paths, "images", image_size))
+                          images_key=key)
 
 
 class AttributeDataset(torch.utils.data.Dataset):

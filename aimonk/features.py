@@ -39,13 +39,12 @@ def backbone_features(model, images: np.ndarray, device: torch.device, batch_siz
     if out is None:
         out = np.zeros((2, len(images), feature_width(model, images.shape[1], device)), np.float32)
     for start in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
-        batch = to_model_input(model, torch.from_numpy(np.array(images[start:start + batch_size])), device,
-                               channels_last)
+        batch = to_model_input(model, torch.from_numpy(images[start:start + batch_size]), device, channels_last)
         with autocast(device, amp):
             out[0, start:start + len(batch)] = model.features(batch).float().cpu().numpy()
             out[1, start:start + len(batch)] = model.features(mirror(batch)).float().cpu().numpy()
         release_pages(images)
-    return torch.from_numpy(out) if not isinstance(out, np.memmap) else out
+    return torch.from_numpy(out)
 
 
 def cached_features(model, data, config, device, progress: bool = False) -> torch.Tensor:
@@ -68,7 +67,7 @@ def cached_features(model, data, config, device, progress: bool = False) -> torc
 
             shape = (2, len(data), feature_width(model, config.image_size, device))
             cached = store_array("features" if on_disk else None, disk_key, shape, np.float32, compute)
-        data.feature_cache[key] = torch.from_numpy(np.array(cached[0]))
+        data.feature_cache[key] = torch.from_numpy(cached[0])  # a cache entry is mapped, not copied
     return data.feature_cache[key]
 
 

@@ -62,14 +62,20 @@ def _try_load(path, size):
         return None, f"{path}: {type(error).__name__}: {error}"
 
 
-def cache_images(paths: list[Path], size: int, workers: int = 4, progress: bool = True):
+def images_key(paths, size: int) -> str:
+    """The cache key of these files decoded at this size (it changes when any file does)."""
+    return files_key(paths, "images", size)
+
+
+def cache_images(paths: list[Path], size: int, workers: int = 4, progress: bool = True, key: str | None = None):
     """Decode and resize every image once. Returns (uint8 array (M, size, size, 3), kept indices).
 
     The array is a memory map of aimonk.cache's entry for these files at this size: written image by image
-    on the first run (so memory stays bounded), read back by later runs without decoding anything."""
+    on the first run (so memory stays bounded), read back by later runs without decoding anything.
+    key: images_key(paths, size) when the caller has it already."""
     if not paths:
         return np.zeros((0, size, size, 3), np.uint8), []
-    key = files_key(paths, "images", size)
+    key = key or images_key(paths, size)
     cached = load_array("images", key)
     if cached is None:
         kept, failures = [], []
