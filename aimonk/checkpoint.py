@@ -8,7 +8,7 @@ import torch
 from . import __version__
 from .config import TrainConfig
 from .files import atomic_path
-from .models import AttributeClassifier, EnsembleClassifier, build_model
+from .models import AttributeClassifier, EnsembleClassifier, build_model, classifiers
 
 FORMAT = "aimonk-checkpoint/1"
 
@@ -21,7 +21,7 @@ def checkpoint_payload(model: AttributeClassifier, config: TrainConfig, attribut
         "config": config.to_dict(),
         "attributes": list(attributes),
         "thresholds": [float(t) for t in thresholds],
-        "normalization": {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()},
+        "normalization": input_normalization(model),
         "image_size": config.image_size,
         "history": history,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -80,9 +80,16 @@ def model_from_checkpoint(payload: dict) -> AttributeClassifier:
              else network_from_config(config, outputs))
     model.load_state_dict(payload["state_dict"])
     norm = payload["normalization"]
-    model.mean.copy_(torch.tensor(norm["mean"]).view(1, 3, 1, 1))
-    model.std.copy_(torch.tensor(norm["std"]).view(1, 3, 1, 1))
+    for member in classifiers(model):
+        member.mean.copy_(torch.tensor(norm["mean"]).view(1, 3, 1, 1))
+        member.std.copy_(torch.tensor(norm["std"]).view(1, 3, 1, 1))
     return model.eval()
+
+
+def input_normalization(model) -> dict:
+    """The mean and std the model normalises its pixels with (one for all of an ensemble's members)."""
+    first = classifiers(model)[0]
+    return {"mean": first.mean.flatten().tolist(), "std": first.std.flatten().tolist()}
 
 
 def update_checkpoint(path, **fields) -> None:

@@ -60,37 +60,41 @@ def use_channels_last(device: torch.device, setting: bool | None) -> bool:
     return device.type in ("cuda", "cpu") if setting is None else setting
 
 
-def to_model_input(model, images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 NHWC batch -> normalised float NCHW on the device (NHWC memory is channels_last already)."""
-    images = images.to(device, non_blocking=True).permute(0, 3, 1, 2)
-    if not channels_last:
-        images = images.contiguous()
-    return model.normalize(images)
+def place_model(model: torch.nn.Module, device: torch.device, channels_last: bool | None = None) -> torch.nn.Module:
+    """Move the model to `device` in the memory layout use_channels_last chooses (or `channels_last`), and tell
+    it so: the model permutes its uint8 NHWC input itself and keeps that layout only when channels_last."""
+    from .models import classifiers
+
+    channels_last = use_channels_last(device, channels_last)
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    for classifier in classifiers(model):
+        classifier.channels_last = channels_last
+    return model
 
 
-def mirror(inputs: torch.Tensor) -> torch.Tensor:
-    """The horizontally flipped batch (N, C, H, W): the test-time augmentation, the same everywhere."""
-    return inputs.flip(-1)
+def mirror(images: torch.Tensor) -> torch.Tensor:
+    """The horizontally flipped uint8 batch (N, H, W, 3): the test-time augmentation, the same everywhere."""
+    return images.flip(2)
 
 
-def with_mirror_averaged(model, inputs: torch.Tensor, tta: bool) -> torch.Tensor:
-    """model(inputs), averaged with model(mirror(inputs)) when tta: how every prediction path applies TTA
+def with_mirror_averaged(model, images: torch.Tensor, tta: bool) -> torch.Tensor:
+    """model(images), averaged with model(mirror(images)) when tta: how every prediction path applies TTA
     (batched inference, validation, and the exported ONNX graph)."""
-    outputs = model(inputs).float()
-    return (outputs + model(mirror(inputs)).float()) / 2 if tta else outputs
+    outputs = model(images).float()
+    return (outputs + model(mirror(images)).float()) / 2 if tta else outputs
 
 
 @torch.no_grad()
 def predict_logits(model, images: np.ndarray, device: torch.device, batch_size: int = 64, amp: bool = True,
-                   channels_last: bool | None = None, progress: bool = False, tta: bool = False) -> torch.Tensor:
-    """Logits (N, K) on the CPU for cached uint8 images (N, H, W, 3); tta averages in the mirror image."""
+                   progress: bool = False, tta: bool = False) -> torch.Tensor:
+    """Logits (N, K) on the CPU for cached uint8 images (N, H, W, 3) by a model placed on `device`
+    (place_model); tta averages in the mirror image."""
     model.eval()
-    channels_last = use_channels_last(device, channels_last)
     outputs = [torch.zeros((0, model.num_outputs))]
     for start in tqdm(range(0, len(images), batch_size), desc="predicting", disable=not progress, leave=False):
-        batch = torch.from_numpy(images[start:start + batch_size])
+        batch = torch.from_numpy(images[start:start + batch_size]).to(device, non_blocking=True)
         with autocast(device, amp):
-            logits = with_mirror_averaged(model, to_model_input(model, batch, device, channels_last), tta)
+            logits = with_mirror_averaged(model, batch, tta)
         outputs.append(logits.cpu())
     return torch.cat(outputs)
 

@@ -28,13 +28,18 @@ def grad_cam(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps (N, K, H, W) in [0, 1] for uint8 images (N, H, W, 3), and the logits (N, K) they explain."""
     model.eval()
     maps = []
-    hooks = [layer.register_forward_hook(lambda module, inputs, output: maps.append(output))
-             for layer in feature_map_layers(model)]
+
+    def keep(module, inputs, output):
+        if not output.requires_grad:  # frozen stages: the map becomes the leaf its gradient is taken at
+            output = output.detach().requires_grad_(True)
+        maps.append(output)
+        return output
+
+    hooks = [layer.register_forward_hook(keep) for layer in feature_map_layers(model)]
     device = next(model.parameters()).device
     try:
-        inputs = model.normalize(torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()).requires_grad_(True)
         with torch.enable_grad():
-            logits = model(inputs)
+            logits = model(torch.from_numpy(images).to(device))
             heatmaps = []
             for column in range(logits.shape[1]):
                 gradients = torch.autograd.grad(logits[:, column].sum(), maps, retain_graph=True)

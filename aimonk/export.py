@@ -34,7 +34,7 @@ class ExportedModel(nn.Module):
         self.limit = math.log((1 - EPSILON) / EPSILON)  # aimonk.calibration.logit clips there
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = with_mirror_averaged(self.model, self.model.normalize(images.permute(0, 3, 1, 2)), self.tta)
+        logits = with_mirror_averaged(self.model, images, self.tta)
         return torch.sigmoid(self.scale * logits.clamp(-self.limit, self.limit) + self.bias)
 
 

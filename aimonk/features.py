@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .cache import files_key, load_array, release_pages, store_array
-from .engine import autocast, mirror, mixed_precision_dtype, to_model_input, use_channels_last
+from .engine import autocast, mirror, mixed_precision_dtype
 from .files import file_digest
 
 HEAD_ONLY_AUGMENTATIONS = ("none", "flip")
@@ -32,14 +32,15 @@ def head_only_recipe(config) -> bool:
 
 @torch.no_grad()
 def backbone_features(model, images: np.ndarray, device: torch.device, batch_size: int = 64, amp: bool = True,
-                      progress: bool = False, channels_last: bool = False, out: np.ndarray | None = None):
-    """Pooled features (2, N, F) on the CPU, float32: [0] of the images, [1] of their mirror images; written
-    batch by batch into `out` when given (e.g. a disk cache entry), else returned as a tensor."""
+                      progress: bool = False, out: np.ndarray | None = None):
+    """Pooled features (2, N, F) on the CPU, float32, of a model placed on `device`: [0] of the images, [1] of
+    their mirror images; written batch by batch into `out` when given (e.g. a disk cache entry), else returned
+    as a tensor."""
     model.eval()
     if out is None:
         out = np.zeros((2, len(images), feature_width(model, images.shape[1], device)), np.float32)
     for start in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
-        batch = to_model_input(model, torch.from_numpy(images[start:start + batch_size]), device, channels_last)
+        batch = torch.from_numpy(images[start:start + batch_size]).to(device, non_blocking=True)
         with autocast(device, amp):
             out[0, start:start + len(batch)] = model.features(batch).float().cpu().numpy()
             out[1, start:start + len(batch)] = model.features(mirror(batch)).float().cpu().numpy()
@@ -50,7 +51,7 @@ def backbone_features(model, images: np.ndarray, device: torch.device, batch_siz
 def cached_features(model, data, config, device, progress: bool = False) -> torch.Tensor:
     """backbone_features of all of `data`, computed once per backbone, weights, image size, precision and
     layout: kept on `data` for this process and in aimonk.cache's feature entries for later runs."""
-    channels_last = use_channels_last(device, config.channels_last)
+    channels_last = model.channels_last
     precision = mixed_precision_dtype(device, config.amp)
     key = (config.backbone, str(config.weights), config.image_size, str(device), str(precision), channels_last)
     if key not in data.feature_cache:
@@ -61,8 +62,7 @@ def cached_features(model, data, config, device, progress: bool = False) -> torc
         cached = load_array("features", disk_key) if on_disk else None
         if cached is None:
             def compute(out: np.ndarray) -> int:
-                backbone_features(model, data.images, device, config.batch_size * 2, config.amp, progress,
-                                  channels_last, out)
+                backbone_features(model, data.images, device, config.batch_size * 2, config.amp, progress, out)
                 return len(out)
 
             shape = (2, len(data), feature_width(model, config.image_size, device))
@@ -74,7 +74,7 @@ def cached_features(model, data, config, device, progress: bool = False) -> torc
 def feature_width(model, image_size: int, device) -> int:
     """How many pooled features the model's backbone gives an image."""
     with torch.no_grad():
-        return model.features(torch.zeros((1, 3, image_size, image_size), device=device)).shape[1]
+        return model.features(torch.zeros((1, image_size, image_size, 3), dtype=torch.uint8, device=device)).shape[1]
 
 
 class FeatureDataset(torch.utils.data.Dataset):

@@ -2,7 +2,9 @@
 
 Every model is an `AttributeClassifier`: a backbone cut into stages (so that the
 first stages can be frozen), global average pooling, and a Dropout + Linear head.
-The backbone's input normalisation travels with the model.
+The model takes uint8 images as they are decoded, (N, H, W, 3), and does its own permute and input
+normalisation inside `forward`, so every caller (training, evaluation, prediction, the widget, an
+exported ONNX graph) feeds it the same thing.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ class BackboneSpec:
 
 
 class AttributeClassifier(nn.Module):
+    channels_last = False  # set by aimonk.engine.place_model: keep the NHWC pixels' layout for the convolutions
+
     def __init__(self, stages: list[nn.Module], stage_names, num_features: int, num_outputs: int,
                  dropout: float, mean, std):
         super().__init__()
@@ -54,15 +58,25 @@ class AttributeClassifier(nn.Module):
     def num_outputs(self) -> int:
         return self.head[-1].out_features
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images (N, 3, H, W) in any memory format to normalised floats."""
-        return (images.float() / 255.0 - self.mean) / self.std
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (N, H, W, 3) to normalised floats (N, 3, H, W); the permuted view of NHWC memory is
+        channels_last already, and is made contiguous only for a model placed in the contiguous layout."""
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
+            raise TypeError(f"the model takes uint8 images (N, H, W, 3), not {images.dtype} {tuple(images.shape)}")
+        x = images.permute(0, 3, 1, 2).float()
+        return ((x if self.channels_last else x.contiguous()) / 255.0 - self.mean) / self.std
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.stages(x))
+    def feature_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """The last stage's output for uint8 images (N, H, W, 3)."""
+        return self.stages(self.prepare(images))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled features (N, F) for uint8 images (N, H, W, 3)."""
+        return self.pool(self.feature_maps(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (N, K) for uint8 images (N, H, W, 3)."""
+        return self.head(self.features(images))
 
     def freeze(self, num_stages: int) -> None:
         """Freeze the first `num_stages` stages: no gradients, batch-norm statistics fixed."""
@@ -92,19 +106,13 @@ class EnsembleClassifier(nn.Module):
     def num_outputs(self) -> int:
         return self.members[0].num_outputs
 
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.members[0].mean
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(images) for member in self.members]).mean(dim=0)
 
-    @property
-    def std(self) -> torch.Tensor:
-        return self.members[0].std
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        return self.members[0].normalize(images)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+def classifiers(model: nn.Module) -> list[AttributeClassifier]:
+    """The AttributeClassifiers in `model`: itself, or an ensemble's members."""
+    return [module for module in model.modules() if isinstance(module, AttributeClassifier)]
 
 
 class ConcatenatedBackbones(nn.Module):

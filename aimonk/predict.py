@@ -8,7 +8,7 @@ from .calibration import Calibration
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .config import TrainConfig
 from .images import resized
-from .engine import predict_probabilities, select_device, use_channels_last
+from .engine import place_model, predict_probabilities, select_device
 from .predictions import FORMATS, Predictions, PredictsImages, parse_thresholds  # noqa: F401  (the package's prediction API)
 
 class Predictor(PredictsImages):
@@ -22,9 +22,7 @@ class Predictor(PredictsImages):
         self.calibration = Calibration.from_dict(payload.get("calibration"))  # None: the model's own sigmoid
         self.image_size: int = payload["image_size"]
         self.device = select_device(device)
-        self.channels_last = use_channels_last(self.device, self.config.channels_last)
-        self.model = model_from_checkpoint(payload).to(
-            self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        self.model = place_model(model_from_checkpoint(payload), self.device, self.config.channels_last)
 
     @classmethod
     def load(cls, path, device: str = "auto") -> "Predictor":
@@ -32,8 +30,7 @@ class Predictor(PredictsImages):
 
     def probabilities(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         return self.calibrated(predict_probabilities(self.model, images, self.device, batch_size=64,
-                                                     amp=self.config.amp, channels_last=self.channels_last,
-                                                     progress=progress, tta=self.config.tta))
+                                                     amp=self.config.amp, progress=progress, tta=self.config.tta))
 
     def calibrated(self, probabilities: np.ndarray) -> np.ndarray:
         """The checkpoint's calibration map applied (what its thresholds were tuned on), as float32."""

@@ -21,8 +21,7 @@ from tqdm.auto import tqdm
 from .checkpoint import checkpoint_payload, load_checkpoint, save_checkpoint
 from .config import SCHEDULES, TrainConfig
 from .dataset import AttributeDataset, LabelledImages
-from .engine import (autocast, mixed_precision_dtype, predict_logits, seed_everything, select_device,
-                     to_model_input, use_channels_last)
+from .engine import autocast, mixed_precision_dtype, place_model, predict_logits, seed_everything, select_device
 from .files import write_text
 from .labels import check_trainable
 from .features import FeatureDataset, cached_features, head_logits, trains_head_only
@@ -89,16 +88,6 @@ def make_scaler(device, amp: bool) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=mixed_precision_dtype(device, amp) == torch.float16)
 
 
-def image_input(model, device, channels_last: bool):
-    """Turns a loader's uint8 NHWC image batch into the model's input."""
-    return lambda images: to_model_input(model, images, device, channels_last)
-
-
-def feature_input(device):
-    """Precomputed feature batches only move to the device."""
-    return lambda features: features.to(device, non_blocking=True)
-
-
 def training_step(model, inputs, targets, loss_fn, optimizer, scaler, device, amp) -> torch.Tensor:
     """One optimisation step on a batch already made model input; returns the (masked) loss."""
     with autocast(device, amp):
@@ -112,15 +101,14 @@ def training_step(model, inputs, targets, loss_fn, optimizer, scaler, device, am
 
 
 def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, description: str = "",
-                    prepare=None, scheduler=None, progress: bool = True, average=None) -> float:
-    """One pass over `loader`; prepare turns a batch into model input (default: uint8 images, NCHW);
-    `average` (a WeightAverage) follows the weights after every step."""
+                    scheduler=None, progress: bool = True, average=None) -> float:
+    """One pass over `loader`, whose batches (uint8 images, or precomputed features) only move to the device:
+    the model prepares its own input. `average` (a WeightAverage) follows the weights after every step."""
     model.train()
-    prepare = prepare or image_input(model, device, False)
     total, count = 0.0, 0
     bar = tqdm(loader, desc=description, leave=False, disable=not progress)
     for images, targets in bar:
-        loss = training_step(model, prepare(images), targets.to(device, non_blocking=True), loss_fn, optimizer,
+        loss = training_step(model, images.to(device, non_blocking=True), targets.to(device, non_blocking=True), loss_fn, optimizer,
                              scaler, device, config.amp)
         if scheduler is not None:
             scheduler.step()
@@ -221,11 +209,10 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
                                       (resume["rows"]["train"], resume["rows"]["val"]))
     model = build_model(config.backbone, len(data.attributes), config.weights, config.dropout, config.freeze,
                         config.image_size)
-    channels_last = use_channels_last(device, config.channels_last)
-    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    place_model(model, device, config.channels_last)
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
-    phase = Phase(data, train_rows, val_rows, loss_fn, device, channels_last, progress)
+    phase = Phase(data, train_rows, val_rows, loss_fn, device, progress)
     if config.head_epochs and not trains_head_only(model, config.augment) and resume is None:
         warm_start_head(model, head_phase(config), phase)  # linear probing, then fine-tuning
     strategy = choose_strategy(model, config, phase)
@@ -295,7 +282,6 @@ class Phase:
     val_rows: np.ndarray
     loss_fn: torch.nn.Module
     device: torch.device
-    channels_last: bool
     progress: bool
 
     @property
@@ -320,7 +306,6 @@ class WholeNetwork:
         self.config, self.phase, self.epochs = config, phase, config.epochs
         self.trained = torch.compile(model) if config.compile else model  # shares the parameters of `model`
         self.loader = make_train_loader(phase.data, phase.train_rows, config, phase.device)
-        self.prepare = image_input(model, phase.device, phase.channels_last)
 
     def new_state(self, model, config: TrainConfig) -> "TrainState":
         optimizer = make_optimizer(model, config)
@@ -337,13 +322,12 @@ class WholeNetwork:
 
     def run_epoch(self, state: "TrainState", description: str) -> float:
         return train_one_epoch(self.trained, self.loader, self.phase.loss_fn, state.optimizer, state.scaler,
-                               self.phase.device, self.config, state.history, description, prepare=self.prepare,
+                               self.phase.device, self.config, state.history, description,
                                scheduler=state.scheduler, progress=self.phase.progress, average=state.average)
 
     def val_logits(self, module, rows) -> torch.Tensor:
         return predict_logits(module, self.phase.data.images[rows], self.phase.device,
-                              batch_size=self.config.batch_size * 2, amp=self.config.amp,
-                              channels_last=self.phase.channels_last, tta=self.config.tta)
+                              batch_size=self.config.batch_size * 2, amp=self.config.amp, tta=self.config.tta)
 
 
 class HeadOnFeatures(WholeNetwork):
@@ -353,7 +337,6 @@ class HeadOnFeatures(WholeNetwork):
         self.config, self.phase, self.epochs, self.trained = config, phase, config.epochs, model.head
         self.features = cached_features(model, phase.data, config, phase.device, phase.progress)
         self.loader = make_train_loader(phase.data, phase.train_rows, config, phase.device, self.features)
-        self.prepare = feature_input(phase.device)
 
     def random_sources(self) -> dict:
         return {"loader": self.loader.generator, "flips": self.loader.dataset.generator}

@@ -1,7 +1,7 @@
 """Augmentation pipelines (albumentations) applied to cached uint8 images of a fixed size.
 
-Normalisation is not here: it runs on the batch, on the device, inside the model
-(`AttributeClassifier.normalize`), so the loader only moves uint8 pixels.
+Normalisation is not here: the model takes uint8 (N, H, W, 3) batches and permutes and normalises them
+itself, on the device, inside `forward` (`AttributeClassifier.prepare`), so the loader only moves uint8 pixels.
 """
 from __future__ import annotations
 

@@ -25,14 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aimonk.checkpoint import checkpoint_payload, save_checkpoint  # noqa: E402
 from aimonk.config import preset  # noqa: E402
 from aimonk.dataset import load_labelled_folder  # noqa: E402
-from aimonk.engine import (mixed_precision_dtype, predict_logits, select_device, to_model_input,  # noqa: E402
+from aimonk.engine import (mixed_precision_dtype, place_model, predict_logits, select_device,  # noqa: E402
                            use_channels_last)
 from aimonk.images import DataWarning  # noqa: E402
 from aimonk.losses import make_loss  # noqa: E402
 from aimonk.models import build_model  # noqa: E402
 from aimonk.predict import Predictor  # noqa: E402
-from aimonk.training import (fit, image_input, make_scaler, make_train_loader, new_history,  # noqa: E402
-                             train_one_epoch, training_step)
+from aimonk.training import (fit, make_scaler, make_train_loader, new_history, train_one_epoch,  # noqa: E402
+                             training_step)
 from aimonk.transforms import train_transform  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def synchronize(device):
 
 def new_model(config, k, device, channels_last):
     model = build_model(config.backbone, k, "none", config.dropout, config.freeze, config.image_size)
-    return model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return place_model(model, device, channels_last)
 
 
 def model_only_training(config, k, device, amp, channels_last, steps):
@@ -57,8 +57,7 @@ def model_only_training(config, k, device, amp, channels_last, steps):
     scaler = make_scaler(device, amp)
 
     def step():
-        inputs = to_model_input(model, images, device, channels_last)
-        training_step(model, inputs, targets, loss_fn, optimizer, scaler, device, amp)
+        training_step(model, images, targets, loss_fn, optimizer, scaler, device, amp)
 
     for _ in range(2):
         step()
@@ -74,11 +73,10 @@ def model_only_forward(config, k, device, amp, channels_last, steps):
     model = new_model(config, k, device, channels_last).eval()
     images = np.random.default_rng(0).integers(0, 256, (config.batch_size * 2 * steps, config.image_size,
                                                         config.image_size, 3), dtype=np.uint8)
-    predict_logits(model, images[: config.batch_size * 2], device, config.batch_size * 2, amp, channels_last,
-                   tta=config.tta)
+    predict_logits(model, images[: config.batch_size * 2], device, config.batch_size * 2, amp, tta=config.tta)
     synchronize(device)
     started = time.perf_counter()
-    predict_logits(model, images, device, config.batch_size * 2, amp, channels_last, tta=config.tta)
+    predict_logits(model, images, device, config.batch_size * 2, amp, tta=config.tta)
     synchronize(device)
     return len(images) / (time.perf_counter() - started)
 
@@ -96,8 +94,7 @@ def our_pipeline(config, data, device, epochs):
     synchronize(device)
     started = time.perf_counter()
     for epoch in range(epochs):
-        train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, f"ours {epoch + 1}",
-                        image_input(model, device, channels_last))
+        train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, f"ours {epoch + 1}")
     synchronize(device)
     return len(history["iteration_loss"]) * config.batch_size / (time.perf_counter() - started), model
 
@@ -144,7 +141,8 @@ def reference_pipeline(config, data, device, epochs):
     started = time.perf_counter()
     for _ in range(epochs):
         for images, targets in loader:
-            loss = loss_fn(model(images.to(device)), targets.to(device))
+            # the reference feeds normalised float NCHW tensors, so it enters the network after our preparation
+            loss = loss_fn(model.head(model.pool(model.stages(images.to(device)))), targets.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -17,13 +17,12 @@ def test_with_a_linear_head_on_pooled_features_it_is_class_activation_mapping():
     model = build_model("resnet18", 3, weights="none", image_size=64).eval()
     heatmaps, logits = grad_cam(model, IMAGES)
     with torch.no_grad():
-        features = model.stages(model.normalize(torch.from_numpy(IMAGES).permute(0, 3, 1, 2)))  # (2, 512, 2, 2)
+        features = model.feature_maps(torch.from_numpy(IMAGES))  # (2, 512, 2, 2)
         weights = model.head[-1].weight  # CAM: the head's weights on the channels
         cam = functional.relu(torch.einsum("kc,nchw->nkhw", weights, features))
         cam = functional.interpolate(cam, size=(64, 64), mode="bilinear", align_corners=False)
         cam = cam / cam.flatten(2).amax(-1)[..., None, None]
-        np.testing.assert_allclose(logits, model(model.normalize(torch.from_numpy(IMAGES).permute(0, 3, 1, 2))),
-                                   atol=1e-5)
+        np.testing.assert_allclose(logits, model(torch.from_numpy(IMAGES)), atol=1e-5)
     np.testing.assert_allclose(heatmaps, cam.numpy(), atol=1e-4)
 
 

@@ -11,7 +11,7 @@ from aimonk.models import BACKBONES, WeightsUnavailableError, build_model
 def test_every_backbone_builds_with_k_outputs(backbone):
     model = build_model(backbone, num_outputs=6, weights="none", freeze=0, image_size=64).eval()
     with torch.no_grad():
-        assert model(torch.randn(2, 3, 64, 64)).shape == (2, 6)
+        assert model(torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)).shape == (2, 6)
     assert len(model.stages) == len(model.stage_names)
 
 
@@ -26,8 +26,27 @@ def test_frozen_stages_keep_batchnorm_statistics():
     model = build_model("resnet18", 2, weights="none", freeze=2).train()
     assert not model.stages[0].training and not model.stages[1].training and model.stages[2].training
     before = model.stages[0][1].running_mean.clone()
-    model(torch.randn(4, 3, 32, 32))
+    model(torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8))
     assert torch.equal(before, model.stages[0][1].running_mean)
+
+
+def test_the_model_takes_uint8_nhwc_and_prepares_it_itself_in_either_layout():
+    """One preprocessing path: permute and normalisation happen inside forward, so every caller (and an
+    exported graph) feeds decoded pixels; the layout place_model chooses does not change the result."""
+    from aimonk.engine import place_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3, weights="none", image_size=32).eval()
+    images = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
+    by_hand = (images.permute(0, 3, 1, 2).float() / 255 - model.mean) / model.std
+    with torch.no_grad():
+        expected = model.head(model.pool(model.stages(by_hand)))
+        for channels_last in (False, True):
+            place_model(model, torch.device("cpu"), channels_last)
+            assert model.prepare(images).is_contiguous(memory_format=torch.channels_last) == channels_last
+            torch.testing.assert_close(model(images), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(TypeError, match=r"uint8 images \(N, H, W, 3\)"):
+        model(by_hand)
 
 
 def test_freeze_out_of_range():
@@ -43,7 +62,7 @@ def test_offline_efficientnet_lite_is_imagenet_trained(version):
 
     model = build_model(f"efficientnet_lite{version}", num_outputs=4, weights="imagenet").eval()
     image = np.array(Image.fromarray(load_sample_image("china.jpg")).resize((224, 224)))
-    batch = model.normalize(torch.from_numpy(image).permute(2, 0, 1)[None])
+    batch = torch.from_numpy(image)[None]
     # the shipped ImageNet classifier is not part of our model: rebuild it from the package
     from efficientnet_lite_pytorch import EfficientNet
     from aimonk.models import _lite_weights_file
@@ -89,7 +108,7 @@ def test_backbones_joined_by_plus_concatenate_their_features():
     for model, member in zip(alone, joined.stages[0].members):
         for mine, theirs in zip(model.stages, member):
             mine.load_state_dict(theirs.state_dict())
-    x = torch.rand(2, 3, 64, 64)
+    x = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
     with torch.no_grad():
         expected = torch.cat([model.features(x) for model in alone], dim=1)
         torch.testing.assert_close(joined.features(x), expected)
