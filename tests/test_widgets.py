@@ -70,3 +70,17 @@ def test_why_overlays_the_chosen_attributes_heatmap_computed_once(app, monkeypat
     assert first.startswith(b"\x89PNG") and len({plain, first, fourth}) == 3 and len(calls) == 1
     app.why.value = False
     assert bytes(app.image.value) == plain
+
+
+def test_an_upload_and_the_same_file_predicted_from_disk_get_the_same_probabilities(app, tmp_path):
+    """One preprocessing path: the widget's upload and `aimonk predict` on the file resize, lay out and
+    normalise the image the same way."""
+    import numpy as np
+
+    pixels = np.random.default_rng(1).integers(0, 256, (123, 217, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    (tmp_path / "odd.png").write_bytes(buffer.getvalue())
+    upload(app, buffer.getvalue(), "odd.png")
+    from_disk = app.predictor.predict_paths([tmp_path / "odd.png"]).probabilities[0]
+    np.testing.assert_allclose(app.probabilities, from_disk, atol=1e-6)
