@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,18 +38,38 @@ def check_output_folder(out, overwrite: bool = False, option: str = "--out", nam
 
 
 _STALE: dict[Path, set[Path]] = {}  # per folder: temporaries found there when this process first wrote to it
+_WRITER = f"{os.getpid()}@{socket.gethostname()}@"  # in a temporary's name, so that others can tell it is alive
 
 
 def remove_stale_temporaries(path: Path) -> None:
-    """Remove the `.NAME.*.tmp` files a writer killed mid-write (SIGKILL) left beside `path`. Each folder is
-    listed once per process, so writing many files into one folder stays linear in their number."""
+    """Remove the `.NAME.*.tmp` files a writer killed mid-write (SIGKILL) left beside `path`: those of a
+    process of this machine that is gone (never those of a writer still at work, here or on another machine
+    sharing the folder). Each folder is listed once per process, so writing many files into one folder stays
+    linear in their number."""
     folder = path.parent.resolve()
     if folder not in _STALE:
         _STALE[folder] = set(folder.glob(".*.tmp"))
     prefix = f".{path.name}."
-    for stale in [p for p in _STALE[folder] if p.name.startswith(prefix)]:
+    for stale in [p for p in _STALE[folder] if p.name.startswith(prefix) and writer_gone(p.name[len(prefix):])]:
         stale.unlink(missing_ok=True)
         _STALE[folder].discard(stale)
+
+
+def writer_gone(name: str) -> bool:
+    """Whether the process that named a temporary `PID@HOST@...` (after the target's name) has ended; names
+    of another form are an earlier version's, whose writer has ended too."""
+    pid, _, rest = name.partition("@")
+    if not pid.isdigit() or "@" not in rest:
+        return True
+    if rest.rsplit("@", 1)[0] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _default_mode() -> int:
@@ -64,7 +85,7 @@ def atomic_path(path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_WRITER}", suffix=".tmp")
     os.close(handle)
     try:
         yield Path(temporary)

@@ -47,6 +47,23 @@ def test_output_folder_rules(tmp_path):
 
 
 def test_a_temporary_left_by_a_killed_writer_is_cleared_by_the_next_write(tmp_path):
-    (tmp_path / ".model.pt.abc123.tmp").write_bytes(b"half a checkpoint")  # what SIGKILL leaves behind
+    import socket
+    import subprocess
+    import sys
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    (tmp_path / f".model.pt.{ended.stdout.strip()}@{host}@abc123.tmp").write_bytes(b"half a checkpoint")  # SIGKILL
+    (tmp_path / ".model.pt.abc123.tmp").write_bytes(b"half a checkpoint")  # an earlier version's name
     write_text(tmp_path / "model.pt", "whole")
     assert os.listdir(tmp_path) == ["model.pt"]
+
+
+def test_a_temporary_being_written_by_a_live_process_is_left_alone(tmp_path):
+    """Two processes writing one cache entry at once (e.g. torchrun's) must not delete each other's file."""
+    import socket
+
+    for writer in (f"{os.getppid()}@{socket.gethostname()}", f"{os.getpid()}@another-machine.example"):
+        (tmp_path / f".model.pt.{writer}@xyz.tmp").write_bytes(b"in progress")
+    write_text(tmp_path / "model.pt", "whole")
+    assert len(os.listdir(tmp_path)) == 3
