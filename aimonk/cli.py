@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 import warnings
@@ -87,14 +88,19 @@ def cmd_train(args) -> int:
     else:
         config, resume = config_from_args(args), None
         out = check_output_folder(args.out, args.overwrite, names=TRAIN_OUTPUTS)
-    data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na, trainable=True)
+    processes = joined_processes(config)
+    with processes.main_first():
+        data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na, trainable=True)
     if resume is not None:
         check_same_data(data, resume, out)
     print(f"training {config.backbone} on {len(data)} images, {len(data.attributes)} attributes -> {out}"
-          + (f" (resumed after epoch {resume['state']['epoch']})" if resume else ""))
+          + (f" (resumed after epoch {resume['state']['epoch']})" if resume else "")
+          + (f"; {processes.world} processes" if processes.distributed else ""))
     started = time.perf_counter()
-    result = train(config, data, out, resume=resume)
+    result = train(config, data, out, resume=resume, processes=processes)
     minutes = (time.perf_counter() - started) / 60
+    if not processes.main:
+        return 130 if result.interrupted else 0
     write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if result.history["iteration_loss"]:
         save_figure(plot_loss_curve(result.history), out / "loss_curve.png")
@@ -102,6 +108,19 @@ def cmd_train(args) -> int:
     print(f"best epoch {result.best_epoch}; {minutes:.1f} min; checkpoint {result.checkpoint}; "
           f"figures in {out}")
     return 130 if result.interrupted else 0
+
+
+def joined_processes(config: TrainConfig):
+    """The processes torchrun started (one without torchrun), checked against the batch size before any work;
+    as in torchvision's references, only the main process prints (errors still show from every process)."""
+    from .distributed import Processes
+
+    processes = Processes.join()
+    processes.batch_size(config.batch_size)
+    if not processes.main:
+        sys.stdout = open(os.devnull, "w")
+        warnings.simplefilter("ignore")
+    return processes
 
 
 def resumed_run(args):
@@ -156,10 +175,17 @@ def evaluate_cross_validated(args) -> int:
     if not args.out:
         raise ValueError("--cv needs --out FOLDER for its tables and final model")
     out = check_output_folder(args.out, args.overwrite, names=CV_OUTPUTS)
-    data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na, trainable=True)
-    print(f"{args.cv}-fold cross-validation of {config.backbone} on {len(data)} images -> {out}")
+    processes = joined_processes(config)
+    with processes.main_first():
+        data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na, trainable=True)
+    print(f"{args.cv}-fold cross-validation of {config.backbone} on {len(data)} images -> {out}"
+          + (f"; folds spread over {processes.world} processes" if processes.distributed else ""))
     started = time.perf_counter()
-    cv = cross_validate(config, data, args.cv, keep_models=args.final == "ensemble")
+    cv = cross_validate(config, data, args.cv, keep_models=args.final == "ensemble", processes=processes)
+    if not processes.main:
+        if args.final == "retrain":  # the final model trains in every process
+            save_final_model(cv, config, data, args.final, None, out / "model.pt", processes=processes)
+        return 0
     strategy = config.threshold_strategy
     table = cv_report(cv, strategy, calibration=config.calibration)
     thresholds, calibration = calibrated_thresholds(out_of_fold(cv), strategy, config.calibration)
@@ -173,7 +199,8 @@ def evaluate_cross_validated(args) -> int:
     write_text(out / "oof_predictions.csv", oof.to_csv(index=False))
     write_label_checks(cv, config, out)
     if args.final != "none":
-        path = save_final_model(cv, config, data, args.final, thresholds, out / "model.pt", calibration=calibration)
+        path = save_final_model(cv, config, data, args.final, thresholds, out / "model.pt", calibration=calibration,
+                                processes=processes)
         write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
         print(f"final model ({args.final}) with thresholds {[round(float(t), 3) for t in thresholds.values]}: {path}")
     print(f"{(time.perf_counter() - started) / 60:.1f} min")

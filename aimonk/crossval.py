@@ -16,7 +16,9 @@ import pandas as pd
 from .checkpoint import checkpoint_payload, network_from_config, save_checkpoint
 from .config import TrainConfig
 from .dataset import LabelledImages
+from .distributed import Processes
 from .evaluation import score
+from .features import share_features
 from .metrics import attribute_metrics, bootstrap_f1, majority_classes, ranking_scores, with_macro
 from .models import EnsembleClassifier
 from .split import kfold_splits
@@ -38,29 +40,40 @@ class CrossValidation:
 
 
 def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: int | None = None,
-                   progress: bool = True, keep_models: bool = False, rows=None) -> CrossValidation:
+                   progress: bool = True, keep_models: bool = False, rows=None,
+                   processes: Processes = Processes()) -> CrossValidation:
     """Train one model per fold (config.epochs each, the last epoch kept) and collect its predictions.
 
     rows: the images to cross-validate (default all); the result's rows are these, in this order.
+    processes: under torchrun the folds are spread over the processes (fold f trains in process f mod world)
+    and every process gets the whole result.
     """
     rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=int)
     values = data.values[rows]
     splits = kfold_splits(values, folds, config.seed if seed is None else seed)
+    if processes.distributed:
+        share_features(config, data, processes)  # computed once by all, not once per process
+    trained = {}
+    for fold, (train_part, val_part) in enumerate(splits):
+        if fold % processes.world != processes.rank:
+            continue
+        if progress and processes.main:
+            print(f"fold {fold + 1}/{folds}: training on {len(train_part)} images, scoring {len(val_part)}"
+                  + (f" (and {processes.world - 1} more folds at once in the other processes)"
+                     if processes.distributed else ""))
+        result = fit(config.replace(keep="last"), data, None, progress=progress and processes.main,
+                     rows=(rows[train_part], rows[val_part]), validate_each_epoch=False)
+        state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()} if keep_models else None
+        trained[fold] = (result.val_probabilities, result.history, state)
+    for part in processes.gather_objects(trained):
+        trained.update(part)
     probabilities = np.full(values.shape, np.nan, dtype=np.float32)
     fold_of_row = np.full(len(rows), -1)
-    histories, states = [], []
-    for fold, (train_part, val_part) in enumerate(splits):
-        if progress:
-            print(f"fold {fold + 1}/{folds}: training on {len(train_part)} images, scoring {len(val_part)}")
-        result = fit(config.replace(keep="last"), data, None, progress=progress,
-                     rows=(rows[train_part], rows[val_part]), validate_each_epoch=False)
-        probabilities[val_part] = result.val_probabilities
-        fold_of_row[val_part] = fold
-        histories.append(result.history)
-        if keep_models:
-            states.append({k: v.detach().cpu() for k, v in result.model.state_dict().items()})
+    for fold, (_, val_part) in enumerate(splits):
+        probabilities[val_part], fold_of_row[val_part] = trained[fold][0], fold
     return CrossValidation(probabilities, fold_of_row, values.copy(), list(data.attributes),
-                           [data.filenames[i] for i in rows], histories, config.to_dict(), states)
+                           [data.filenames[i] for i in rows], [trained[f][1] for f in range(folds)], config.to_dict(),
+                           [trained[f][2] for f in range(folds)] if keep_models else [])
 
 
 def fold_tuned_decisions(cv: CrossValidation, strategy: str = "f1") -> tuple[np.ndarray, np.ndarray]:
@@ -102,18 +115,23 @@ FINAL_MODELS = ("retrain", "ensemble")
 
 
 def save_final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, how: str,
-                     thresholds: Thresholds, path, progress: bool = True, calibration: Calibration | None = None) -> Path:
-    """The model to use after cross-validation, with the out-of-fold thresholds (and calibration) stored in it.
+                     thresholds: Thresholds, path, progress: bool = True, calibration: Calibration | None = None,
+                     processes: Processes = Processes()) -> Path:
+    """The model to use after cross-validation, with the out-of-fold thresholds (and calibration) stored in it
+    (by the main process).
 
-    retrain: one model trained on every image for the same schedule (config.epochs);
+    retrain: one model trained on every image for the same schedule (config.epochs), by all the processes;
     ensemble: the fold models, their logits averaged.
     """
     if how not in FINAL_MODELS:
         raise ValueError(f"final model must be one of {FINAL_MODELS}")
     path = Path(path)
     if how == "retrain":
-        result = fit(config.replace(val_fraction=0.0, keep="last"), data, None, progress=progress)
+        result = fit(config.replace(val_fraction=0.0, keep="last"), data, None, progress=progress,
+                     processes=processes)
         model, extra = result.model, {"history": result.history}
+        if not processes.main:  # it trained the model with the others; the main process saves it
+            return path
     else:
         if not cv.fold_states:
             raise ValueError("the cross-validation kept no fold models (keep_models=False)")

@@ -118,16 +118,19 @@ def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, pro
 
 
 class AttributeDataset(torch.utils.data.Dataset):
-    """Serves (uint8 HWC image after augmentation, float targets with NaN = unknown)."""
+    """Serves (uint8 HWC image after augmentation, float targets with NaN = unknown) for `rows` of the images
+    (default all), reading each image from the (memory-mapped) array only when it is asked for."""
 
-    def __init__(self, images: np.ndarray, targets: np.ndarray | None = None, transform=None):
+    def __init__(self, images: np.ndarray, targets: np.ndarray | None = None, transform=None, rows=None):
         self.images, self.transform = images, transform
+        self.rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=int)
         self.targets = targets if targets is not None else np.full((len(images), 0), np.nan, np.float32)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.rows)
 
     def __getitem__(self, index):
+        index = self.rows[index]
         image = self.images[index]
         if self.transform is not None:
             image = self.transform(image=image)["image"]

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .cache import files_key, load_array, release_pages, store_array
 from .engine import autocast, mirror, mixed_precision_dtype
+from .distributed import Processes
 from .files import file_digest
 
 HEAD_ONLY_AUGMENTATIONS = ("none", "flip")
@@ -48,27 +49,49 @@ def backbone_features(model, images: np.ndarray, device: torch.device, batch_siz
     return torch.from_numpy(out)
 
 
-def cached_features(model, data, config, device, progress: bool = False) -> torch.Tensor:
+def cached_features(model, data, config, device, progress: bool = False,
+                    processes: Processes = Processes()) -> torch.Tensor:
     """backbone_features of all of `data`, computed once per backbone, weights, image size, precision and
-    layout: kept on `data` for this process and in aimonk.cache's feature entries for later runs."""
-    channels_last = model.channels_last
+    layout: kept on `data` for this process and in aimonk.cache's feature entries for later runs. Several
+    processes (torchrun) each compute a block of the images and share them; the main process stores them."""
     precision = mixed_precision_dtype(device, config.amp)
-    key = (config.backbone, str(config.weights), config.image_size, str(device), str(precision), channels_last)
+    key = (config.backbone, str(config.weights), config.image_size, device.type, str(precision), model.channels_last)
     if key not in data.feature_cache:
         weights = file_digest(config.weights) if Path(config.weights).is_file() else config.weights
         disk_key = files_key([], "features", data.images_key, config.backbone, weights, config.image_size,
-                             device.type, precision, channels_last, torch.__version__)
+                             device.type, precision, model.channels_last, torch.__version__)
         on_disk = data.images_key is not None and config.weights != "none"  # random weights differ run to run
         cached = load_array("features", disk_key) if on_disk else None
         if cached is None:
             def compute(out: np.ndarray) -> int:
-                backbone_features(model, data.images, device, config.batch_size * 2, config.amp, progress, out)
+                if processes.distributed:
+                    own = processes.block(len(data))
+                    part = backbone_features(model, data.images[own], device, config.batch_size * 2, config.amp,
+                                             progress)
+                    out[:] = processes.gather_rows(part, dim=1).numpy()
+                else:
+                    backbone_features(model, data.images, device, config.batch_size * 2, config.amp, progress, out)
                 return len(out)
 
             shape = (2, len(data), feature_width(model, config.image_size, device))
-            cached = store_array("features" if on_disk else None, disk_key, shape, np.float32, compute)
+            cached = store_array("features" if on_disk and processes.main else None, disk_key, shape, np.float32,
+                                 compute)
         data.feature_cache[key] = torch.from_numpy(cached[0])  # a cache entry is mapped, not copied
     return data.feature_cache[key]
+
+
+def share_features(config, data, processes: Processes) -> None:
+    """For a head-only recipe, the features of all of `data` computed by the processes together and kept on
+    `data`, so that the models each process then trains alone (e.g. cross-validation folds) find them there."""
+    from .engine import place_model, select_device
+    from .models import build_model
+
+    if not head_only_recipe(config):
+        return
+    device = processes.device(select_device(config.device))
+    model = place_model(build_model(config.backbone, len(data.attributes), config.weights, config.dropout,
+                                    config.freeze, config.image_size), device, config.channels_last)
+    cached_features(model, data, config, device, processes=processes)
 
 
 def feature_width(model, image_size: int, device) -> int:

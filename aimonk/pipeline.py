@@ -8,16 +8,19 @@ from .checkpoint import update_checkpoint
 from .config import TrainConfig
 from .crossval import cross_validate, out_of_fold
 from .dataset import LabelledImages
+from .distributed import Processes
 from .thresholds import HeldOut, Thresholds, calibrated_thresholds
 from .training import TrainResult, fit
 
 
 def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True,
-          resume: dict | None = None) -> TrainResult:
+          resume: dict | None = None, processes: Processes = Processes()) -> TrainResult:
     """fit() (from an interrupted run's state with resume), then the decision rule (thresholds and
-    calibration) fitted on held_out_predictions(); with out_dir the checkpoint keeps them."""
-    result = fit(config, data, out_dir, progress, resume=resume)
-    held_out = None if result.interrupted else held_out_predictions(config, data, result, progress)
+    calibration) fitted on held_out_predictions(); with out_dir the checkpoint keeps them. processes: those
+    torchrun started, which train the model together and spread the threshold folds among themselves."""
+    progress = progress and processes.main
+    result = fit(config, data, out_dir, progress, resume=resume, processes=processes)
+    held_out = None if result.interrupted else held_out_predictions(config, data, result, progress, processes)
     if held_out is None:
         why = ("the run was interrupted" if result.interrupted else "no validation split"
                if config.threshold_source == "val" else "--threshold-source none")
@@ -37,7 +40,7 @@ def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: boo
 
 
 def held_out_predictions(config: TrainConfig, data: LabelledImages, result: TrainResult,
-                         progress: bool = True) -> HeldOut | None:
+                         progress: bool = True, processes: Processes = Processes()) -> HeldOut | None:
     """Predictions for images the model did not learn from, per config.threshold_source:
 
     cv: out-of-fold predictions of a config.threshold_folds-fold cross-validation of the same recipe on the
@@ -50,7 +53,7 @@ def held_out_predictions(config: TrainConfig, data: LabelledImages, result: Trai
             print(f"thresholds: {config.threshold_folds}-fold cross-validation on the {len(result.train_rows)} "
                   "training images", flush=True)
         return out_of_fold(cross_validate(config, data, config.threshold_folds, progress=False,
-                                          rows=result.train_rows))
+                                          rows=result.train_rows, processes=processes))
     if config.threshold_source == "val" and result.val_probabilities is not None:
         return HeldOut(data.values[result.val_rows], result.val_probabilities,
                        f"the predictions for {len(result.val_rows)} validation images")

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .checkpoint import checkpoint_payload, load_checkpoint, save_checkpoint
 from .config import SCHEDULES, TrainConfig
 from .dataset import AttributeDataset, LabelledImages
+from .distributed import Processes, ShardedSampler
 from .engine import autocast, mixed_precision_dtype, place_model, predict_logits, seed_everything, select_device
 from .files import write_text
 from .labels import check_trainable
@@ -52,25 +53,25 @@ def new_history() -> dict:
     return {"iteration_loss": [], "epochs": []}
 
 
-def make_train_loader(data: LabelledImages, rows, config: TrainConfig, device,
-                      features: torch.Tensor | None = None) -> torch.utils.data.DataLoader:
-    """Batches of augmented uint8 images, or of precomputed backbone features when only the head trains."""
+def make_train_loader(data: LabelledImages, rows, config: TrainConfig, device, features: torch.Tensor | None = None,
+                      processes: Processes = Processes()) -> torch.utils.data.DataLoader:
+    """Batches of augmented uint8 images, or of precomputed backbone features when only the head trains; this
+    process's share of them (aimonk.distributed.ShardedSampler), rare attributes' positives oversampled."""
+    rows = np.asarray(rows, dtype=int)
     if features is None:
-        dataset = AttributeDataset(data.images[rows], data.values[rows],
-                                   train_transform(config.image_size, config.augment, config.seed))
+        dataset = AttributeDataset(data.images, data.values, train_transform(config.image_size, config.augment,
+                                                                             config.seed + processes.rank), rows)
         workers = config.num_workers if config.num_workers >= 0 else (4 if device.type == "cuda" else 0)
     else:
         dataset, workers = FeatureDataset(features[:, rows], data.values[rows], config.augment == "flip",
-                                          config.seed), 0
-    generator = torch.Generator().manual_seed(config.seed)
-    sampler = None
-    if config.oversample > 1:
-        weights = rare_attribute_weights(data.values[rows], config.oversample)
-        sampler = torch.utils.data.WeightedRandomSampler(weights, len(rows), replacement=True, generator=generator)
+                                          config.seed + processes.rank), 0
+    weights = rare_attribute_weights(data.values[rows], config.oversample) if config.oversample > 1 else None
     return torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+        dataset, batch_size=processes.batch_size(config.batch_size),
+        sampler=ShardedSampler(len(rows), processes, config.seed, weights),
         drop_last=len(rows) > config.batch_size, num_workers=workers,
-        pin_memory=device.type == "cuda" and features is None, generator=generator, persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda" and features is None,
+        generator=torch.Generator().manual_seed(config.seed + processes.rank), persistent_workers=workers > 0,
         worker_init_fn=seed_worker_transform if workers else None,
     )
 
@@ -101,11 +102,13 @@ def training_step(model, inputs, targets, loss_fn, optimizer, scaler, device, am
 
 
 def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, description: str = "",
-                    scheduler=None, progress: bool = True, average=None) -> float:
+                    scheduler=None, progress: bool = True, average=None,
+                    processes: Processes = Processes()) -> float:
     """One pass over `loader`, whose batches (uint8 images, or precomputed features) only move to the device:
-    the model prepares its own input. `average` (a WeightAverage) follows the weights after every step."""
+    the model prepares its own input. `average` (a WeightAverage) follows the weights after every step.
+    Each step's loss goes into the history and the epoch's mean is returned, both averaged over the processes."""
     model.train()
-    total, count = 0.0, 0
+    losses, total, count = [], 0.0, 0
     bar = tqdm(loader, desc=description, leave=False, disable=not progress)
     for images, targets in bar:
         loss = training_step(model, images.to(device, non_blocking=True), targets.to(device, non_blocking=True), loss_fn, optimizer,
@@ -115,10 +118,12 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, h
         if average is not None:
             average.update()
         value = loss.item()
-        history["iteration_loss"].append(value)
+        losses.append(value)
         total, count = total + value * len(images), count + len(images)
         bar.set_postfix(loss=f"{value:.4f}")
-    return total / max(count, 1)
+    *losses, mean = processes.mean(torch.tensor(losses + [total / max(count, 1)])).tolist()
+    history["iteration_loss"].extend(losses)
+    return mean
 
 
 def solve_head(head, features: torch.Tensor, targets: np.ndarray, config: TrainConfig, history: dict) -> float:
@@ -132,8 +137,11 @@ def solve_head(head, features: torch.Tensor, targets: np.ndarray, config: TrainC
 
 
 def validate(model, phase: "Phase", val_logits):
-    """Masked validation loss, probabilities and per-attribute metrics at threshold 0.5."""
-    logits, targets = val_logits(model, phase.val_rows), phase.data.values[phase.val_rows]
+    """Masked validation loss, probabilities and per-attribute metrics at threshold 0.5; each process scores
+    a block of the validation rows and every process gets all of them."""
+    rows, processes = phase.val_rows, phase.processes
+    logits = processes.gather_rows(val_logits(model, rows[processes.block(len(rows))]))
+    targets = phase.data.values[rows]
     loss = float(phase.loss_fn(logits.to(phase.device), torch.from_numpy(targets).to(phase.device)))
     probabilities = torch.sigmoid(logits).numpy()
     return loss, probabilities, attribute_metrics(targets, probabilities, 0.5, phase.attributes)
@@ -193,7 +201,8 @@ def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
 
 
 def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True, rows=None,
-        validate_each_epoch: bool = True, resume: dict | None = None) -> TrainResult:
+        validate_each_epoch: bool = True, resume: dict | None = None,
+        processes: Processes = Processes()) -> TrainResult:
     """Train on `data`. rows=(train, val) overrides the configured split; without validate_each_epoch
     (sensible with config.keep == "last") only the last epoch is validated; resume: a run's last.pt payload
     (aimonk.training.load_last) to continue from the end of its last finished epoch.
@@ -201,10 +210,13 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     The kept epoch (config.keep: the best by validation F1, or the last) is what the returned model
     holds; with out_dir it is also saved as out_dir/model.pt, with the history beside it, and the whole
     training state as out_dir/last.pt after every epoch (removed when the run ends normally).
+    processes: the processes torchrun started (aimonk.distributed), which train this one model together;
+    only the main one writes and prints.
     """
     check_trainable(data.labels)
     seed_everything(config.seed)
-    device = select_device(config.device)
+    device = processes.device(select_device(config.device))
+    progress = progress and processes.main
     train_rows, val_rows = split_rows(config, data, rows if resume is None else
                                       (resume["rows"]["train"], resume["rows"]["val"]))
     model = build_model(config.backbone, len(data.attributes), config.weights, config.dropout, config.freeze,
@@ -212,14 +224,14 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     place_model(model, device, config.channels_last)
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
-    phase = Phase(data, train_rows, val_rows, loss_fn, device, progress)
+    phase = Phase(data, train_rows, val_rows, loss_fn, device, progress, processes)
     if config.head_epochs and not trains_head_only(model, config.augment) and resume is None:
         warm_start_head(model, head_phase(config), phase)  # linear probing, then fine-tuning
     strategy = choose_strategy(model, config, phase)
     state = strategy.new_state(model, config)
     if resume is not None:
         state.load_state_dict(resume["state"])
-    log = RunLog(Path(out_dir) if out_dir else None, config, data, train_rows, val_rows, progress)
+    log = RunLog(Path(out_dir) if out_dir else None, config, data, train_rows, val_rows, progress, processes.main)
     interrupted = run_epochs(state, strategy, config, phase, log, validate_each_epoch)
     if state.kept is not None:
         model.load_state_dict(state.kept)
@@ -283,6 +295,7 @@ class Phase:
     loss_fn: torch.nn.Module
     device: torch.device
     progress: bool
+    processes: Processes = Processes()
 
     @property
     def attributes(self) -> list[str]:
@@ -304,8 +317,10 @@ class WholeNetwork:
 
     def __init__(self, model, config: TrainConfig, phase: Phase):
         self.config, self.phase, self.epochs = config, phase, config.epochs
-        self.trained = torch.compile(model) if config.compile else model  # shares the parameters of `model`
-        self.loader = make_train_loader(phase.data, phase.train_rows, config, phase.device)
+        trained = phase.processes.wrap(model, phase.device)  # shares the parameters of `model`
+        self.trained = torch.compile(trained) if config.compile else trained
+        self.loader = make_train_loader(phase.data, phase.train_rows, config, phase.device,
+                                        processes=phase.processes)
 
     def new_state(self, model, config: TrainConfig) -> "TrainState":
         optimizer = make_optimizer(model, config)
@@ -321,9 +336,11 @@ class WholeNetwork:
         return sources
 
     def run_epoch(self, state: "TrainState", description: str) -> float:
+        self.loader.sampler.set_epoch(state.epoch + 1)
         return train_one_epoch(self.trained, self.loader, self.phase.loss_fn, state.optimizer, state.scaler,
                                self.phase.device, self.config, state.history, description,
-                               scheduler=state.scheduler, progress=self.phase.progress, average=state.average)
+                               scheduler=state.scheduler, progress=self.phase.progress, average=state.average,
+                               processes=self.phase.processes)
 
     def val_logits(self, module, rows) -> torch.Tensor:
         return predict_logits(module, self.phase.data.images[rows], self.phase.device,
@@ -334,9 +351,11 @@ class HeadOnFeatures(WholeNetwork):
     """Only the head learns, by epochs, on batches of backbone features computed once."""
 
     def __init__(self, model, config: TrainConfig, phase: Phase):
-        self.config, self.phase, self.epochs, self.trained = config, phase, config.epochs, model.head
-        self.features = cached_features(model, phase.data, config, phase.device, phase.progress)
-        self.loader = make_train_loader(phase.data, phase.train_rows, config, phase.device, self.features)
+        self.config, self.phase, self.epochs = config, phase, config.epochs
+        self.trained = phase.processes.wrap(model.head, phase.device)
+        self.features = cached_features(model, phase.data, config, phase.device, phase.progress, phase.processes)
+        self.loader = make_train_loader(phase.data, phase.train_rows, config, phase.device, self.features,
+                                        phase.processes)
 
     def random_sources(self) -> dict:
         return {"loader": self.loader.generator, "flips": self.loader.dataset.generator}
@@ -350,7 +369,8 @@ class LinearProbe(HeadOnFeatures):
 
     def __init__(self, model, config: TrainConfig, phase: Phase):
         self.config, self.phase, self.epochs, self.head = config, phase, 1, model.head
-        self.features = cached_features(model, phase.data, config, phase.device, phase.progress)
+        # every process solves the same problem on the same shared features, so all hold the same head
+        self.features = cached_features(model, phase.data, config, phase.device, phase.progress, phase.processes)
 
     def new_state(self, model, config: TrainConfig) -> "TrainState":
         return TrainState(model)
