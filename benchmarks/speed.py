@@ -1,6 +1,7 @@
 """Training and prediction speed: the model alone, our pipeline and the reference pipeline, side by side.
 
     python benchmarks/speed.py --data DIR [--backbone resnet34] [--size 224] [--epochs 2] [--limit 256]
+                               [--device cuda] [--compile]
 
 All figures come from one run on the same data, model (the reference's freezing), batch size and
 augmentations, so their ratios are comparable. Add --quality-data data/demo to check that mixed
@@ -81,8 +82,9 @@ def model_only_forward(config, k, device, amp, channels_last, steps):
     return len(images) / (time.perf_counter() - started)
 
 
-def our_pipeline(config, data, device, epochs):
-    """Whole epochs from the uint8 cache: augmentation, loading, training; images/s and the model."""
+def our_pipeline(config, data, device, epochs, compile: bool = False):
+    """Whole epochs from the uint8 cache: augmentation, loading, training; images/s and the model. With
+    compile, the model is torch.compile'd first (its compilation is not timed: one epoch runs before)."""
     channels_last = use_channels_last(device, config.channels_last)
     model = new_model(config, len(data.attributes), device, channels_last)
     rows = np.arange(len(data))
@@ -91,10 +93,14 @@ def our_pipeline(config, data, device, epochs):
     scaler = make_scaler(device, config.amp)
     loader = make_train_loader(data, rows, config, device)
     history = new_history()
+    trained = torch.compile(model) if compile else model
+    if compile:
+        train_one_epoch(trained, loader, loss_fn, optimizer, scaler, device, config, history, "compiling")
+        history = new_history()
     synchronize(device)
     started = time.perf_counter()
     for epoch in range(epochs):
-        train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, f"ours {epoch + 1}")
+        train_one_epoch(trained, loader, loss_fn, optimizer, scaler, device, config, history, f"ours {epoch + 1}")
     synchronize(device)
     return len(history["iteration_loss"]) * config.batch_size / (time.perf_counter() - started), model
 
@@ -196,6 +202,7 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=256, help="images per epoch (0 = all)")
     parser.add_argument("--steps", type=int, default=6, help="steps timed for the model-only bound")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true", help="also time our pipeline with torch.compile")
     parser.add_argument("--quality-data", help="a labelled folder for the float32 vs mixed-precision F1 check")
     parser.add_argument("--quality-only", action="store_true", help="run only the F1 check")
     parser.add_argument("--quality-backbone", default="efficientnet_lite0")
@@ -231,6 +238,8 @@ def main(argv=None):
     if amp_dtype:
         results[f"model alone, {fastest}"] = model_only_training(config, k, device, True, channels_last, args.steps)
     results["our pipeline"], model = our_pipeline(config, data, device, args.epochs)
+    if args.compile:
+        results["our pipeline, torch.compile"], _ = our_pipeline(config, data, device, args.epochs, compile=True)
     results["reference pipeline (decode every epoch, 2 workers, float32)"] = reference_pipeline(
         config, data, device, args.epochs)
     rate, head_epochs = head_only_pipeline(config, data, device)
