@@ -129,3 +129,21 @@ def test_blocks_cover_every_row_once():
     rows = [list(range(11))[Processes(rank, 3).block(11)] for rank in range(3)]
     assert sum(rows, []) == list(range(11))
     assert max(map(len, rows)) - min(map(len, rows)) <= 1
+
+
+def test_a_run_interrupted_in_one_process_resumes_under_torchrun(data, tmp_path, monkeypatch):
+    from aimonk.config import preset
+    from aimonk.dataset import load_labelled_folder
+    from aimonk.training import fit
+    from conftest import interrupt_in_epoch
+
+    config = preset("finetune", backbone="resnet18", weights="none", freeze=3, image_size=32, epochs=3,
+                    batch_size=16, device="cpu", num_workers=0)
+    interrupt_in_epoch(monkeypatch, 3)
+    images = load_labelled_folder(data, 32, progress=False)
+    assert fit(config, images, tmp_path / "run", progress=False).interrupted
+    assert (tmp_path / "run" / "last.pt").is_file()
+    out = aimonk(["train", data, "--out", tmp_path / "run", "--resume"], tmp_path / "cache", processes=2)
+    assert "resumed after epoch 2" in out and out.count("epoch   3") == 1
+    assert [e["epoch"] for e in epochs(tmp_path / "run")] == [1, 2, 3]
+    assert not (tmp_path / "run" / "last.pt").exists()
