@@ -114,8 +114,9 @@ def joined_processes(config: TrainConfig):
     """The processes torchrun started (one without torchrun), checked against the batch size before any work;
     as in torchvision's references, only the main process prints (errors still show from every process)."""
     from .distributed import Processes
+    from .engine import select_device
 
-    processes = Processes.join()
+    processes = Processes.join(select_device(config.device))
     processes.batch_size(config.batch_size)
     if not processes.main:
         sys.stdout = open(os.devnull, "w")

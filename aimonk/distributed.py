@@ -3,7 +3,7 @@ keeps their models in step.
 
     torchrun --nproc_per_node 2 -m aimonk train DATA --out RUN
 
-torchrun sets RANK, WORLD_SIZE and LOCAL_RANK in each process; `Processes.join()` reads them and joins the
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK in each process; `Processes.join(device)` reads them and joins the
 process group (gloo on the CPU, nccl on GPUs, one GPU per process). A single process (no torchrun) is
 `Processes()`, and every method then does the plain thing, so the training code has one path for both.
 """
@@ -30,17 +30,18 @@ class Processes:
     local_rank: int = 0
 
     @classmethod
-    def join(cls) -> "Processes":
-        """The processes torchrun started (joining their group once), or a single process without torchrun."""
+    def join(cls, device: torch.device) -> "Processes":
+        """The processes torchrun started, joining their group once (nccl when the run is on CUDA `device`,
+        else gloo), or a single process without torchrun."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
             return cls()
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if not dist.is_initialized():
-            gpus = torch.cuda.is_available()
-            if gpus:
+            if device.type == "cuda":
                 torch.cuda.set_device(local_rank)
-            dist.init_process_group("nccl" if gpus else "gloo", timeout=datetime.timedelta(minutes=60))
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                    timeout=datetime.timedelta(minutes=60))
         return cls(dist.get_rank(), dist.get_world_size(), local_rank)
 
     @property
