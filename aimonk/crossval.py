@@ -108,7 +108,8 @@ def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, see
 def out_of_fold(cv: CrossValidation) -> HeldOut:
     """Every out-of-fold prediction: what the thresholds and calibration of the final model are fitted on."""
     return HeldOut(cv.targets, cv.probabilities, f"the out-of-fold predictions of {len(cv.names)} images "
-                                                 f"({len(np.unique(cv.folds))}-fold cross-validation)")
+                                                 f"({len(np.unique(cv.folds))}-fold cross-validation)",
+                   cv.names, cv.folds)
 
 
 FINAL_MODELS = ("retrain", "ensemble")

@@ -27,7 +27,8 @@ class Evaluation:
 
 
 def rows_to_score(data: LabelledImages, payload: dict, subset: str) -> tuple[np.ndarray, str]:
-    """The checkpoint's validation rows when `data` is the folder it was trained on, else every row."""
+    """The checkpoint's validation rows when `data` is the folder it was trained on (or, for a model trained on
+    every image, the rows its stored out-of-fold predictions cover: "out-of-fold"), else every row."""
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}")
     split = payload.get("split") or {}
@@ -37,11 +38,17 @@ def rows_to_score(data: LabelledImages, payload: dict, subset: str) -> tuple[np.
     if not same_folder:
         raise ValueError(f"the checkpoint was trained on {split.get('label_file')}, not {data.labels.source}: "
                          "its validation split does not apply here (use --subset all)")
-    wanted = set(split.get("val", []))
-    rows = np.array([i for i, name in enumerate(data.filenames) if name in wanted], dtype=int)
-    if not len(rows):
-        raise ValueError("the checkpoint has no validation split (trained on all data): use --subset all")
-    return rows, "val"
+    rows = rows_named(data, split.get("val", []))
+    if len(rows):
+        return rows, "val"
+    if subset == "auto" and payload.get("held_out"):
+        return rows_named(data, payload["held_out"]["names"]), "out-of-fold"
+    raise ValueError("the checkpoint has no validation split (trained on all data): use --subset all")
+
+
+def rows_named(data: LabelledImages, names) -> np.ndarray:
+    wanted = set(names)
+    return np.array([i for i, name in enumerate(data.filenames) if name in wanted], dtype=int)
 
 
 def score(targets, probabilities, thresholds, attributes, majority) -> pd.DataFrame:
@@ -62,14 +69,52 @@ def evaluate_checkpoint(data, model_path, subset: str = "auto", thresholds=None,
                                     predictor.config.unknown_as_na, progress)
     data, notes = matched_attributes(data, predictor.attributes)
     rows, used = rows_to_score(data, predictor.payload, subset)
-    probabilities = predictor.data_probabilities(data, rows, progress)
     targets = data.values[rows]
-    notes += training_overlap(data, rows, predictor.payload) + unscorable(targets, predictor.attributes)
+    if used == "out-of-fold":
+        raw, probabilities, folds = stored_out_of_fold(predictor, data, rows, targets)
+    else:
+        probabilities = predictor.data_probabilities(data, rows, progress)
+        notes += training_overlap(data, rows, predictor.payload)
+    notes += unscorable(targets, predictor.attributes)
     majority = predictor.payload.get("majority") or majority_classes(targets)
     table = score(targets, probabilities, predictor.thresholds_or_stored(thresholds), predictor.attributes, majority)
     source = ("given by the caller" if thresholds is not None
               else predictor.payload.get("thresholds_source", "stored in the checkpoint"))
+    if used == "out-of-fold" and thresholds is None:
+        table = decided_by_the_other_folds(table, targets, raw, folds, predictor)
+        source = f"tuned ({predictor.config.threshold_strategy}) on the other folds' out-of-fold predictions"
+        notes.append(f"the model learned from every image of this folder, so the scores are those of its threshold "
+                     f"cross-validation: each image predicted by the fold model that did not learn from it "
+                     f"(calibrated by a map fitted on other images) and decided by thresholds tuned on the other "
+                     f"folds; the thresholds column is what the model uses on new images")
     return Evaluation(table, [data.filenames[i] for i in rows], targets, probabilities, used, source, notes)
+
+
+def stored_out_of_fold(predictor, data: LabelledImages, rows, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The out-of-fold probabilities the checkpoint keeps for `rows`: as the fold models gave them, and each
+    calibrated by a map fitted on the other rows (the model's own map was fitted on all of them); and the fold
+    of each row."""
+    from .calibration import cross_fitted
+
+    held = predictor.payload["held_out"]
+    where = {name: index for index, name in enumerate(held["names"])}
+    index = [where[data.filenames[row]] for row in rows]
+    raw = held["probabilities"].numpy()[index]
+    calibrated = cross_fitted(targets, raw, predictor.config.calibration) if predictor.calibration else raw
+    return raw, calibrated.astype(np.float32), held["folds"].numpy()[index]
+
+
+def decided_by_the_other_folds(table: pd.DataFrame, targets, probabilities, folds, predictor) -> pd.DataFrame:
+    """The table's precision, recall and F1 (and lift) recomputed with each fold's rows decided by thresholds
+    tuned on the other folds' probabilities only, as `evaluate --cv` reports them."""
+    from .thresholds import decisions_by_fold
+
+    decisions, _ = decisions_by_fold(targets, probabilities, folds, predictor.config.threshold_strategy)
+    honest = attribute_metrics(targets, decisions.astype(float), 0.5, predictor.attributes)
+    table = table.copy()
+    table[["precision", "recall", "f1"]] = honest[["precision", "recall", "f1"]]
+    table["lift"] = table["f1"] - table["baseline_f1"]
+    return table
 
 
 def matched_attributes(data: LabelledImages, attributes: list[str]) -> tuple[LabelledImages, list[str]]:

@@ -31,7 +31,8 @@ def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: boo
     if result.checkpoint and result.checkpoint.is_file():
         update_checkpoint(result.checkpoint, thresholds=[float(t) for t in result.thresholds.values],
                           thresholds_source=result.thresholds.source,
-                          calibration=result.calibration.to_dict() if result.calibration else None)
+                          calibration=result.calibration.to_dict() if result.calibration else None,
+                          held_out=held_out.to_dict() if held_out is not None and held_out.folds is not None else None)
     if progress:
         print("thresholds " + ", ".join(f"{name} {value:.3f}" for name, value in
                                          zip(data.attributes, result.thresholds.values))

@@ -22,6 +22,16 @@ class HeldOut:
     targets: np.ndarray
     probabilities: np.ndarray
     description: str  # e.g. "the out-of-fold predictions of 826 images (5-fold cross-validation)"
+    names: list[str] | None = None  # the images, when out-of-fold predictions are kept with the model
+    folds: np.ndarray | None = None  # the fold that predicted each image
+
+    def to_dict(self) -> dict:
+        """What a checkpoint keeps of out-of-fold predictions, so that `aimonk evaluate` can score a model
+        trained on every image of its folder (aimonk.evaluation)."""
+        import torch  # here only: this module also serves the torch-free ONNX route
+
+        return {"names": list(self.names), "probabilities": torch.from_numpy(self.probabilities.astype(np.float32)),
+                "folds": torch.from_numpy(np.asarray(self.folds, dtype=np.int64)), "description": self.description}
 
 
 def calibrated_thresholds(held_out: HeldOut, strategy: str = "f1", calibration: str = "platt"):

@@ -42,13 +42,40 @@ def test_summary(demo_dir, capsys):
     assert "60 labelled images, 4 attributes, 3 missing" in text and "positive_rate" in text
 
 
-def test_evaluate_on_the_validation_split(demo_dir, cli_run, capsys):
-    assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), "--out", str(cli_run)]) == 0
+def test_evaluate_on_the_validation_split(demo_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(demo_dir), "--out", str(out), "--image-size", "48", "--val-fraction", "0.15"]) == 0
+    assert main(["evaluate", str(demo_dir), "--model", str(out / "model.pt"), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "(val rows)" in text and "baseline_f1" in text and "macro" in text
-    report = json.loads((cli_run / "metrics.json").read_text())
+    report = json.loads((out / "metrics.json").read_text())
     assert [r["attribute"] for r in report["metrics"]] == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
     assert "no header" in report["notes"][0] and "note: labels.txt has no header" in text
+
+
+def test_a_model_trained_on_every_image_is_scored_on_its_out_of_fold_predictions(demo_dir, cli_run, capsys):
+    """The default learns from every image; evaluate on its folder scores the threshold cross-validation's
+    out-of-fold predictions, each fold decided by thresholds tuned on the other folds, never the model itself
+    on images it learned from."""
+    from aimonk.checkpoint import load_checkpoint
+    from aimonk.metrics import attribute_metrics
+    from aimonk.thresholds import decisions_by_fold
+
+    assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), "--out", str(cli_run),
+                 "--overwrite"]) == 0
+    text = capsys.readouterr().out
+    assert "(out-of-fold rows)" in text and "the other folds" in text and "trained on" not in text
+    payload = load_checkpoint(cli_run / "model.pt")
+    held = payload["held_out"]
+    assert len(held["names"]) == 57 and sorted(set(held["folds"].tolist())) == [0, 1, 2, 3, 4]
+    report = {r["attribute"]: r for r in json.loads((cli_run / "metrics.json").read_text())["metrics"]}
+    assert [report[name]["threshold"] for name in payload["attributes"]] == pytest.approx(payload["thresholds"])
+    # the F1 of the stored predictions, each fold decided by thresholds tuned on the other folds
+    from aimonk.dataset import load_labelled_folder
+    targets = load_labelled_folder(demo_dir, 48, progress=False).values
+    decisions, _ = decisions_by_fold(targets, held["probabilities"].numpy(), held["folds"].numpy())
+    recomputed = attribute_metrics(targets, decisions.astype(float), 0.5, payload["attributes"])["f1"]
+    assert [report[name]["f1"] for name in recomputed.index] == pytest.approx(recomputed.tolist())
 
 
 def test_predict_one_image_text(demo_dir, cli_run, capsys):
