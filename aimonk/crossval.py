@@ -141,7 +141,7 @@ def save_final_model(cv: CrossValidation, config: TrainConfig, data: LabelledIma
     payload = checkpoint_payload(
         model, config, cv.attributes, thresholds.values, extra.pop("history"), final_model=how,
         thresholds_source=thresholds.source, calibration=calibration.to_dict() if calibration else None,
-        majority=majority_classes(cv.targets).tolist(),
+        majority=majority_classes(cv.targets).tolist(), held_out=out_of_fold(cv).to_dict(),
         split={"train": list(data.filenames), "val": [], "label_file": str(data.labels.source.resolve()),
                "train_digests": data.digests()},
         **extra)

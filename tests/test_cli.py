@@ -138,6 +138,12 @@ def test_evaluate_cv_writes_report_oof_and_a_final_model(demo_dir, tmp_path, fin
     assert main(["predict", str(image), "--model", str(tmp_path / "model.pt"), "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)[0]
     assert list(record["thresholds"].values()) == pytest.approx(payload["thresholds"], abs=1e-4)
+    # scoring the final model on its own folder reports the cross-validation's numbers, not a score of the
+    # model on the images it learned from
+    assert main(["evaluate", str(demo_dir), "--model", str(tmp_path / "model.pt"), "--out", str(tmp_path)]) == 0
+    assert "(out-of-fold rows)" in capsys.readouterr().out
+    scored = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert [r["f1"] for r in scored] == pytest.approx([r["f1"] for r in rows])
 
 
 def test_evaluate_needs_a_model_or_cv(demo_dir, capsys):
