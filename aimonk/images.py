@@ -52,7 +52,7 @@ def resized(image, size: int) -> np.ndarray:
     and the widget."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    return np.asarray(image.resize((size, size), Image.BILINEAR, reducing_gap=3.0), dtype=np.uint8)
+    return np.array(image.resize((size, size), Image.BILINEAR, reducing_gap=3.0), dtype=np.uint8)  # writable
 
 
 def _try_load(path, size):
