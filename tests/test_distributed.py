@@ -20,6 +20,7 @@ from aimonk.demo import make_demo_dataset
 from aimonk.distributed import Processes, ShardedSampler
 
 FAST = ["--backbone", "efficientnet_lite0", "--image-size", "32"]
+VALIDATED = [*FAST, "--val-fraction", "0.15"]  # validation metrics to compare
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,8 @@ def epochs(run) -> list[dict]:
 
 
 def test_the_default_recipe_in_two_processes_gives_what_one_gives(data, tmp_path):
-    one = aimonk(["train", data, "--out", tmp_path / "one", *FAST], tmp_path / "cache1")
-    two = aimonk(["train", data, "--out", tmp_path / "two", *FAST], tmp_path / "cache2", processes=2)
+    one = aimonk(["train", data, "--out", tmp_path / "one", *VALIDATED], tmp_path / "cache1")
+    two = aimonk(["train", data, "--out", tmp_path / "two", *VALIDATED], tmp_path / "cache2", processes=2)
     assert "; 2 processes" in two and two.count("training efficientnet_lite0") == 1 and two.count("epoch   1") == 1
     assert "; 2 processes" not in one
     [single], [double] = epochs(tmp_path / "one"), epochs(tmp_path / "two")
@@ -57,7 +58,7 @@ def test_the_default_recipe_in_two_processes_gives_what_one_gives(data, tmp_path
 
 
 def test_a_head_trained_by_epochs_under_ddp_matches_one_process(data, tmp_path):
-    recipe = [*FAST, "--head-solver", "adam", "--dropout", "0", "--epochs", "3", "--augment", "none",
+    recipe = [*VALIDATED, "--head-solver", "adam", "--dropout", "0", "--epochs", "3", "--augment", "none",
               "--threshold-source", "val"]
     aimonk(["train", data, "--out", tmp_path / "one", *recipe], tmp_path / "cache1")
     aimonk(["train", data, "--out", tmp_path / "two", *recipe], tmp_path / "cache2", processes=2)
