@@ -9,6 +9,7 @@ process group (gloo on the CPU, nccl on GPUs, one GPU per process). A single pro
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import math
@@ -42,6 +43,7 @@ class Processes:
                 torch.cuda.set_device(local_rank)
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                     timeout=datetime.timedelta(minutes=60))
+            atexit.register(dist.destroy_process_group)
         return cls(dist.get_rank(), dist.get_world_size(), local_rank)
 
     @property
@@ -83,7 +85,7 @@ class Processes:
         """Every process's `part` (its block of rows along `dim`), concatenated in rank order, on every process."""
         if not self.distributed:
             return part
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+        device = self.collective_device()
         own = torch.tensor([part.shape[dim]], device=device)
         sizes = [torch.zeros_like(own) for _ in range(self.world)]
         dist.all_gather(sizes, own)
@@ -99,11 +101,15 @@ class Processes:
         """The element-wise mean of `values` over the processes (float64 on the CPU), on every process."""
         values = values.double()
         if self.distributed:
-            if dist.get_backend() == "nccl":
-                values = values.cuda()
+            values = values.to(self.collective_device())
             dist.all_reduce(values)
             values = values.cpu() / self.world
         return values
+
+    @staticmethod
+    def collective_device() -> torch.device:
+        """Where tensors must be for the group's collectives: this process's GPU with nccl, else the CPU."""
+        return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
     def gather_objects(self, value) -> list:
         """Every process's `value` (any picklable object), in rank order, on every process."""

@@ -37,25 +37,35 @@ def plot_epoch_curves(history: dict):
     frame = pd.DataFrame(history["epochs"])
     if len(frame) == 1 and "val_f1" in frame:
         return plot_single_pass(history["epochs"][0])
-    figure, (loss_ax, f1_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
-    loss_ax.plot(frame["epoch"], frame["train_loss"], "o-", label="train")
-    if "val_loss" in frame:
-        loss_ax.plot(frame["epoch"], frame["val_loss"], "o-", label="validation")
-        per_attribute = pd.DataFrame(list(frame["val_f1"]), index=frame["epoch"])
-        for name in per_attribute:
-            f1_ax.plot(per_attribute.index, per_attribute[name], ".--", alpha=0.7, label=name)
-        f1_ax.plot(frame["epoch"], frame["val_macro_f1"], "o-", color="black", linewidth=2, label="macro")
-        best = frame.loc[frame["val_macro_f1"].idxmax()]
-        f1_ax.axvline(best["epoch"], color="green", linestyle=":", label=f"best epoch {int(best['epoch'])}")
-        f1_ax.set_ylim(0, 1.02)
-    loss_ax.set(xlabel="epoch", ylabel="masked loss", title="Loss per epoch")
-    f1_ax.set(xlabel="epoch", ylabel="F1 at threshold 0.5", title="Validation F1 per epoch")
-    for ax in (loss_ax, f1_ax):
+    if "val_loss" not in frame:  # trained on every image: only the training loss to show
+        figure, loss_ax = plt.subplots(figsize=(6.5, 4.5))
+        loss_ax.plot(frame["epoch"], frame["train_loss"], "o-", label="train")
+        loss_ax.set(xlabel="epoch", ylabel="masked loss",
+                    title="Loss per epoch (no validation split: `aimonk evaluate`\nscores the out-of-fold predictions)")
+        axes = (loss_ax,)
+    else:
+        figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        plot_validated_epochs(frame, *axes)
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     figure.tight_layout()
     return figure
+
+
+def plot_validated_epochs(frame: pd.DataFrame, loss_ax, f1_ax) -> None:
+    loss_ax.plot(frame["epoch"], frame["train_loss"], "o-", label="train")
+    loss_ax.plot(frame["epoch"], frame["val_loss"], "o-", label="validation")
+    per_attribute = pd.DataFrame(list(frame["val_f1"]), index=frame["epoch"])
+    for name in per_attribute:
+        f1_ax.plot(per_attribute.index, per_attribute[name], ".--", alpha=0.7, label=name)
+    f1_ax.plot(frame["epoch"], frame["val_macro_f1"], "o-", color="black", linewidth=2, label="macro")
+    best = frame.loc[frame["val_macro_f1"].idxmax()]
+    f1_ax.axvline(best["epoch"], color="green", linestyle=":", label=f"best epoch {int(best['epoch'])}")
+    f1_ax.set_ylim(0, 1.02)
+    loss_ax.set(xlabel="epoch", ylabel="masked loss", title="Loss per epoch")
+    f1_ax.set(xlabel="epoch", ylabel="F1 at threshold 0.5", title="Validation F1 per epoch")
 
 
 def plot_single_pass(record: dict):

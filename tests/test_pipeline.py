@@ -100,6 +100,18 @@ def test_a_one_pass_run_plots_its_validation_scores_per_attribute(data, probe_co
     np.testing.assert_allclose([b.get_height() for b in bars[2]], list(history["epochs"][0]["val_f1"].values()))
 
 
+def test_a_run_without_validation_plots_its_training_loss_without_warnings(data, probe_config):
+    import warnings
+
+    from aimonk.plots import plot_epoch_curves
+
+    history = fit(probe_config.replace(val_fraction=0.0), data, progress=False).history
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. matplotlib's "No artists with labels found to put in legend"
+        figure = plot_epoch_curves(history)
+    assert len(figure.axes) == 1 and "no validation split" in figure.axes[0].get_title()
+
+
 def test_the_predictor_reports_calibrated_probabilities(data, probe_config, tmp_path):
     from aimonk.predict import Predictor
 
