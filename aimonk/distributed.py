@@ -109,7 +109,9 @@ class Processes:
     @staticmethod
     def collective_device() -> torch.device:
         """Where tensors must be for the group's collectives: this process's GPU with nccl, else the CPU."""
-        return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        if dist.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
 
     def gather_objects(self, value) -> list:
         """Every process's `value` (any picklable object), in rank order, on every process."""

@@ -90,7 +90,7 @@ def make_scaler(device, amp: bool) -> torch.amp.GradScaler:
 
 
 def training_step(model, inputs, targets, loss_fn, optimizer, scaler, device, amp) -> torch.Tensor:
-    """One optimisation step on a batch already made model input; returns the (masked) loss."""
+    """One optimisation step on a batch on the device; returns the (masked) loss."""
     with autocast(device, amp):
         logits = model(inputs)
     loss = loss_fn(logits.float(), targets)
@@ -111,8 +111,8 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, h
     losses, total, count = [], 0.0, 0
     bar = tqdm(loader, desc=description, leave=False, disable=not progress)
     for images, targets in bar:
-        loss = training_step(model, images.to(device, non_blocking=True), targets.to(device, non_blocking=True), loss_fn, optimizer,
-                             scaler, device, config.amp)
+        loss = training_step(model, images.to(device, non_blocking=True), targets.to(device, non_blocking=True),
+                             loss_fn, optimizer, scaler, device, config.amp)
         if scheduler is not None:
             scheduler.step()
         if average is not None:
