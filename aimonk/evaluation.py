@@ -41,8 +41,11 @@ def rows_to_score(data: LabelledImages, payload: dict, subset: str) -> tuple[np.
     rows = rows_named(data, split.get("val", []))
     if len(rows):
         return rows, "val"
-    if subset == "auto" and payload.get("held_out"):
-        return rows_named(data, payload["held_out"]["names"]), "out-of-fold"
+    if payload.get("held_out"):
+        if subset == "auto":
+            return rows_named(data, payload["held_out"]["names"]), "out-of-fold"
+        raise ValueError("the checkpoint has no validation split (trained on all data): use --subset auto for its "
+                         "out-of-fold predictions, or --subset all")
     raise ValueError("the checkpoint has no validation split (trained on all data): use --subset all")
 
 

@@ -78,6 +78,12 @@ def test_a_model_trained_on_every_image_is_scored_on_its_out_of_fold_predictions
     assert [report[name]["f1"] for name in recomputed.index] == pytest.approx(recomputed.tolist())
 
 
+def test_asking_for_the_validation_split_of_a_model_without_one_says_what_to_ask_for(demo_dir, cli_run, capsys):
+    assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), "--subset", "val"]) == 2
+    assert "no validation split (trained on all data): use --subset auto for its out-of-fold predictions" in \
+        capsys.readouterr().err
+
+
 def test_predict_one_image_text(demo_dir, cli_run, capsys):
     image = next((demo_dir / "images").glob("*.jpg"))
     assert main(["predict", str(image), "--model", str(cli_run / "model.pt"), "--threshold", "0.3"]) == 0
