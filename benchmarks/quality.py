@@ -155,7 +155,8 @@ def main(argv=None):
         parts = [Path(args.parts) / p for p in names_of_parts.split(",")]
         scores = {name: recipe_scores(name, args, folders, parts) for name in names}
         table = report(scores, list(attributes), args.rounds)
-        print(f"\n{title} {names_of_parts} (pooled; trained on {args.data}, seeds {args.seeds}, stored thresholds):")
+        print(f"\n{title} {names_of_parts} (pooled; trained on {args.data}, seeds {args.seeds}, stored thresholds; "
+              "min/run: wall minutes per training run, with whatever the aimonk cache held):")
         print(table.to_string(float_format="{:.3f}".format))
         table.to_csv(Path(args.out) / f"quality_{names_of_parts.replace(',', '+')}.csv")
 
