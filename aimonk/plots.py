@@ -49,7 +49,8 @@ def plot_epoch_curves(history: dict):
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs, even for one
+        ax.set_xlim(frame["epoch"].min() - 0.5, frame["epoch"].max() + 0.5)
     figure.tight_layout()
     return figure
 
