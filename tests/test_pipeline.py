@@ -112,6 +112,21 @@ def test_a_run_without_validation_plots_its_training_loss_without_warnings(data,
     assert len(figure.axes) == 1 and "no validation split" in figure.axes[0].get_title()
 
 
+def test_a_run_on_every_image_ends_by_printing_the_f1_evaluate_then_reports(data, probe_config, tmp_path, capsys):
+    """The out-of-fold F1 printed as training ends is what `aimonk evaluate` on the folder reports."""
+    import re
+
+    from aimonk.evaluation import evaluate_checkpoint
+
+    pipeline.train(probe_config.replace(val_fraction=0.0), data, tmp_path)
+    printed = re.search(r"out-of-fold F1 \(each fold decided by thresholds from the other folds\): (.*)",
+                        capsys.readouterr().out).group(1)
+    scores = {name: float(value) for name, value in (item.split() for item in printed.split(", "))}
+    evaluation = evaluate_checkpoint(data, tmp_path / "model.pt", progress=False)
+    assert evaluation.subset == "out-of-fold" and list(scores) == [*data.attributes, "macro"]
+    assert list(scores.values()) == pytest.approx(evaluation.table["f1"].tolist(), abs=5e-4)
+
+
 def test_the_predictor_reports_calibrated_probabilities(data, probe_config, tmp_path):
     from aimonk.predict import Predictor
 
