@@ -105,7 +105,9 @@ def cmd_train(args) -> int:
     if result.history["iteration_loss"]:
         save_figure(plot_loss_curve(result.history), out / "loss_curve.png")
         save_figure(plot_epoch_curves(result.history), out / "epoch_curves.png")
-    print(f"best epoch {result.best_epoch}; {minutes:.1f} min; checkpoint {result.checkpoint}; "
+    chosen = len(result.val_rows) and config.keep == "best"
+    kept = f"best epoch {result.best_epoch}" if chosen else f"kept the last epoch ({result.best_epoch})"
+    print(f"{kept}; {minutes:.1f} min; checkpoint {result.checkpoint}; "
           f"figures in {out}")
     return 130 if result.interrupted else 0
 
