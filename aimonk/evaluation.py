@@ -110,10 +110,10 @@ def stored_out_of_fold(predictor, data: LabelledImages, rows, targets) -> tuple[
 def decided_by_the_other_folds(table: pd.DataFrame, targets, probabilities, folds, predictor) -> pd.DataFrame:
     """The table's precision, recall and F1 (and lift) recomputed with each fold's rows decided by thresholds
     tuned on the other folds' probabilities only, as `evaluate --cv` reports them."""
-    from .thresholds import decisions_by_fold
+    from .thresholds import metrics_decided_by_fold
 
-    decisions, _ = decisions_by_fold(targets, probabilities, folds, predictor.config.threshold_strategy)
-    honest = attribute_metrics(targets, decisions.astype(float), 0.5, predictor.attributes)
+    honest = metrics_decided_by_fold(targets, probabilities, folds, predictor.config.threshold_strategy,
+                                     predictor.attributes)
     table = table.copy()
     table[["precision", "recall", "f1"]] = honest[["precision", "recall", "f1"]]
     table["lift"] = table["f1"] - table["baseline_f1"]

@@ -9,8 +9,7 @@ from .config import TrainConfig
 from .crossval import cross_validate, out_of_fold
 from .dataset import LabelledImages
 from .distributed import Processes
-from .metrics import attribute_metrics
-from .thresholds import HeldOut, Thresholds, calibrated_thresholds, decisions_by_fold
+from .thresholds import HeldOut, Thresholds, calibrated_thresholds, metrics_decided_by_fold
 from .training import TrainResult, fit
 
 
@@ -29,25 +28,25 @@ def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: boo
     else:
         result.thresholds, result.calibration = calibrated_thresholds(held_out, config.threshold_strategy,
                                                                       config.calibration)
+    out_of_fold_kept = held_out if held_out is not None and held_out.folds is not None else None
     if result.checkpoint and result.checkpoint.is_file():
         update_checkpoint(result.checkpoint, thresholds=[float(t) for t in result.thresholds.values],
                           thresholds_source=result.thresholds.source,
                           calibration=result.calibration.to_dict() if result.calibration else None,
-                          held_out=held_out.to_dict() if held_out is not None and held_out.folds is not None else None)
+                          held_out=out_of_fold_kept.to_dict() if out_of_fold_kept else None)
     if progress:
         print("thresholds " + ", ".join(f"{name} {value:.3f}" for name, value in
                                          zip(data.attributes, result.thresholds.values))
               + f": {result.thresholds.source}")
-        if held_out is not None and held_out.folds is not None:
-            print(describe_out_of_fold(held_out, config.threshold_strategy, data.attributes))
+        if out_of_fold_kept:
+            print(describe_out_of_fold(out_of_fold_kept, config.threshold_strategy, data.attributes))
     return result
 
 
 def describe_out_of_fold(held_out: HeldOut, strategy: str, attributes) -> str:
     """The out-of-fold F1 per attribute and macro, each fold decided by thresholds tuned on the others: how
     good the recipe is on images it did not learn from, printed as the run ends."""
-    decisions, _ = decisions_by_fold(held_out.targets, held_out.probabilities, held_out.folds, strategy)
-    f1 = attribute_metrics(held_out.targets, decisions.astype(float), 0.5, attributes)["f1"]
+    f1 = metrics_decided_by_fold(held_out.targets, held_out.probabilities, held_out.folds, strategy, attributes)["f1"]
     return ("out-of-fold F1 (each fold decided by thresholds from the other folds): "
             + ", ".join(f"{name} {value:.3f}" for name, value in f1.items()))
 
