@@ -79,7 +79,6 @@ def cmd_summary(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .dataset import load_labelled_folder
     from .pipeline import train
     from .plots import plot_epoch_curves, plot_loss_curve, save_figure
 
@@ -88,9 +87,7 @@ def cmd_train(args) -> int:
     else:
         config, resume = config_from_args(args), None
         out = check_output_folder(args.out, args.overwrite, names=TRAIN_OUTPUTS)
-    processes = joined_processes(config)
-    with processes.main_first():
-        data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na, trainable=True)
+    processes, data = training_data(args.data, config)
     if resume is not None:
         check_same_data(data, resume, out)
     print(f"training {config.backbone} on {len(data)} images, {len(data.attributes)} attributes -> {out}"
@@ -112,9 +109,11 @@ def cmd_train(args) -> int:
     return 130 if result.interrupted else 0
 
 
-def joined_processes(config: TrainConfig):
-    """The processes torchrun started (one without torchrun), checked against the batch size before any work;
-    as in torchvision's references, only the main process prints (errors still show from every process)."""
+def training_data(folder, config: TrainConfig):
+    """(the processes torchrun started, or this one alone; the labelled folder decoded for training). The
+    processes are checked against the batch size before any work; as in torchvision's references only the
+    main process prints (errors still show from every process); it decodes the images into the cache first."""
+    from .dataset import load_labelled_folder
     from .distributed import Processes
     from .engine import select_device
 
@@ -123,7 +122,8 @@ def joined_processes(config: TrainConfig):
     if not processes.main:
         sys.stdout = open(os.devnull, "w")
         warnings.simplefilter("ignore")
-    return processes
+    with processes.main_first():
+        return processes, load_labelled_folder(folder, config.image_size, config.unknown_as_na, trainable=True)
 
 
 def resumed_run(args):
@@ -170,7 +170,6 @@ def cmd_evaluate(args) -> int:
 def evaluate_cross_validated(args) -> int:
     from .crossval import cross_validate, cv_report, out_of_fold, save_final_model
     from .thresholds import calibrated_thresholds
-    from .dataset import load_labelled_folder
 
     config = config_from_args(args)
     if args.cv < 2:
@@ -178,9 +177,7 @@ def evaluate_cross_validated(args) -> int:
     if not args.out:
         raise ValueError("--cv needs --out FOLDER for its tables and final model")
     out = check_output_folder(args.out, args.overwrite, names=CV_OUTPUTS)
-    processes = joined_processes(config)
-    with processes.main_first():
-        data = load_labelled_folder(args.data, config.image_size, config.unknown_as_na, trainable=True)
+    processes, data = training_data(args.data, config)
     print(f"{args.cv}-fold cross-validation of {config.backbone} on {len(data)} images -> {out}"
           + (f"; folds spread over {processes.world} processes" if processes.distributed else ""))
     started = time.perf_counter()
