@@ -148,15 +148,13 @@ def cmd_evaluate(args) -> int:
         return evaluate_cross_validated(args)
     if not args.model:
         raise ValueError("give --model CHECKPOINT to score, or --cv K to cross-validate a training recipe")
-    from .checkpoint import load_checkpoint
     from .evaluation import evaluate_checkpoint
-    from .predict import parse_thresholds
+    from .predict import Predictor, parse_thresholds
 
     out = check_output_folder(args.out, args.overwrite, names=EVALUATE_OUTPUTS) if args.out else None
-    thresholds = None
-    if args.thresholds:
-        thresholds = parse_thresholds(args.thresholds, len(load_checkpoint(args.model)["attributes"]))
-    evaluation = evaluate_checkpoint(args.data, args.model, args.subset, thresholds, args.device or "auto")
+    predictor = Predictor.load(args.model, args.device or "auto")
+    thresholds = parse_thresholds(args.thresholds, len(predictor.attributes)) if args.thresholds else None
+    evaluation = evaluate_checkpoint(args.data, predictor, args.subset, thresholds)
     print(f"scored {len(evaluation.names)} images ({evaluation.subset} rows) with {args.model}; thresholds "
           f"{evaluation.thresholds_source}")
     for note in evaluation.notes:
@@ -210,12 +208,10 @@ def evaluate_cross_validated(args) -> int:
 def write_label_checks(cv, config, out: Path) -> None:
     """The known labels the out-of-fold predictions confidently contradict, and the NA cells they predict
     with high confidence, as CSV files to fix the labels from."""
-    from .calibration import cross_fitted
     from .label_issues import label_issues, na_suggestions
 
     issues = label_issues(cv.targets, cv.probabilities, cv.names, cv.attributes)
-    calibrated = cross_fitted(cv.targets, cv.probabilities, config.calibration)
-    suggestions = na_suggestions(cv.targets, calibrated, cv.names, cv.attributes)
+    suggestions = na_suggestions(cv.targets, cv.calibrated(config.calibration), cv.names, cv.attributes)
     write_text(out / "label_issues.csv", issues.to_csv(index=False))
     write_text(out / "na_suggestions.csv", suggestions.to_csv(index=False))
     print(f"\n{len(issues)} known labels the out-of-fold predictions confidently contradict ({out / 'label_issues.csv'}; "

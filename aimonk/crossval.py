@@ -37,6 +37,14 @@ class CrossValidation:
     histories: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
     fold_states: list[dict] = field(default_factory=list)  # each fold's weights, for the fold ensemble
+    _calibrated: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def calibrated(self, method: str = "platt") -> np.ndarray:
+        """The out-of-fold probabilities calibrated, each row by a map fitted on other rows only (computed once
+        per method: the report's calibration error, the reliability plot and the NA suggestions share it)."""
+        if method not in self._calibrated:
+            self._calibrated[method] = cross_fitted(self.targets, self.probabilities, method)
+        return self._calibrated[method]
 
 
 def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: int | None = None,
@@ -93,7 +101,7 @@ def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, see
     _, low, high = bootstrap_f1(cv.targets, decisions, rounds, seed)
     ap, auc = ranking_scores(cv.targets, cv.probabilities)
     ece = expected_calibration_error(cv.targets, cv.probabilities)
-    ece_calibrated = expected_calibration_error(cv.targets, cross_fitted(cv.targets, cv.probabilities, calibration))
+    ece_calibrated = expected_calibration_error(cv.targets, cv.calibrated(calibration))
     table = pd.DataFrame({
         "precision": tuned["precision"], "recall": tuned["recall"], "f1": tuned["f1"],
         "f1_low": low, "f1_high": high, "f1@0.5": at_half["f1"],

@@ -63,10 +63,11 @@ def score(targets, probabilities, thresholds, attributes, majority) -> pd.DataFr
     return table
 
 
-def evaluate_checkpoint(data, model_path, subset: str = "auto", thresholds=None, device: str = "auto",
+def evaluate_checkpoint(data, model, subset: str = "auto", thresholds=None, device: str = "auto",
                         progress: bool = True) -> Evaluation:
-    """Score `model_path` on the folder `data` at its stored (or the given) thresholds."""
-    predictor = Predictor.load(model_path, device)
+    """Score `model` (a checkpoint's path, or a Predictor already loaded) on the folder `data` at its stored
+    (or the given) thresholds."""
+    predictor = model if isinstance(model, Predictor) else Predictor.load(model, device)
     if not isinstance(data, LabelledImages):
         data = load_labelled_folder(find_label_file(data), predictor.image_size,
                                     predictor.config.unknown_as_na, progress)

@@ -189,3 +189,17 @@ def test_train_resume_continues_an_interrupted_run(demo_dir, tmp_path, capsys, m
     assert [e["epoch"] for e in history["epochs"]] == [1, 2, 3] and not (out / "last.pt").exists()
     assert main(["train", str(demo_dir), "--out", str(out), "--resume"]) == 2  # finished: nothing to resume
     assert "only an interrupted run can be resumed" in capsys.readouterr().err
+
+
+def test_evaluate_with_given_thresholds_reads_the_checkpoint_once(demo_dir, cli_run, tmp_path, capsys, monkeypatch):
+    import aimonk.predict as predict
+
+    reads, real = [], predict.load_checkpoint
+    monkeypatch.setattr(predict, "load_checkpoint", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), "--subset", "all",
+                 "--thresholds", "0.2,0.3,0.4,0.6", "--out", str(tmp_path)]) == 0
+    assert "thresholds given by the caller" in capsys.readouterr().out and len(reads) == 1
+    report = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert [r["threshold"] for r in report[:4]] == pytest.approx([0.2, 0.3, 0.4, 0.6])
+    assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), "--thresholds", "0.1,0.2"]) == 2
+    assert "expected 1 or 4 thresholds" in capsys.readouterr().err

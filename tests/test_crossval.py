@@ -104,3 +104,16 @@ def test_save_and_load_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.probabilities, cv.probabilities)
     np.testing.assert_array_equal(loaded.targets, cv.targets)
     assert loaded.attributes == cv.attributes and loaded.config == cv.config and loaded.names == cv.names
+
+
+def test_calibrated_out_of_fold_probabilities_are_cross_fitted_once_per_method(monkeypatch):
+    import aimonk.crossval as crossval
+    from aimonk.calibration import cross_fitted
+
+    cv, calls = synthetic_cv(noise=0.3), []
+    monkeypatch.setattr(crossval, "cross_fitted", lambda *a, **k: calls.append(a[2]) or cross_fitted(*a, **k))
+    first = cv.calibrated("platt")
+    cv_report(cv, rounds=20, calibration="platt")  # its calibration error reuses them
+    assert np.array_equal(first, cross_fitted(cv.targets, cv.probabilities, "platt"))
+    assert cv.calibrated("platt") is first and calls == ["platt"]
+    assert not np.array_equal(cv.calibrated("temperature"), first) and calls == ["platt", "temperature"]
