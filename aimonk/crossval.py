@@ -18,13 +18,12 @@ from .config import TrainConfig
 from .dataset import LabelledImages
 from .distributed import Processes
 from .evaluation import score
-from .features import share_features
 from .metrics import attribute_metrics, bootstrap_f1, majority_classes, ranking_scores, with_macro
 from .models import EnsembleClassifier
 from .split import kfold_splits
 from .calibration import Calibration, cross_fitted, expected_calibration_error
 from .thresholds import HeldOut, Thresholds, decisions_by_fold
-from .training import fit, new_history
+from .training import fit, new_history, share_features
 
 
 @dataclass

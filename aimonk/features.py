@@ -80,20 +80,6 @@ def cached_features(model, data, config, device, progress: bool = False,
     return data.feature_cache[key]
 
 
-def share_features(config, data, processes: Processes) -> None:
-    """For a head-only recipe, the features of all of `data` computed by the processes together and kept on
-    `data`, so that the models each process then trains alone (e.g. cross-validation folds) find them there."""
-    from .engine import place_model, select_device
-    from .models import build_model
-
-    if not head_only_recipe(config):
-        return
-    device = processes.device(select_device(config.device))
-    model = place_model(build_model(config.backbone, len(data.attributes), config.weights, config.dropout,
-                                    config.freeze, config.image_size), device, config.channels_last)
-    cached_features(model, data, config, device, processes=processes)
-
-
 def feature_width(model, image_size: int, device) -> int:
     """How many pooled features the model's backbone gives an image."""
     with torch.no_grad():

@@ -25,7 +25,7 @@ from .distributed import Processes, ShardedSampler
 from .engine import autocast, mixed_precision_dtype, place_model, predict_logits, seed_everything, select_device
 from .files import write_text
 from .labels import check_trainable
-from .features import FeatureDataset, cached_features, head_logits, trains_head_only
+from .features import FeatureDataset, cached_features, head_logits, head_only_recipe, trains_head_only
 from .linear_probe import fit_linear_probe
 from .losses import make_loss
 from .metrics import attribute_metrics, majority_classes
@@ -215,13 +215,10 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     """
     check_trainable(data.labels)
     seed_everything(config.seed)
-    device = processes.device(select_device(config.device))
     progress = progress and processes.main
     train_rows, val_rows = split_rows(config, data, rows if resume is None else
                                       (resume["rows"]["train"], resume["rows"]["val"]))
-    model = build_model(config.backbone, len(data.attributes), config.weights, config.dropout, config.freeze,
-                        config.image_size)
-    place_model(model, device, config.channels_last)
+    model, device = placed_model(config, len(data.attributes), processes)
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
     phase = Phase(data, train_rows, val_rows, loss_fn, device, progress, processes)
@@ -238,6 +235,21 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     log.finished(interrupted)
     return TrainResult(model, state.history, log.checkpoint, train_rows, val_rows, state.best_epoch, interrupted,
                        state.val_probabilities)
+
+
+def placed_model(config: TrainConfig, outputs: int, processes: Processes = Processes()):
+    """(the configured model, pretrained and frozen as configured, placed on this process's device; that device)."""
+    device = processes.device(select_device(config.device))
+    model = build_model(config.backbone, outputs, config.weights, config.dropout, config.freeze, config.image_size)
+    return place_model(model, device, config.channels_last), device
+
+
+def share_features(config: TrainConfig, data: LabelledImages, processes: Processes) -> None:
+    """For a head-only recipe, the features of all of `data` computed by the processes together and kept on
+    `data`, so that the models each process then trains alone (e.g. cross-validation folds) find them there."""
+    if head_only_recipe(config):
+        model, device = placed_model(config, len(data.attributes), processes)
+        cached_features(model, data, config, device, processes=processes)
 
 
 def split_rows(config: TrainConfig, data: LabelledImages, rows=None) -> tuple[np.ndarray, np.ndarray]:
