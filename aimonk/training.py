@@ -359,7 +359,15 @@ class WholeNetwork:
                               batch_size=self.config.batch_size * 2, amp=self.config.amp, tta=self.config.tta)
 
 
-class HeadOnFeatures(WholeNetwork):
+class ValidatedOnFeatures:
+    """Validation of a head on the backbone features computed once (self.features), mirror images averaged in
+    with tta: the strategies where only the head learns."""
+
+    def val_logits(self, module, rows) -> torch.Tensor:
+        return head_logits(module.head, self.features[:, rows], self.phase.device, self.config.tta)
+
+
+class HeadOnFeatures(ValidatedOnFeatures, WholeNetwork):
     """Only the head learns, by epochs, on batches of backbone features computed once."""
 
     def __init__(self, model, config: TrainConfig, phase: Phase):
@@ -372,11 +380,8 @@ class HeadOnFeatures(WholeNetwork):
     def random_sources(self) -> dict:
         return {"loader": self.loader.generator, "flips": self.loader.dataset.generator}
 
-    def val_logits(self, module, rows) -> torch.Tensor:
-        return head_logits(module.head, self.features[:, rows], self.phase.device, self.config.tta)
 
-
-class LinearProbe(HeadOnFeatures):
+class LinearProbe(ValidatedOnFeatures):
     """Only the head learns, solved exactly in one pass as a logistic regression (aimonk.linear_probe)."""
 
     def __init__(self, model, config: TrainConfig, phase: Phase):
