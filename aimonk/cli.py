@@ -96,7 +96,7 @@ def cmd_train(args) -> int:
     started = time.perf_counter()
     result = train(config, data, out, resume=resume, processes=processes)
     minutes = (time.perf_counter() - started) / 60
-    if not processes.main:
+    if not processes.main or result.best_epoch is None:  # a worker, or interrupted before anything was kept
         return 130 if result.interrupted else 0
     write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if result.history["iteration_loss"]:
@@ -408,6 +408,9 @@ def main(argv=None) -> int:
     except (ValueError, OSError, RuntimeError) as error:
         print(f"aimonk {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # training says what it kept; anything else stops without a traceback
+        print(f"aimonk {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def one_line(error: Exception) -> str:

@@ -70,6 +70,8 @@ def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, se
                      if processes.distributed else ""))
         result = fit(config.replace(keep="last"), data, None, progress=progress and processes.main,
                      rows=(rows[train_part], rows[val_part]), validate_each_epoch=False)
+        if result.interrupted:  # a fold cannot be resumed: stop the cross-validation, as Ctrl-C asked
+            raise KeyboardInterrupt
         state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()} if keep_models else None
         trained[fold] = (result.val_probabilities, result.history, state)
     for part in processes.gather_objects(trained):

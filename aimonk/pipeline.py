@@ -20,10 +20,14 @@ def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: boo
     torchrun started, which train the model together and spread the threshold folds among themselves."""
     progress = progress and processes.main
     result = fit(config, data, out_dir, progress, resume=resume, processes=processes)
-    held_out = None if result.interrupted else held_out_predictions(config, data, result, progress, processes)
+    held_out, why = None, "the run was interrupted"
+    if not result.interrupted:
+        try:
+            held_out = held_out_predictions(config, data, result, progress, processes)
+            why = "no validation split" if config.threshold_source == "val" else "--threshold-source none"
+        except KeyboardInterrupt:  # the trained model is kept; only its thresholds are missing
+            result.interrupted, why = True, "the threshold cross-validation was interrupted: train again to tune them"
     if held_out is None:
-        why = ("the run was interrupted" if result.interrupted else "no validation split"
-               if config.threshold_source == "val" else "--threshold-source none")
         result.thresholds, result.calibration = untuned(len(data.attributes), why), None
     else:
         result.thresholds, result.calibration = calibrated_thresholds(held_out, config.threshold_strategy,

@@ -540,6 +540,11 @@ class RunLog:
                          "state": state.state_dict()}, self.last)
 
     def interrupted(self, state: TrainState) -> None:
+        if not self.checkpoint:  # nothing was saved (a cross-validation fold): the caller says what stopped
+            return
+        if state.best_epoch is None:
+            print("\ninterrupted before the first epoch ended: nothing was saved")
+            return
         print(f"\ninterrupted: the best checkpoint so far (epoch {state.best_epoch}) is kept"
               + (f" in {self.checkpoint}" if self.checkpoint else "")
               + (f"; continue with: aimonk train DATA --out {self.out_dir} --resume"

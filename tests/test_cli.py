@@ -203,3 +203,19 @@ def test_evaluate_with_given_thresholds_reads_the_checkpoint_once(demo_dir, cli_
     assert [r["threshold"] for r in report[:4]] == pytest.approx([0.2, 0.3, 0.4, 0.6])
     assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), "--thresholds", "0.1,0.2"]) == 2
     assert "expected 1 or 4 thresholds" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_a_command_without_a_traceback_and_exit_130(demo_dir, tmp_path, capsys, monkeypatch):
+    import aimonk.training as training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "solve_head", interrupted)
+    out = tmp_path / "cv"
+    assert main(["evaluate", str(demo_dir), "--cv", "3", "--out", str(out), "--image-size", "48"]) == 130
+    assert "aimonk evaluate: interrupted" in capsys.readouterr().err and not (out / "cv_metrics.csv").exists()
+    # the default run interrupted before its one pass ended: nothing saved, and it says so
+    assert main(["train", str(demo_dir), "--out", str(tmp_path / "run"), "--image-size", "48"]) == 130
+    assert "interrupted before the first epoch ended: nothing was saved" in capsys.readouterr().out
+    assert not (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "config.json").exists()

@@ -137,3 +137,41 @@ def test_the_predictor_reports_calibrated_probabilities(data, probe_config, tmp_
     raw = predictor.probabilities(data.images[:8])
     np.testing.assert_allclose(calibrated, result.calibration(raw), atol=1e-5)
     assert not np.allclose(calibrated, raw, atol=1e-3)
+
+
+def interrupt_solve(monkeypatch, call: int) -> list:
+    """Make the call-th linear-probe solve raise KeyboardInterrupt, as Ctrl-C would; returns the calls made."""
+    import aimonk.training as training
+
+    real, calls = training.solve_head, []
+
+    def solve(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "solve_head", solve)
+    return calls
+
+
+def test_ctrl_c_in_the_threshold_folds_keeps_the_model_with_untuned_thresholds_and_says_so(
+        data, probe_config, tmp_path, monkeypatch, capsys):
+    calls = interrupt_solve(monkeypatch, 3)  # the final model, fold 1, then Ctrl-C in fold 2
+    result = pipeline.train(probe_config.replace(val_fraction=0.0), data, tmp_path)
+    assert len(calls) == 3  # no fold trained after the interruption
+    assert result.interrupted and list(result.thresholds.values) == [0.5] * 4
+    payload = load_checkpoint(tmp_path / "model.pt")
+    assert payload["thresholds"] == [0.5] * 4 and payload.get("held_out") is None
+    assert "threshold cross-validation was interrupted" in payload["thresholds_source"]
+    printed = capsys.readouterr().out
+    assert "interrupted: train again to tune them" in printed and "epoch None" not in printed
+
+
+def test_a_cross_validation_stops_at_the_interrupted_fold(data, probe_config, monkeypatch):
+    from aimonk.crossval import cross_validate
+
+    calls = interrupt_solve(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        cross_validate(probe_config, data, 3, progress=False)
+    assert len(calls) == 2
