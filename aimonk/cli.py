@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -55,9 +56,12 @@ def config_from_args(args) -> TrainConfig:
     try:
         return preset(args.preset, **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     except ValueError as error:
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
         name = str(error).split(" ", 1)[0]
-        if name in {f.name for f in dataclasses.fields(TrainConfig)}:
-            raise ValueError(option_flag(name) + str(error)[len(name):]) from None
+        if name in names:  # the option named as it is typed: the first word, and every field_name with a "_"
+            text = option_flag(name) + str(error)[len(name):]
+            raise ValueError(re.sub(r"\b[a-z]+(?:_[a-z]+)+\b", lambda m: option_flag(m[0]) if m[0] in names else m[0],
+                                    text)) from None
         raise
 
 

@@ -131,6 +131,9 @@ class TrainConfig:
         from .thresholds import parse_strategy
         parse_strategy(self.threshold_strategy)
         check_backbone(self.backbone)
+        if self.threshold_source == "val" and self.val_fraction == 0:
+            raise ValueError("threshold_source val needs a validation split: set val_fraction above 0 (e.g. 0.15), "
+                             "or choose threshold_source cv")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -45,7 +45,7 @@ RECIPES = {
     # candidates, each one change from the default or from the previous default (lite0, head by Adam epochs)
     "lite0-adam": ("default", {"backbone": "efficientnet_lite0", "head_solver": "adam"}),
     "lite0-adam-val-thresholds": ("default", {"backbone": "efficientnet_lite0", "head_solver": "adam",
-                                              "threshold_source": "val"}),
+                                              "threshold_source": "val", "val_fraction": 0.15}),
     "lite0-probe": ("default", {"backbone": "efficientnet_lite0"}),
     "lite012-adam": ("default", {"backbone": LITE012, "head_solver": "adam"}),
     "default-c-by-cv": ("default", {"head_c": 0.0}),

@@ -211,6 +211,7 @@ def test_unknown_token_is_read_as_na_only_when_asked(tmp_path, capsys):
     ("--head-c", "-1", "--head-c must be at least 0.0"),
     ("--threshold-folds", "1", "--threshold-folds must be at least 2"),
     ("--lr", "nan", "--lr must be a number"),
+    ("--threshold-source", "val", "--threshold-source val needs a validation split: set --val-fraction above 0"),
 ])
 def test_bad_option_is_named_before_anything_is_read(demo_dir, tmp_path, capsys, monkeypatch, option, value, words):
     import aimonk.dataset

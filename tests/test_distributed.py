@@ -90,7 +90,7 @@ def test_cross_validation_spreads_its_folds_over_the_processes(data, tmp_path):
 def test_the_whole_network_trains_in_two_processes_and_only_the_main_one_writes(data, tmp_path):
     out = aimonk(["train", data, "--out", tmp_path / "run", "--backbone", "resnet18", "--weights", "none",
                   "--freeze", "3", "--augment", "light", "--epochs", "2", "--image-size", "32",
-                  "--threshold-source", "val"], tmp_path / "cache", processes=2)
+                  "--threshold-source", "val", "--val-fraction", "0.15"], tmp_path / "cache", processes=2)
     assert out.count("epoch   2") == 1 and out.count("min; checkpoint") == 1
     assert [e["epoch"] for e in epochs(tmp_path / "run")] == [1, 2]
     assert all(np.isfinite(e["train_loss"]) for e in epochs(tmp_path / "run"))

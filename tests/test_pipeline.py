@@ -84,6 +84,7 @@ def test_no_tuning_keeps_one_half(data, probe_config, tmp_path):
     ({"head_solver": "sgd"}, "head_solver must be one of lbfgs, adam"),
     ({"head_c": -1.0}, "head_c must be at least 0.0"),
     ({"threshold_folds": 1}, "threshold_folds must be at least 2"),
+    ({"threshold_source": "val", "val_fraction": 0.0}, "threshold_source val needs a validation split"),
 ])
 def test_bad_threshold_and_probe_options_fail_when_the_configuration_is_built(probe_config, change, message):
     with pytest.raises(ValueError, match=message):
