@@ -18,6 +18,9 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell(name):
     assert all(not c["outputs"] and c["execution_count"] is None for c in code)
     assert sum("parameters" in c["metadata"].get("tags", []) for c in notebook["cells"]) == 1
     assert notebook["cells"][0]["cell_type"] == "markdown"
+    ids = [c.get("id") for c in notebook["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids)  # nbformat 4.5: every cell has its own id
+    nbformat.validate(nbformat.reads(json.dumps(notebook), as_version=4))
 
 
 def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path):

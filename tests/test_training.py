@@ -51,7 +51,7 @@ def test_early_stopping(data, tiny_config, monkeypatch):
 
 
 def test_training_without_validation_keeps_last_epoch(data, tiny_config):
-    result = fit(tiny_config.replace(epochs=2, val_fraction=0.0), data, None, progress=False)
+    result = fit(tiny_config.replace(epochs=2, val_fraction=0.0, threshold_source="cv"), data, None, progress=False)
     assert result.best_epoch == 2 and len(result.val_rows) == 0
 
 
