@@ -48,18 +48,23 @@ def rng():
     return np.random.default_rng(0)
 
 
-def interrupt_in_epoch(monkeypatch, epoch: int):
-    """Make the epoch-th call of aimonk.training.train_one_epoch raise KeyboardInterrupt, as Ctrl-C would;
-    returns the real function (to put back with monkeypatch.setattr)."""
+def interrupt_call(monkeypatch, name: str, call: int, calls: list | None = None):
+    """Make the call-th call of aimonk.training.NAME raise KeyboardInterrupt, as Ctrl-C would, appending to
+    `calls` at each call; returns the real function (to put back with monkeypatch.setattr)."""
     import aimonk.training as training
 
-    real, calls = training.train_one_epoch, []
+    real, calls = getattr(training, name), [] if calls is None else calls
 
     def interrupted(*args, **kwargs):
         calls.append(1)
-        if len(calls) == epoch:
+        if len(calls) == call:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train_one_epoch", interrupted)
+    monkeypatch.setattr(training, name, interrupted)
     return real
+
+
+def interrupt_in_epoch(monkeypatch, epoch: int):
+    """Ctrl-C in the epoch-th epoch (aimonk.training.train_one_epoch); returns the real function."""
+    return interrupt_call(monkeypatch, "train_one_epoch", epoch)

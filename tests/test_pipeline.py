@@ -7,6 +7,7 @@ import aimonk.pipeline as pipeline
 from aimonk.checkpoint import load_checkpoint
 from aimonk.dataset import load_labelled_folder
 from aimonk.training import fit
+from conftest import interrupt_call
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
 
@@ -141,18 +142,9 @@ def test_the_predictor_reports_calibrated_probabilities(data, probe_config, tmp_
 
 
 def interrupt_solve(monkeypatch, call: int) -> list:
-    """Make the call-th linear-probe solve raise KeyboardInterrupt, as Ctrl-C would; returns the calls made."""
-    import aimonk.training as training
-
-    real, calls = training.solve_head, []
-
-    def solve(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == call:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "solve_head", solve)
+    """Ctrl-C in the call-th linear-probe solve; returns the calls made."""
+    calls = []
+    interrupt_call(monkeypatch, "solve_head", call, calls)
     return calls
 
 
