@@ -115,24 +115,28 @@ def _label_mark(truth: float, predicted: bool) -> tuple[str, str]:
 
 
 def plot_image_grid(images, titles, columns: int = 6, title: str | None = None, colours=None):
-    """Images in a grid, each with a multi-line caption below (optionally one colour per caption line)."""
+    """Images in a grid, each with a multi-line caption below (optionally one colour per caption line). The
+    layout is set in inches, so the captions fit under each image and no blank band opens above the grid."""
     count = len(images)
     columns = max(1, min(columns, count))
     rows = max(1, int(np.ceil(count / columns)))
     lines = max((len(t.split("\n")) for t in titles), default=1)
-    caption_inches = 0.17 * lines + 0.1
-    figure, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, (2.2 + caption_inches) * rows + 0.5),
-                                squeeze=False, gridspec_kw={"hspace": caption_inches / 2.2 + 0.05})
-    for ax in axes.flat:
+    cell, side, caption, heading = 2.3, 2.1, 0.17 * lines + 0.2, 0.45 if title else 0.1
+    width, height = cell * columns, rows * (side + caption) + heading
+    figure = plt.figure(figsize=(width, height))
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        top = height - heading - row * (side + caption)
+        ax = figure.add_axes(((column * cell + (cell - side) / 2) / width, (top - side) / height,
+                              side / width, side / height))
         ax.axis("off")
-    for index, (ax, image) in enumerate(zip(axes.flat, images)):
         ax.imshow(image)
         for line_number, line in enumerate(titles[index].split("\n")):
             colour = colours[index][line_number] if colours else "black"
             ax.annotate(line, xy=(0.5, 0), xycoords="axes fraction", xytext=(0, -3 - 12 * line_number),
                         textcoords="offset points", ha="center", va="top", fontsize=8, color=colour)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, y=1 - 0.08 / height, va="top")
     return figure
 
 
