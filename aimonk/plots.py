@@ -130,6 +130,7 @@ def plot_image_grid(images, titles, columns: int = 6, title: str | None = None, 
         ax = figure.add_axes(((column * cell + (cell - side) / 2) / width, (top - side) / height,
                               side / width, side / height))
         ax.axis("off")
+        ax.set_anchor("N")  # an image wider than tall hangs from the top of its cell, its caption right below
         ax.imshow(image)
         for line_number, line in enumerate(titles[index].split("\n")):
             colour = colours[index][line_number] if colours else "black"

@@ -1,0 +1,21 @@
+"""Figures whose layout is computed by hand."""
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+
+from aimonk import plots  # noqa: E402
+
+
+def test_an_image_grid_keeps_every_image_and_its_caption_inside_the_figure_without_overlap():
+    images = np.zeros((7, 20, 30, 3), dtype=np.uint8)
+    captions = ["name\n" + "\n".join(f"attribute {k}" for k in range(5))] * 7
+    figure = plots.plot_image_grid(images, captions, columns=3, title="Seven")
+    boxes = [ax.get_position() for ax in figure.axes]
+    assert len(boxes) == 7 and all(0 <= b.x0 < b.x1 <= 1 and 0 <= b.y0 < b.y1 <= 1 for b in boxes)
+    caption_height = 6 * 12 / 72 / figure.get_figheight()  # six lines of 12 points, as a share of the figure
+    first_row, second_row = boxes[0], boxes[3]
+    assert second_row.y1 <= first_row.y0 - caption_height  # the captions of a row end above the next row
+    assert boxes[6].y0 - caption_height >= 0  # the last captions stay on the figure
+    assert 1 - first_row.y1 < 0.6 / figure.get_figheight()  # only the title's band above the first row
+    plots.plt.close(figure)
