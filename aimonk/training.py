@@ -504,6 +504,11 @@ def restore_random_states(states: dict, sources: dict) -> None:
 LAST_FORMAT = "aimonk-training-state/1"
 
 
+# what a checkpoint says of its thresholds until aimonk.pipeline.train tunes them after the last epoch (a run
+# that stopped before, or fit() called alone, keeps this)
+UNTUNED_YET = "0.5, not tuned: the run ended before its thresholds were tuned"
+
+
 class RunLog:
     """Logging and checkpointing in one place: the epoch line, model.pt when an epoch is kept, history.json
     and last.pt (the whole TrainState) after every epoch. Only the main process of a run writes."""
@@ -533,7 +538,8 @@ class RunLog:
             attributes = self.data.attributes
             save_checkpoint(checkpoint_payload(state.evaluated, self.config, attributes, [0.5] * len(attributes),
                                                state.history, epoch=record["epoch"], split=self.split,
-                                               majority=self.majority), self.checkpoint)
+                                               majority=self.majority, thresholds_source=UNTUNED_YET),
+                            self.checkpoint)
         write_history(state.history, self.out_dir)
         save_checkpoint({"format": LAST_FORMAT, "config": self.config.to_dict(), "rows": self.rows,
                          "label_file": self.split["label_file"], "filenames": list(self.data.filenames),

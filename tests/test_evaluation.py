@@ -31,4 +31,4 @@ def test_held_out_folder_is_scored_whole_with_stored_thresholds(trained_run, dem
     assert evaluation.subset == "all" and len(evaluation.names) == 57
     assert list(evaluation.table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
     assert (evaluation.table.loc["Attr1":"Attr4", "threshold"] == 0.5).all()
-    assert evaluation.thresholds_source == "stored in the checkpoint"  # fit alone records no tuning
+    assert evaluation.thresholds_source == "0.5, not tuned: the run ended before its thresholds were tuned"  # fit alone
