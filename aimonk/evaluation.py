@@ -87,10 +87,10 @@ def evaluate_checkpoint(data, model, subset: str = "auto", thresholds=None, devi
     if used == "out-of-fold" and thresholds is None:
         table = decided_by_the_other_folds(table, targets, raw, folds, predictor)
         source = f"tuned ({predictor.config.threshold_strategy}) on the other folds' out-of-fold predictions"
-        notes.append(f"the model learned from every image of this folder, so the scores are those of its threshold "
-                     f"cross-validation: each image predicted by the fold model that did not learn from it "
-                     f"(calibrated by a map fitted on other images) and decided by thresholds tuned on the other "
-                     f"folds; the thresholds column is what the model uses on new images")
+        notes.append("the model learned from every image of this folder, so the scores are those of its threshold "
+                     "cross-validation: each image predicted by the fold model that did not learn from it "
+                     "(calibrated by a map fitted on other images) and decided by thresholds tuned on the other "
+                     "folds; the thresholds column is what the model uses on new images")
     return Evaluation(table, [data.filenames[i] for i in rows], targets, probabilities, used, source, notes)
 
 

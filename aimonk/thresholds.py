@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -108,7 +112,7 @@ def decisions_by_fold(targets: np.ndarray, probabilities: np.ndarray, fold_of_ro
 
 
 def metrics_decided_by_fold(targets: np.ndarray, probabilities: np.ndarray, fold_of_row: np.ndarray,
-                            strategy: str, attributes) -> "pandas.DataFrame":
+                            strategy: str, attributes) -> pd.DataFrame:
     """Precision, recall and F1 per attribute (and macro) with each fold's rows decided by thresholds tuned on
     the other folds only (decisions_by_fold): the honest score of out-of-fold predictions."""
     from .metrics import attribute_metrics

@@ -551,10 +551,8 @@ class RunLog:
         if state.best_epoch is None:
             print("\ninterrupted before the first epoch ended: nothing was saved")
             return
-        print(f"\ninterrupted: the best checkpoint so far (epoch {state.best_epoch}) is kept"
-              + (f" in {self.checkpoint}" if self.checkpoint else "")
-              + (f"; continue with: aimonk train DATA --out {self.out_dir} --resume"
-                 if self.last and self.last.is_file() else ""))
+        print(f"\ninterrupted: the best checkpoint so far (epoch {state.best_epoch}) is kept in {self.checkpoint}"
+              + (f"; continue with: aimonk train DATA --out {self.out_dir} --resume" if self.last.is_file() else ""))
 
     def finished(self, interrupted: bool) -> None:
         if self.last and not interrupted:

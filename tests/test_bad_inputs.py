@@ -391,7 +391,7 @@ def test_evaluating_a_copy_of_the_training_folder_warns(demo_dir, run, tmp_path,
 
 def test_predict_on_a_folder_without_images(run, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("x")
-    fails(capsys, ["predict", tmp_path, "--model", run / "model.pt"], f"no images", f"in folder {tmp_path}",
+    fails(capsys, ["predict", tmp_path, "--model", run / "model.pt"], "no images", f"in folder {tmp_path}",
           unchanged=[tmp_path, run])
 
 
