@@ -1,1 +1,39 @@
-__version__ = "0.1.0"
+"""aimonk: multilabel image classification when labels are missing and classes are imbalanced.
+
+    import aimonk
+    trained = aimonk.train("data/my_clothes", aimonk.preset("default"), out="runs/r1")
+    print(aimonk.load_predictor("runs/r1/model.pt").predict_paths("new_images/").to_text())
+
+The names below are loaded on first use, so that `import aimonk` stays light (an exported ONNX model
+predicts without PyTorch).
+"""
+from __future__ import annotations
+
+import importlib
+
+from aimonk.version import __version__
+
+API = {
+    "train": "aimonk.workflows",
+    "cross_validate": "aimonk.workflows",
+    "evaluate": "aimonk.workflows",
+    "load_predictor": "aimonk.serve.load",
+    "TrainConfig": "aimonk.config",
+    "preset": "aimonk.config",
+    "PRESETS": "aimonk.config",
+    "load_labelled_folder": "aimonk.data.folder",
+    "TrainingInterrupted": "aimonk.training.loop",
+}
+__all__ = ["__version__", *API]
+
+
+def __getattr__(name: str):
+    if name not in API:
+        raise AttributeError(f"module 'aimonk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_path
+from aimonk.files import atomic_path
 
 
 def cache_root() -> Path | None:

@@ -1,10 +1,10 @@
-"""Command line: `aimonk summary|train|evaluate|predict|explain|export|notebooks|demo` (also `python -m aimonk`)."""
+"""Command line: `aimonk summary|train|evaluate|predict|explain|export|notebooks|demo` (also `python -m aimonk`).
+It parses options and reports; what a command does lives in aimonk.workflows and the layers below."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import os
 import re
 import sys
 import time
@@ -13,13 +13,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .config import PRESETS, TrainConfig, preset
-from .files import check_output_folder, write_text
+from aimonk.config import PRESETS, TrainConfig, preset
+from aimonk.files import check_output_folder
 
-TRAIN_OUTPUTS = ("model.pt", "last.pt", "config.json", "history.json", "loss_curve.png", "epoch_curves.png")
-CV_OUTPUTS = ("model.pt", "config.json", "cv_metrics.csv", "cv_metrics.json", "oof_predictions.csv",
-              "label_issues.csv", "na_suggestions.csv")
-EVALUATE_OUTPUTS = ("metrics.csv", "metrics.json")
 
 
 def freeze_value(text: str) -> int | str:
@@ -66,8 +62,8 @@ def config_from_args(args) -> TrainConfig:
 
 
 def cmd_summary(args) -> int:
-    from .dataset import read_label_folder
-    from .labels import summarize
+    from aimonk.data.folder import read_label_folder
+    from aimonk.data.labels import summarize
 
     table, image_dir, missing = read_label_folder(args.data, args.unknown_as_na)
     summary = summarize(table.values, table.attributes)
@@ -83,68 +79,29 @@ def cmd_summary(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .pipeline import train
-    from .plots import plot_epoch_curves, plot_loss_curve, save_figure
+    from aimonk.training.loop import TrainingInterrupted
+    from aimonk.workflows import train
 
     if args.resume:
-        config, resume, out = resumed_run(args)
-    else:
-        config, resume = config_from_args(args), None
-        out = check_output_folder(args.out, args.overwrite, names=TRAIN_OUTPUTS)
-    processes, data = training_data(args.data, config)
-    if resume is not None:
-        check_same_data(data, resume, out)
-    print(f"training {config.backbone} on {len(data)} images, {len(data.attributes)} attributes -> {out}"
-          + (f" (resumed after epoch {resume['state']['epoch']})" if resume else "")
-          + (f"; {processes.world} processes" if processes.distributed else ""))
+        given = [option_flag(f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None]
+        if given or args.preset != "default":
+            raise ValueError("--resume continues the run with its own configuration; leave out "
+                             f"{(given or ['--preset'])[0]}")
+    config = None if args.resume else config_from_args(args)
     started = time.perf_counter()
-    result = train(config, data, out, resume=resume, processes=processes)
-    minutes = (time.perf_counter() - started) / 60
-    if not processes.main or result.best_epoch is None:  # a worker, or interrupted before anything was kept
-        return 130 if result.interrupted else 0
-    write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
-    if result.history["iteration_loss"]:
-        save_figure(plot_loss_curve(result.history), out / "loss_curve.png")
-        save_figure(plot_epoch_curves(result.history), out / "epoch_curves.png")
-    chosen = len(result.val_rows) and config.keep == "best"
-    kept = f"best epoch {result.best_epoch}" if chosen else f"kept the last epoch ({result.best_epoch})"
-    print(f"{kept}; {minutes:.1f} min; checkpoint {result.checkpoint}; "
-          f"figures in {out}")
-    return 130 if result.interrupted else 0
-
-
-def training_data(folder, config: TrainConfig):
-    """(the processes torchrun started, or this one alone; the labelled folder decoded for training). The
-    processes are checked against the batch size before any work; as in torchvision's references only the
-    main process prints (errors still show from every process); it decodes the images into the cache first."""
-    from .dataset import load_labelled_folder
-    from .distributed import Processes
-    from .engine import select_device
-
-    processes = Processes.join(select_device(config.device))
-    processes.batch_size(config.batch_size)
-    if not processes.main:
-        sys.stdout = open(os.devnull, "w")
-        warnings.simplefilter("ignore")
-    with processes.main_first():
-        return processes, load_labelled_folder(folder, config.image_size, config.unknown_as_na, trainable=True)
-
-
-def resumed_run(args):
-    """(configuration, training state, run folder) of the interrupted run in --out, for --resume."""
-    from .training import load_last
-
-    given = [option_flag(f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None]
-    if given or args.preset != "default":
-        raise ValueError(f"--resume continues the run with its own configuration; leave out {(given or ['--preset'])[0]}")
-    resume = load_last(args.out)
-    return TrainConfig.from_dict(resume["config"]), resume, Path(args.out)
-
-
-def check_same_data(data, resume: dict, out: Path) -> None:
-    if list(data.filenames) != list(resume["filenames"]):
-        raise ValueError(f"{out} was trained on {resume['label_file']} with other images than {data.labels.source}: "
-                         "resume it with the same data folder")
+    try:
+        trained = train(args.data, config, args.out, resume=args.resume, overwrite=args.overwrite)
+    except TrainingInterrupted as stopped:
+        print(f"\n{stopped}", flush=True)
+        return 130
+    if trained.path is None:  # a worker process: the main one saved and reports
+        return 0
+    chosen = trained.result.validated and trained.checkpoint.config.keep == "best"
+    epoch = trained.result.best_epoch
+    kept = f"best epoch {epoch}" if chosen else f"kept the last epoch ({epoch})"
+    print(f"{kept}; {(time.perf_counter() - started) / 60:.1f} min; checkpoint {trained.path}; "
+          f"figures in {args.out}")
+    return 0
 
 
 def cmd_evaluate(args) -> int:
@@ -152,87 +109,49 @@ def cmd_evaluate(args) -> int:
         return evaluate_cross_validated(args)
     if not args.model:
         raise ValueError("give --model CHECKPOINT to score, or --cv K to cross-validate a training recipe")
-    from .evaluation import evaluate_checkpoint
-    from .predict import Predictor, parse_thresholds
+    from aimonk.workflows import evaluate
 
-    out = check_output_folder(args.out, args.overwrite, names=EVALUATE_OUTPUTS) if args.out else None
-    predictor = Predictor.load(args.model, args.device or "auto")
-    thresholds = parse_thresholds(args.thresholds, len(predictor.attributes)) if args.thresholds else None
-    evaluation = evaluate_checkpoint(args.data, predictor, args.subset, thresholds)
+    evaluation = evaluate(args.data, args.model, subset=args.subset, thresholds=args.thresholds, out=args.out,
+                          overwrite=args.overwrite, device=args.device or "auto")
     print(f"scored {len(evaluation.names)} images ({evaluation.subset} rows) with {args.model}; thresholds "
           f"{evaluation.thresholds_source}")
     for note in evaluation.notes:
         print(f"note: {note}")
     print(evaluation.table.to_string(float_format="{:.3f}".format))
-    if out:
-        write_tables(evaluation.table, out, "metrics", evaluation.notes)
+    if args.out:
+        print(f"written {Path(args.out) / 'metrics.csv'} and {Path(args.out) / 'metrics.json'}")
     return 0
 
 
 def evaluate_cross_validated(args) -> int:
-    from .crossval import cross_validate, cv_report, out_of_fold, save_final_model
-    from .thresholds import calibrated_thresholds
+    from aimonk.workflows import cross_validate
 
     config = config_from_args(args)
-    if args.cv < 2:
-        raise ValueError(f"--cv must be at least 2 folds, not {args.cv}")
     if not args.out:
         raise ValueError("--cv needs --out FOLDER for its tables and final model")
-    out = check_output_folder(args.out, args.overwrite, names=CV_OUTPUTS)
-    processes, data = training_data(args.data, config)
-    print(f"{args.cv}-fold cross-validation of {config.backbone} on {len(data)} images -> {out}"
-          + (f"; folds spread over {processes.world} processes" if processes.distributed else ""))
     started = time.perf_counter()
-    cv = cross_validate(config, data, args.cv, keep_models=args.final == "ensemble", processes=processes)
-    if not processes.main:
-        if args.final == "retrain":  # the final model trains in every process
-            save_final_model(cv, config, data, args.final, None, out / "model.pt", processes=processes)
+    run = cross_validate(args.data, config, args.cv, args.out, final=args.final, overwrite=args.overwrite)
+    if run is None:  # a worker process
         return 0
+    out = Path(args.out)
     strategy = config.threshold_strategy
-    table = cv_report(cv, strategy, calibration=config.calibration)
-    thresholds, calibration = calibrated_thresholds(out_of_fold(cv), strategy, config.calibration)
     print(f"\nout-of-fold metrics, thresholds tuned on the other folds ({strategy}); F1 with 95% bootstrap CI:")
-    print(table.to_string(float_format="{:.3f}".format))
-    write_tables(table, out, "cv_metrics")
-    oof = data.labels.to_frame()
-    for k, name in enumerate(cv.attributes):
-        oof[f"{name}_probability"] = cv.probabilities[:, k]
-    oof["fold"] = cv.folds
-    write_text(out / "oof_predictions.csv", oof.to_csv(index=False))
-    write_label_checks(cv, config, out)
-    if args.final != "none":
-        path = save_final_model(cv, config, data, args.final, thresholds, out / "model.pt", calibration=calibration,
-                                processes=processes)
-        write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
-        print(f"final model ({args.final}) with thresholds {[round(float(t), 3) for t in thresholds.values]}: {path}")
+    print(run.table.to_string(float_format="{:.3f}".format))
+    print(f"written {out / 'cv_metrics.csv'} and {out / 'cv_metrics.json'}")
+    print(f"\n{len(run.label_issues)} known labels the out-of-fold predictions confidently contradict "
+          f"({out / 'label_issues.csv'}; the most doubtful first):")
+    print(run.label_issues.sort_values("self_confidence").head(5).to_string(index=False, float_format="{:.3f}".format))
+    print(f"{len(run.na_suggestions)} NA cells predicted with >= 95% confidence: {out / 'na_suggestions.csv'}")
+    if run.checkpoint is not None:
+        print(f"final model ({args.final}) with thresholds {[round(t, 3) for t in run.rule.thresholds]}: "
+              f"{out / 'model.pt'}")
     print(f"{(time.perf_counter() - started) / 60:.1f} min")
     return 0
 
 
-def write_label_checks(cv, config, out: Path) -> None:
-    """The known labels the out-of-fold predictions confidently contradict, and the NA cells they predict
-    with high confidence, as CSV files to fix the labels from."""
-    from .label_issues import label_issues, na_suggestions
-
-    issues = label_issues(cv.targets, cv.probabilities, cv.names, cv.attributes)
-    suggestions = na_suggestions(cv.targets, cv.calibrated(config.calibration), cv.names, cv.attributes)
-    write_text(out / "label_issues.csv", issues.to_csv(index=False))
-    write_text(out / "na_suggestions.csv", suggestions.to_csv(index=False))
-    print(f"\n{len(issues)} known labels the out-of-fold predictions confidently contradict ({out / 'label_issues.csv'}; "
-          f"the most doubtful first):")
-    print(issues.sort_values("self_confidence").head(5).to_string(index=False, float_format="{:.3f}".format))
-    print(f"{len(suggestions)} NA cells predicted with >= 95% confidence: {out / 'na_suggestions.csv'}")
-
-
-def write_tables(table, out: Path, stem: str, notes=()) -> None:
-    write_text(out / f"{stem}.csv", table.to_csv())
-    records = json.loads(table.reset_index().to_json(orient="records"))
-    write_text(out / f"{stem}.json", json.dumps({"metrics": records, "notes": list(notes)}, indent=2))
-    print(f"written {out / (stem + '.csv')} and {out / (stem + '.json')}")
-
-
 def cmd_predict(args) -> int:
-    from .predictions import load_predictor, parse_thresholds
+    from aimonk.serve.load import load_predictor
+    from aimonk.serve.predictions import parse_thresholds
 
     predictor = load_predictor(args.model, args.device)
     thresholds = None
@@ -244,9 +163,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .images import load_image_folder
-    from .plots import plot_explanation, save_figure
-    from .predict import Predictor
+    from aimonk.data.images import load_image_folder
+    from aimonk.plots import plot_explanation, save_figure
+    from aimonk.serve.predictor import Predictor
 
     predictor = Predictor.load(args.model, args.device)
     images, paths = load_image_folder(args.path, predictor.image_size, progress=False)
@@ -273,8 +192,8 @@ def explanation_names(paths) -> list[str]:
 
 
 def cmd_export(args) -> int:
-    from .export import export_onnx
-    from .predict import Predictor
+    from aimonk.serve.export import export_onnx
+    from aimonk.serve.predictor import Predictor
 
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
@@ -290,7 +209,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import make_demo_dataset
+    from aimonk.data.demo import make_demo_dataset
 
     out = make_demo_dataset(args.out, count=args.count, size=args.size, seed=args.seed)
     print(f"wrote {args.count} synthetic images and labels.txt to {out}")
@@ -298,10 +217,11 @@ def cmd_demo(args) -> int:
 
 
 def cmd_notebooks(args) -> int:
-    from .dataset import find_label_file
-    from .notebooks import FIGURES, NOTEBOOKS, run_notebooks
+    from aimonk.data.folder import find_label_file
+    from aimonk.notebooks import FIGURES, NOTEBOOKS, run_notebooks
+    from aimonk.workflows import TRAIN_OUTPUTS
 
-    from .demo import demo_folder
+    from aimonk.data.demo import demo_folder
 
     if Path(args.data).resolve() != demo_folder().resolve():
         find_label_file(args.data)  # only the package's own demo location is filled with generated data

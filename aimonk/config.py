@@ -1,7 +1,9 @@
-"""One configuration object per run; it is saved inside the checkpoint."""
+"""One configuration object per run; it is saved inside the checkpoint. The bottom layer: it imports nothing
+of the package, and the vocabularies below (choices of every option) are the one source of those names."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 
@@ -42,6 +44,21 @@ def check_field(item: dataclasses.Field, value) -> None:
     if low is not None and value < low or high is not None and value > high or below is not None and value >= below:
         upper = f" and at most {high}" if high is not None else f" and below {below}" if below is not None else ""
         raise ValueError(f"{name} must be at least {low}{upper}, not {value!r}")
+
+
+def parse_strategy(strategy: str) -> tuple[str, float | None]:
+    """'f1' (maximise F1), 'precision:0.8' (best recall with precision >= 0.8) or 'recall:0.9'."""
+    name, _, value = str(strategy).partition(":")
+    if name == "f1" and not value:
+        return name, None
+    if name in ("precision", "recall") and value:
+        try:
+            floor = float(value)
+        except ValueError:
+            floor = math.nan
+        if 0 < floor <= 1:
+            return name, floor
+    raise ValueError(f"threshold_strategy must be 'f1', 'precision:P' or 'recall:R' with 0 < P, R <= 1; got {strategy!r}")
 
 
 def check_freeze(freeze) -> None:
@@ -87,7 +104,7 @@ class TrainConfig:
     pos_weight: bool = option(True, "weigh each attribute's positives by negatives/positives")
     focal_gamma: float = option(2.0, "focusing parameter of the focal loss", low=0.0, high=10.0)
     lr: float = option(3e-3, "learning rate", low=1e-8, high=10.0)
-    weight_decay: float = option(1e-4, "AdamW weight decay", low=0.0, high=1.0)
+    weight_decay: float = option(1e-4, "Adam's weight decay (an L2 penalty added to the gradients)", low=0.0, high=1.0)
     head_epochs: int = option(0, "first train the head alone for this many epochs on features computed once, "
                                  "then fine-tune", low=0, high=1000)
     head_lr: float = option(3e-3, "learning rate of those head-only epochs", low=1e-8, high=10.0)
@@ -128,7 +145,6 @@ class TrainConfig:
         for item in dataclasses.fields(self):
             check_field(item, getattr(self, item.name))
         check_freeze(self.freeze)
-        from .thresholds import parse_strategy
         parse_strategy(self.threshold_strategy)
         check_backbone(self.backbone)
         if self.threshold_source == "val" and self.val_fraction == 0:
@@ -148,6 +164,17 @@ class TrainConfig:
         if unknown:
             raise TypeError(f"unknown configuration field(s): {sorted(unknown)}")
         return dataclasses.replace(self, **changes)
+
+    def for_fold(self) -> "TrainConfig":
+        """A cross-validation fold of this recipe: trained on the fold's rows for the whole schedule (its last
+        epoch kept: no epoch is chosen on the rows it scores), no split of its own, no thresholds of its own."""
+        return self.replace(keep="last", val_fraction=0.0, threshold_source="none")
+
+    def for_final_model(self) -> "TrainConfig":
+        """The model trained on every image after a cross-validation of this recipe: the same schedule, its last
+        epoch kept, like a fold; its thresholds and calibration come from the cross-validation's out-of-fold
+        predictions."""
+        return self.for_fold()
 
 
 PRESETS = {

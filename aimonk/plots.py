@@ -7,7 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .files import atomic_path
+from aimonk.files import atomic_path
+from aimonk.decision.calibration import expected_calibration_error, reliability
+from aimonk.serve.explain import overlay
 
 
 def smooth(values, window: int) -> np.ndarray:
@@ -185,8 +187,6 @@ def plot_reliability(targets, curves: dict, attributes, bins: int = 10, min_coun
     equal-width bins (bins of fewer than min_count images left out, dots sized by count), for each labelled
     set of probabilities in `curves` (e.g. raw and calibrated), with the expected calibration error (over
     all bins) in the legend; the diagonal is perfect calibration."""
-    from .calibration import expected_calibration_error, reliability
-
     figure, axes = plt.subplots(1, len(attributes), figsize=(3.2 * len(attributes), 3.4), squeeze=False)
     for column, (ax, name) in enumerate(zip(axes[0], attributes)):
         known = ~np.isnan(targets[:, column])
@@ -210,8 +210,6 @@ def plot_reliability(targets, curves: dict, attributes, bins: int = 10, min_coun
 
 def plot_explanation(image, heatmaps, attributes, probabilities, thresholds, name: str = ""):
     """The image, then per attribute its Grad-CAM heatmap laid over it, with the probability and decision."""
-    from .explain import overlay
-
     figure, axes = plt.subplots(1, len(attributes) + 1, figsize=(2.6 * (len(attributes) + 1), 3.0))
     axes[0].imshow(image)
     axes[0].set_title(Path(name).name or "image", fontsize=9)
@@ -280,7 +278,6 @@ def plot_worst_mistakes(images, names, targets, probabilities, worst: dict, attr
     """One row per attribute that has mistakes: its most confidently wrong images, label and probability given
     (also the gallery of label issues, with title and labelled="labelled"). heatmaps {(row, column): map}
     puts each image's Grad-CAM map for that attribute beside it."""
-    from .explain import overlay
 
     shown = [column for column in range(len(attributes)) if worst[column]]
     if not shown:

@@ -9,8 +9,8 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image, ImageOps
 
-from .explain import overlay
-from .images import load_image, to_rgb
+from aimonk.serve.explain import overlay
+from aimonk.data.images import load_image, to_rgb
 
 PLACEHOLDER = "— pick an image from the dataset —"
 

@@ -1,0 +1,137 @@
+"""A labelled image folder: label file + images, decoded once into memory."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aimonk.data.images import DataWarning, cache_images, images_key
+from aimonk.files import file_digest
+from aimonk.data.labels import LabelFileError, LabelTable, check_trainable, read_labels, summarize
+
+LABEL_FILE_NAMES = ("labels.txt", "labels.csv")
+
+
+def find_label_file(data) -> Path:
+    """`data` is a label file, or a folder holding labels.txt or labels.csv (in any letter case)."""
+    data = Path(data)
+    if data.is_file():
+        return data
+    if not data.is_dir():
+        raise FileNotFoundError(f"no such data folder or label file: {data}")
+    for name in LABEL_FILE_NAMES:
+        if (data / name).is_file():
+            return data / name
+    found = [p for p in sorted(data.iterdir()) if p.name.lower() in LABEL_FILE_NAMES and p.is_file()]
+    if found:
+        return found[0]
+    raise FileNotFoundError(f"{data} holds no label file ({' or '.join(LABEL_FILE_NAMES)})")
+
+
+def find_image_folder(label_file: Path) -> Path:
+    """Images live in `images/` beside the label file, or beside it directly."""
+    folder = label_file.parent / "images"
+    return folder if folder.is_dir() else label_file.parent
+
+
+@dataclass
+class LabelledImages:
+    """Images (N, H, W, 3) uint8 aligned row by row with their labels."""
+
+    images: np.ndarray
+    labels: LabelTable
+    image_dir: Path
+    missing: list[str] = field(default_factory=list)  # listed in the label file, not on disk
+    unreadable: list[str] = field(default_factory=list)
+    images_key: str | None = None  # aimonk.cache's key of the decoded images (features are cached under it)
+    feature_cache: dict = field(default_factory=dict, repr=False, compare=False)  # see aimonk.features
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.labels.values
+
+    @property
+    def attributes(self) -> list[str]:
+        return self.labels.attributes
+
+    @property
+    def filenames(self) -> list[str]:
+        return self.labels.filenames
+
+    def summary(self):
+        return summarize(self.values, self.attributes)
+
+    def digests(self, rows=None) -> list[str]:
+        """Content hashes of the image files of `rows` (all by default), to recognise them under other paths."""
+        rows = range(len(self)) if rows is None else rows
+        return [file_digest(self.image_dir / self.filenames[i]) for i in rows]
+
+
+def read_label_folder(data, unknown_as_na: bool = False) -> tuple[LabelTable, Path, list[str]]:
+    """Labels, the image folder, and the listed files that are missing on disk (with one warning)."""
+    label_file = find_label_file(data)
+    table = read_labels(label_file, unknown_as_na=unknown_as_na)
+    for message in table.warnings:
+        warnings.warn(message, DataWarning, stacklevel=2)
+    image_dir = find_image_folder(label_file)
+    check_inside(table, image_dir)
+    missing = [name for name in table.filenames if not (image_dir / name).is_file()]
+    if missing:
+        warnings.warn(f"{len(missing)} image(s) listed in {label_file} are missing in {image_dir} and are skipped: "
+                      + ", ".join(missing), DataWarning, stacklevel=2)
+    return table, image_dir, missing
+
+
+def check_inside(table: LabelTable, image_dir: Path) -> None:
+    """Every listed file must resolve (links and '..' followed) inside the image folder."""
+    root = image_dir.resolve()
+    for name, line in zip(table.filenames, table.lines or [None] * len(table)):
+        target = (image_dir / name).resolve()
+        if not target.is_relative_to(root):
+            raise LabelFileError(table.source, line, f"{name!r} resolves to {target}, outside the image folder "
+                                                     f"{image_dir}")
+
+
+def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, progress: bool = True,
+                         trainable: bool = False) -> LabelledImages:
+    """Read the labels and decode every present, readable image once at image_size x image_size.
+    trainable: first check that every attribute can be learned (before any image is decoded)."""
+    table, image_dir, missing = read_label_folder(data, unknown_as_na)
+    if trainable:
+        check_trainable(table)
+    present = [i for i, name in enumerate(table.filenames) if name not in set(missing)]
+    paths = [image_dir / table.filenames[i] for i in present]
+    key = images_key(paths, image_size)
+    images, kept = cache_images(paths, image_size, progress=progress, key=key)
+    rows = [present[i] for i in kept]
+    unreadable = [table.filenames[i] for i in sorted(set(present) - set(rows))]
+    if not rows:
+        raise ValueError(f"no readable images for {table.source} in {image_dir}")
+    return LabelledImages(images, table.subset(rows), image_dir, missing, unreadable,
+                          images_key=key)
+
+
+class AttributeDataset(torch.utils.data.Dataset):
+    """Serves (uint8 HWC image after augmentation, float targets with NaN = unknown) for `rows` of the images
+    (default all), reading each image from the (memory-mapped) array only when it is asked for."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray | None = None, transform=None, rows=None):
+        self.images, self.transform = images, transform
+        self.rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=int)
+        self.targets = targets if targets is not None else np.full((len(images), 0), np.nan, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        index = self.rows[index]
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image=image)["image"]
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(self.targets[index])

@@ -1,0 +1,1 @@
+"""The decision rule: calibration and per-attribute thresholds, fitted on held-out predictions."""

@@ -1,0 +1,106 @@
+"""The decision rule a model is used with: a calibration map, then one threshold per attribute.
+
+It is fitted once, on predictions for images the model did not learn from (scikit-learn's way:
+`rule = DecisionRule(strategy, calibration).fit(held_out)` sets `calibration_`, `thresholds_` and `source_`),
+stored in the checkpoint, and applied by every route that decides: training's report, `evaluate`, the
+Predictor, the ONNX export (which bakes the map into its graph) and the widget.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aimonk.config import CALIBRATIONS, parse_strategy
+from aimonk.decision.calibration import EPSILON, Calibration, fit_calibration
+from aimonk.decision.thresholds import HeldOut, tune_thresholds
+
+
+@dataclass
+class DecisionRule:
+    """calibrated probability = calibration_(sigmoid(logit)); present = calibrated probability >= thresholds_."""
+
+    strategy: str = "f1"
+    calibration: str = "platt"
+    calibration_: Calibration | None = field(default=None, repr=False)
+    thresholds_: np.ndarray | None = None
+    source_: str = ""
+
+    def fit(self, held_out: HeldOut) -> "DecisionRule":
+        """Fit the calibration map on the held-out predictions (none for 'none'), then tune the thresholds on
+        the calibrated ones."""
+        parse_strategy(self.strategy)
+        mapping = fit_calibration(held_out.targets, held_out.probabilities, self.calibration)
+        probabilities = mapping(held_out.probabilities) if mapping else held_out.probabilities
+        after = f", after {self.calibration} calibration on them" if mapping else ""
+        self.calibration_ = mapping
+        self.thresholds_ = tune_thresholds(held_out.targets, probabilities, self.strategy)
+        self.source_ = f"tuned ({self.strategy}) on {held_out.description}{after}"
+        return self
+
+    @classmethod
+    def untuned(cls, attributes: int, why: str, strategy: str = "f1") -> "DecisionRule":
+        """Thresholds 0.5 and the model's own sigmoid, saying why nothing was tuned."""
+        return cls(strategy, "none", None, np.full(attributes, 0.5), f"0.5, not tuned ({why})")
+
+    @property
+    def thresholds(self) -> list[float]:
+        return [float(t) for t in self.thresholds_]
+
+    def calibrate(self, probabilities: np.ndarray) -> np.ndarray:
+        """The model's sigmoid probabilities mapped by the calibration (what the thresholds were tuned on), float32."""
+        return (self.calibration_(probabilities) if self.calibration_ else probabilities).astype(np.float32)
+
+    def decide(self, probabilities: np.ndarray, thresholds=None) -> np.ndarray:
+        """present (N, K) for calibrated probabilities, at the stored thresholds or the given ones."""
+        return np.asarray(probabilities) >= np.asarray(self.thresholds if thresholds is None else thresholds)
+
+    def apply(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(calibrated probabilities, decisions) for the model's logits (N, K)."""
+        raw = (1 / (1 + np.exp(-np.asarray(logits, dtype=np.float32)))).astype(np.float32)
+        probabilities = self.calibrate(raw)
+        return probabilities, self.decide(probabilities)
+
+    def logit_map(self, attributes: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(scale, bias, bound) such that the calibrated probability is sigmoid(scale * clip(logit, ±bound) + bias):
+        the calibration written for a graph that starts from logits (aimonk.serve.export)."""
+        bound = math.log((1 - EPSILON) / EPSILON)  # where aimonk.decision.calibration.logit clips
+        if self.calibration_ is None:
+            return np.ones(attributes), np.zeros(attributes), bound
+        return self.calibration_.scale, self.calibration_.bias, bound
+
+    def to_dict(self) -> dict:
+        return {"strategy": self.strategy, "calibration": self.calibration, "thresholds": self.thresholds,
+                "source": self.source_,
+                "calibration_map": self.calibration_.to_dict() if self.calibration_ else None}
+
+    @classmethod
+    def from_dict(cls, values: dict, attributes: int) -> "DecisionRule":
+        """A stored rule, checked: one finite threshold in [0, 1] per attribute, a calibration map of finite
+        numbers of the same length (one-line ValueErrors)."""
+        thresholds = checked_numbers(values.get("thresholds"), attributes, "thresholds", low=0.0, high=1.0)
+        stored = values.get("calibration_map")
+        mapping = None
+        if stored:
+            if stored.get("method") not in CALIBRATIONS:
+                raise ValueError(f"its calibration method {stored.get('method')!r} is not one of "
+                                 f"{', '.join(CALIBRATIONS)}")
+            mapping = Calibration(stored["method"], checked_numbers(stored.get("scale"), attributes, "calibration scales"),
+                                  checked_numbers(stored.get("bias"), attributes, "calibration biases"))
+        return cls(str(values.get("strategy", "f1")), str(values.get("calibration", "none")), mapping, thresholds,
+                   str(values.get("source", "")))
+
+
+def checked_numbers(values, count: int, what: str, low: float = -math.inf, high: float = math.inf) -> np.ndarray:
+    """`values` as `count` finite floats within [low, high], or a one-line ValueError saying what is wrong."""
+    if not isinstance(values, (list, tuple)) or len(values) != count:
+        size = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
+        raise ValueError(f"it stores {size} {what} for {count} attributes")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"its {what} are not all numbers: {list(values)[:5]}")
+    array = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(array)) or array.min() < low or array.max() > high:
+        bounds = f" in [{low:g}, {high:g}]" if math.isfinite(low) else ""
+        raise ValueError(f"its {what} must be finite{bounds}, not {array.round(4).tolist()}")
+    return array

@@ -1,0 +1,99 @@
+"""Backbone features computed once, for the recipes where only the head learns (aimonk.model.recipe).
+
+When every backbone stage is frozen and the augmentation is at most a horizontal flip, the pooled
+features of each image and of its mirror image are all the head ever sees. Computing them once and
+training the head on them gives the same model as pushing images through the frozen backbone every
+epoch, in seconds instead of minutes, which makes epochs, learning rates and cross-validation cheap.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from aimonk.cache import files_key, load_array, release_pages, store_array
+from aimonk.model.inference import mirror
+from aimonk.runtime import autocast, mixed_precision_dtype
+from aimonk.distributed import Processes
+from aimonk.files import file_digest
+
+@torch.no_grad()
+def backbone_features(model, images: np.ndarray, device: torch.device, batch_size: int = 64, amp: bool = True,
+                      progress: bool = False, out: np.ndarray | None = None):
+    """Pooled features (2, N, F) on the CPU, float32, of a model placed on `device`: [0] of the images, [1] of
+    their mirror images; written batch by batch into `out` when given (e.g. a disk cache entry), else returned
+    as a tensor."""
+    model.eval()
+    if out is None:
+        out = np.zeros((2, len(images), feature_width(model, images.shape[1], device)), np.float32)
+    for start in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
+        batch = torch.from_numpy(images[start:start + batch_size]).to(device, non_blocking=True)
+        with autocast(device, amp):
+            out[0, start:start + len(batch)] = model.features(batch).float().cpu().numpy()
+            out[1, start:start + len(batch)] = model.features(mirror(batch)).float().cpu().numpy()
+        release_pages(images)
+    return torch.from_numpy(out)
+
+
+def cached_features(model, data, config, device, progress: bool = False,
+                    processes: Processes = Processes()) -> torch.Tensor:
+    """backbone_features of all of `data`, computed once per backbone, weights, image size, precision and
+    layout: kept on `data` for this process and in aimonk.cache's feature entries for later runs. Several
+    processes (torchrun) each compute a block of the images and share them; the main process stores them."""
+    precision = mixed_precision_dtype(device, config.amp)
+    key = (config.backbone, str(config.weights), config.image_size, device.type, str(precision), model.channels_last)
+    if key not in data.feature_cache:
+        weights = file_digest(config.weights) if Path(config.weights).is_file() else config.weights
+        disk_key = files_key([], "features", data.images_key, config.backbone, weights, config.image_size,
+                             device.type, precision, model.channels_last, torch.__version__)
+        on_disk = data.images_key is not None and config.weights != "none"  # random weights differ run to run
+        cached = load_array("features", disk_key) if on_disk else None
+        if cached is None:
+            def compute(out: np.ndarray) -> int:
+                if processes.distributed:
+                    own = processes.block(len(data))
+                    part = backbone_features(model, data.images[own], device, config.batch_size * 2, config.amp,
+                                             progress)
+                    out[:] = processes.gather_rows(part, dim=1).numpy()
+                else:
+                    backbone_features(model, data.images, device, config.batch_size * 2, config.amp, progress, out)
+                return len(out)
+
+            shape = (2, len(data), feature_width(model, config.image_size, device))
+            cached = store_array("features" if on_disk and processes.main else None, disk_key, shape, np.float32,
+                                 compute)
+        data.feature_cache[key] = torch.from_numpy(cached[0])  # a cache entry is mapped, not copied
+    return data.feature_cache[key]
+
+
+def feature_width(model, image_size: int, device) -> int:
+    """How many pooled features the model's backbone gives an image."""
+    with torch.no_grad():
+        return model.features(torch.zeros((1, image_size, image_size, 3), dtype=torch.uint8, device=device)).shape[1]
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """(features, targets) pairs; with `flip`, each draw takes the mirror image's features half the time."""
+
+    def __init__(self, features: torch.Tensor, values: np.ndarray, flip: bool, seed: int = 0):
+        self.features, self.targets, self.flip = features, torch.from_numpy(values.astype(np.float32)), flip
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.features.shape[1]
+
+    def __getitem__(self, index):
+        side = int(torch.randint(2, (), generator=self.generator)) if self.flip else 0
+        return self.features[side, index], self.targets[index]
+
+
+def head_logits(head, features: torch.Tensor, device: torch.device, tta: bool) -> torch.Tensor:
+    """The head's logits on precomputed features (2, N, F); tta averages in the mirror images."""
+    head.eval()
+    with torch.no_grad():
+        logits = head(features[0].to(device)).float()
+        if tta:
+            logits = (logits + head(features[1].to(device)).float()) / 2
+    return logits.cpu()

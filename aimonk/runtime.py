@@ -1,0 +1,61 @@
+"""Device placement and batched inference shared by training, evaluation and prediction."""
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import torch
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def cpu_has_fast_bfloat16() -> bool:
+    """AVX-512 BF16 or AMX: the CPU computes bfloat16 natively, so autocast to it pays off."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def mixed_precision_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The autocast dtype for `device`, or None for float32.
+
+    CUDA: bfloat16 where supported (no loss scaling needed), else float16. CPU: bfloat16 only where
+    the hardware has native bfloat16 units; elsewhere emulating it is slower than float32.
+    """
+    if not enabled:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bfloat16():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, enabled: bool):
+    """Mixed-precision autocast where it helps on `device` (see mixed_precision_dtype); else a no-op."""
+    dtype = mixed_precision_dtype(device, enabled)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def use_channels_last(device: torch.device, setting: bool | None) -> bool:
+    """channels_last (NHWC) by default on CUDA (tensor cores want it) and on the CPU, where oneDNN's NHWC
+    kernels ran our backbones about 2x faster (benchmarks/speed.py); not on other devices."""
+    return device.type in ("cuda", "cpu") if setting is None else setting
+
+

@@ -1,0 +1,1 @@
+"""Serving a trained model: predictors for checkpoints and exported ONNX graphs, reports, export, explanations."""

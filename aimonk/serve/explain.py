@@ -1,0 +1,68 @@
+"""Why the model says what it says: a Grad-CAM heatmap per attribute (Selvaraju et al., ICCV 2017).
+
+For each attribute, the gradient of its logit with respect to the last feature map of every backbone is
+averaged over space to weigh that map's channels; the weighted sum, through a ReLU, is where the evidence
+for the attribute lies. With a linear head on average-pooled features (all our models) this is exactly
+CAM. Every backbone works: with several backbones joined by '+' and with fold ensembles, each member's map
+is computed and the maps are averaged at the image's resolution. (The `grad-cam` package would add a
+dependency for these few lines and does not know our concatenated and ensembled models.)
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from aimonk.model.classifier import ConcatenatedBackbones, EnsembleClassifier
+
+
+def feature_map_layers(model) -> list[torch.nn.Module]:
+    """The modules whose outputs are the last feature maps: one per backbone, per ensemble member."""
+    if isinstance(model, EnsembleClassifier):
+        return [layer for member in model.members for layer in feature_map_layers(member)]
+    last = model.stages[-1]
+    return list(last.members) if isinstance(last, ConcatenatedBackbones) else [last]
+
+
+def grad_cam(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps (N, K, H, W) in [0, 1] for uint8 images (N, H, W, 3), and the logits (N, K) they explain."""
+    model.eval()
+    maps = []
+
+    def keep(module, inputs, output):
+        if not output.requires_grad:  # frozen stages: the map becomes the leaf its gradient is taken at
+            output = output.detach().requires_grad_(True)
+        maps.append(output)
+        return output
+
+    hooks = [layer.register_forward_hook(keep) for layer in feature_map_layers(model)]
+    device = next(model.parameters()).device
+    try:
+        with torch.enable_grad():
+            logits = model(torch.from_numpy(images).to(device))
+            heatmaps = []
+            for column in range(logits.shape[1]):
+                gradients = torch.autograd.grad(logits[:, column].sum(), maps, retain_graph=True)
+                heatmaps.append(sum(_cam(feature_map, gradient, images.shape[1:3])
+                                    for feature_map, gradient in zip(maps, gradients)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    heatmaps = torch.stack(heatmaps, dim=1)  # (N, K, H, W)
+    peak = heatmaps.flatten(2).amax(-1)[..., None, None]
+    heatmaps = torch.where(peak > 0, heatmaps / peak.clamp(min=torch.finfo(peak.dtype).tiny), 0.0)
+    return heatmaps.detach().cpu().numpy(), logits.detach().cpu().numpy()
+
+
+def _cam(feature_map: torch.Tensor, gradient: torch.Tensor, size) -> torch.Tensor:
+    weights = gradient.mean(dim=(2, 3), keepdim=True)  # how much each channel matters for the logit
+    cam = functional.relu((weights * feature_map).sum(dim=1, keepdim=True)).float()
+    return functional.interpolate(cam, size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, strength: float = 0.5) -> np.ndarray:
+    """The image with the heatmap laid over it in a 'jet'-like colour map, uint8 RGB."""
+    from matplotlib import colormaps
+
+    colours = colormaps["jet"](heatmap)[..., :3] * 255
+    return np.clip((1 - strength) * image + strength * colours, 0, 255).astype(np.uint8)

@@ -1,0 +1,67 @@
+"""Shipping a model: ONNX export with everything inside the graph, and prediction with onnxruntime alone.
+
+The exported graph takes what a deployment has, uint8 RGB images (N, H, W, 3) at the model's image size,
+and returns the probabilities the Predictor reports: the permute and normalisation, the flip averaging
+(when the model was trained with it) and the calibration map are part of the graph. The attribute names,
+thresholds and image size travel in the model's metadata, so `aimonk predict … --model model.onnx` needs
+neither PyTorch weights nor the checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from aimonk.decision.rule import DecisionRule
+from aimonk.model.inference import with_mirror_averaged
+from aimonk.files import atomic_path
+from aimonk.serve.onnx_predictor import METADATA_KEY
+
+
+class ExportedModel(nn.Module):
+    """uint8 images (N, H, W, 3) -> calibrated probabilities (N, K), as the Predictor computes them."""
+
+    def __init__(self, model: nn.Module, tta: bool, rule: DecisionRule, attributes: int):
+        super().__init__()
+        self.model, self.tta = model.eval(), tta
+        scale, bias, self.limit = rule.logit_map(attributes)
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = with_mirror_averaged(self.model, images, self.tta)
+        return torch.sigmoid(self.scale * logits.clamp(-self.limit, self.limit) + self.bias)
+
+
+def exportable(predictor) -> ExportedModel:
+    """The Predictor's model, preprocessing, flip averaging and decision rule's calibration as one module."""
+    return ExportedModel(predictor.model.float().cpu(), predictor.config.tta, predictor.rule,
+                         len(predictor.attributes))
+
+
+def export_onnx(predictor, path, opset: int = 17) -> Path:
+    """Write the predictor as ONNX (dynamic batch size) with its metadata; atomically."""
+    import onnx
+
+    module = exportable(predictor)
+    example = torch.zeros((1, predictor.image_size, predictor.image_size, 3), dtype=torch.uint8)
+    with atomic_path(path) as temporary, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's tracer and deprecation notices
+        torch.onnx.export(module, (example,), str(temporary), input_names=["images"], output_names=["probabilities"],
+                          dynamic_axes={"images": {0: "batch"}, "probabilities": {0: "batch"}}, opset_version=opset,
+                          dynamo=False)
+        graph = onnx.load(str(temporary))
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata(predictor))
+        onnx.save(graph, str(temporary))
+    return Path(path)
+
+
+def metadata(predictor) -> dict:
+    rule = predictor.rule
+    return {"attributes": list(predictor.attributes), "thresholds": rule.thresholds, "strategy": rule.strategy,
+            "thresholds_source": rule.source_, "image_size": int(predictor.image_size),
+            "calibrated": rule.calibration_ is not None, "backbone": predictor.config.backbone}

@@ -1,0 +1,110 @@
+"""Predictions as a user reads them (text, JSON, CSV) and threshold overrides; no PyTorch needed here, so an
+exported ONNX model predicts with onnxruntime alone."""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from aimonk.data.images import load_image_folder
+from aimonk.decision.rule import DecisionRule
+
+FORMATS = ("text", "json", "csv")
+
+
+def parse_thresholds(text: str, count: int) -> list[float]:
+    """'0.3' for every attribute, or one comma-separated value per attribute, each in [0, 1]."""
+    try:
+        values = [float(part) for part in str(text).split(",")]
+    except ValueError:
+        raise ValueError(f"thresholds must be numbers, got {text!r}") from None
+    if len(values) == 1:
+        values = values * count
+    if len(values) != count:
+        raise ValueError(f"expected 1 or {count} thresholds (one per attribute), got {len(values)}")
+    if not all(0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"thresholds must lie between 0 and 1, got {values}")
+    return values
+
+
+@dataclass
+class Predictions:
+    names: list[str]  # one per image
+    attributes: list[str]
+    probabilities: np.ndarray  # (N, K)
+    thresholds: list[float]
+
+    @property
+    def present(self) -> np.ndarray:
+        return self.probabilities >= np.asarray(self.thresholds)
+
+    def to_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame({"image": self.names})
+        for k, name in enumerate(self.attributes):
+            frame[f"{name}_probability"] = np.round(self.probabilities[:, k], 4)
+            frame[name] = self.present[:, k].astype(int)
+        return frame
+
+    def to_json(self) -> str:
+        records = [
+            {"image": image, "thresholds": dict(zip(self.attributes, self.thresholds)),
+             "attributes": {name: {"probability": round(float(p), 4), "present": bool(flag)}
+                            for name, p, flag in zip(self.attributes, probs, flags)},
+             "present": [name for name, flag in zip(self.attributes, flags) if flag]}
+            for image, probs, flags in zip(self.names, self.probabilities, self.present)
+        ]
+        return json.dumps(records, indent=2)
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        self.to_frame().to_csv(buffer, index=False)
+        return buffer.getvalue()
+
+    def to_text(self) -> str:
+        return "\n".join(self.report(i) for i in range(len(self.names)))
+
+    def report(self, index: int) -> str:
+        """The reference's report: a header, one ✓/✗ line per attribute, the attributes present."""
+        lines = ["=" * 60, f"Image: {self.names[index]}",
+                 "Thresholds: " + ", ".join(f"{name}={t:.2f}" for name, t in zip(self.attributes, self.thresholds)),
+                 "-" * 60]
+        width = max(len(name) for name in self.attributes)
+        for name, probability, flag in zip(self.attributes, self.probabilities[index], self.present[index]):
+            mark, state = ("✓", "PRESENT") if flag else ("✗", "ABSENT ")
+            lines.append(f"{mark} {name + ':':<{width + 1}} {state}  (confidence: {probability:.1%})")
+        present = [name for name, flag in zip(self.attributes, self.present[index]) if flag]
+        lines.append("Attributes present: " + (", ".join(present) if present else "none"))
+        return "\n".join(lines) + "\n"
+
+    def format(self, kind: str) -> str:
+        if kind not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}")
+        return {"text": self.to_text, "json": self.to_json, "csv": self.to_csv}[kind]()
+
+
+class PredictsImages:
+    """What every predictor (a checkpoint, an exported ONNX model) shares on top of its own
+    probabilities(images, progress): the stored decision rule, threshold overrides, and files and folders to
+    Predictions."""
+
+    attributes: list[str]
+    rule: DecisionRule
+    image_size: int
+
+    @property
+    def thresholds(self) -> list[float]:
+        """The stored thresholds (the decision rule's)."""
+        return self.rule.thresholds
+
+    def thresholds_or_stored(self, thresholds=None) -> list[float]:
+        """The given thresholds (a list or an array), or the stored ones."""
+        return list(self.thresholds if thresholds is None else np.asarray(thresholds, dtype=float).tolist())
+
+    def predict_paths(self, paths, thresholds=None, progress: bool = True) -> Predictions:
+        """A file, a folder, or a list of files; unreadable files are skipped with a warning."""
+        images, kept = load_image_folder(paths, self.image_size, progress=progress)
+        return Predictions([str(p) for p in kept], self.attributes, self.probabilities(images, progress),
+                           self.thresholds_or_stored(thresholds))

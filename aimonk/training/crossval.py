@@ -1,0 +1,138 @@
+"""K-fold cross-validation: out-of-fold probabilities for every labelled image, and the final model after it.
+
+Each image is predicted by the one model that did not train on it, at the end of a fixed schedule (no
+epoch is picked on the images being scored: TrainConfig.for_fold). aimonk.evaluation.report scores them
+honestly; the decision rule of the final model is fitted on them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aimonk.config import TrainConfig
+from aimonk.data.folder import LabelledImages
+from aimonk.data.split import kfold_splits
+from aimonk.decision.calibration import cross_fitted
+from aimonk.decision.rule import DecisionRule
+from aimonk.decision.thresholds import HeldOut
+from aimonk.distributed import Processes
+from aimonk.metrics import majority_classes
+from aimonk.model.checkpoint import Checkpoint, OutOfFold, Provenance, network_from_config
+from aimonk.model.classifier import EnsembleClassifier
+from aimonk.training.loop import fit, share_features
+from aimonk.training.state import new_history
+
+
+@dataclass
+class CrossValidation:
+    probabilities: np.ndarray  # (N, K) out-of-fold
+    folds: np.ndarray  # (N,) the fold that scored each row
+    targets: np.ndarray
+    attributes: list[str]
+    names: list[str]
+    histories: list[dict] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    fold_states: list[dict] = field(default_factory=list)  # each fold's weights, for the fold ensemble
+    _calibrated: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def calibrated(self, method: str = "platt") -> np.ndarray:
+        """The out-of-fold probabilities calibrated, each row by a map fitted on other rows only (computed once
+        per method: the report's calibration error, the reliability plot and the NA suggestions share it)."""
+        if method not in self._calibrated:
+            self._calibrated[method] = cross_fitted(self.targets, self.probabilities, method)
+        return self._calibrated[method]
+
+
+def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: int | None = None,
+                   progress: bool = True, keep_models: bool = False, rows=None,
+                   processes: Processes = Processes()) -> CrossValidation:
+    """Train one model per fold (config.epochs each, the last epoch kept) and collect its predictions.
+
+    rows: the images to cross-validate (default all); the result's rows are these, in this order.
+    processes: under torchrun the folds are spread over the processes (fold f trains in process f mod world)
+    and every process gets the whole result.
+    """
+    rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=int)
+    values = data.values[rows]
+    splits = kfold_splits(values, folds, config.seed if seed is None else seed)
+    if processes.distributed:
+        share_features(config, data, processes)  # computed once by all, not once per process
+    trained = {}
+    for fold, (train_part, val_part) in enumerate(splits):
+        if fold % processes.world != processes.rank:
+            continue
+        if progress and processes.main:
+            print(f"fold {fold + 1}/{folds}: training on {len(train_part)} images, scoring {len(val_part)}"
+                  + (f" (and {processes.world - 1} more folds at once in the other processes)"
+                     if processes.distributed else ""))
+        # a fold cannot be resumed: Ctrl-C in one (TrainingInterrupted) stops the cross-validation
+        result = fit(config.for_fold(), data, None, progress=progress and processes.main,
+                     rows=(rows[train_part], rows[val_part]), validate_each_epoch=False)
+        state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()} if keep_models else None
+        trained[fold] = (result.val_probabilities, result.history, state)
+    for part in processes.gather_objects(trained):
+        trained.update(part)
+    probabilities = np.full(values.shape, np.nan, dtype=np.float32)
+    fold_of_row = np.full(len(rows), -1)
+    for fold, (_, val_part) in enumerate(splits):
+        probabilities[val_part], fold_of_row[val_part] = trained[fold][0], fold
+    return CrossValidation(probabilities, fold_of_row, values.copy(), list(data.attributes),
+                           [data.filenames[i] for i in rows], [trained[f][1] for f in range(folds)], config.to_dict(),
+                           [trained[f][2] for f in range(folds)] if keep_models else [])
+
+
+def out_of_fold(cv: CrossValidation) -> HeldOut:
+    """Every out-of-fold prediction: what the thresholds and calibration of the final model are fitted on."""
+    return HeldOut(cv.targets, cv.probabilities, f"the out-of-fold predictions of {len(cv.names)} images "
+                                                 f"({len(np.unique(cv.folds))}-fold cross-validation)",
+                   cv.names, cv.folds)
+
+
+FINAL_MODELS = ("retrain", "ensemble")
+
+
+def final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, how: str, rule: DecisionRule | None,
+                progress: bool = True, processes: Processes = Processes()) -> Checkpoint:
+    """The model to use after cross-validation, with the decision rule fitted on the out-of-fold predictions.
+
+    retrain: one model trained on every image for the same schedule (config.for_final_model()), by all the
+    processes; ensemble: the fold models, their logits averaged.
+    """
+    if how not in FINAL_MODELS:
+        raise ValueError(f"final model must be one of {FINAL_MODELS}")
+    if how == "retrain":
+        result = fit(config.for_final_model(), data, None, progress=progress, processes=processes)
+        model, history = result.model, result.history
+    else:
+        if not cv.fold_states:
+            raise ValueError("the cross-validation kept no fold models (keep_models=False)")
+        model = EnsembleClassifier([network_from_config(config, len(cv.attributes), state=state)
+                                    for state in cv.fold_states])
+        history = new_history()
+    held_out = out_of_fold(cv)
+    provenance = Provenance(final_model=how, majority=majority_classes(cv.targets).tolist(),
+                            split={"train": list(data.filenames), "val": [],
+                                   "label_file": str(data.labels.source.resolve()), "train_digests": data.digests()})
+    return Checkpoint.of_model(model, config, cv.attributes, history, rule=rule, provenance=provenance,
+                               out_of_fold=OutOfFold(held_out.names, held_out.probabilities, held_out.folds,
+                                                     held_out.description))
+
+
+def save_cv(cv: CrossValidation, path) -> Path:
+    """Out-of-fold predictions, folds, labels and configuration in one .npz file (no weights)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, probabilities=cv.probabilities, folds=cv.folds, targets=cv.targets,
+                        attributes=np.array(cv.attributes), names=np.array(cv.names),
+                        config=np.array(json.dumps(cv.config)), histories=np.array(json.dumps(cv.histories)))
+    return path
+
+
+def load_cv(path) -> CrossValidation:
+    with np.load(path) as saved:
+        return CrossValidation(saved["probabilities"], saved["folds"], saved["targets"], saved["attributes"].tolist(),
+                               saved["names"].tolist(), json.loads(str(saved["histories"])),
+                               json.loads(str(saved["config"])))

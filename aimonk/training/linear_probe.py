@@ -1,0 +1,99 @@
+"""The default head: a linear probe solved exactly.
+
+When the backbone stays frozen, the head is a logistic regression on the backbone's pooled features.
+We solve it as one: features standardised, each attribute's loss class-balanced (positives and negatives
+weigh half each, so a rare attribute is not ignored) and masked (unknown labels count for nothing), an
+L2 penalty of strength 1 / (C x known labels) per attribute as in scikit-learn, minimised to convergence
+with L-BFGS. C is chosen per attribute by cross-validation on the training images unless it is given.
+The solution is folded back into the model's Linear head, so the model and its checkpoint are unchanged.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from aimonk.data.split import kfold_splits
+
+C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+
+
+def balanced_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per attribute: half the mean loss of its known positives plus half that of its known negatives."""
+    known, positive = ~torch.isnan(targets), targets == 1
+    negative = known & ~positive
+    per_entry = functional.binary_cross_entropy_with_logits(logits, torch.nan_to_num(targets), reduction="none")
+    positives = (per_entry * positive).sum(0) / positive.sum(0).clamp(min=1)
+    negatives = (per_entry * negative).sum(0) / negative.sum(0).clamp(min=1)
+    return (positives + negatives) / 2
+
+
+def solve(inputs: torch.Tensor, targets: torch.Tensor, c: torch.Tensor, start=None, max_iter: int = 100):
+    """Weights (K, F) and biases (K,) minimising balanced_losses + |w_k|^2 / (2 c_k n_k) on standardised
+    inputs (n, F); targets (n, K) with NaN for unknown; `start` (weights, biases) warm-starts the solver.
+    Returns (weights, biases, the loss at each evaluation)."""
+    known = (~torch.isnan(targets)).sum(0).clamp(min=1)
+    penalty = 1 / (2 * c * known)
+    if start is None:
+        start = torch.zeros(targets.shape[1], inputs.shape[1]), torch.zeros(targets.shape[1])
+    weights, biases = (tensor.clone().to(inputs.dtype).requires_grad_() for tensor in start)
+    optimizer = torch.optim.LBFGS([weights, biases], lr=1, max_iter=max_iter, history_size=20,
+                                  tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+    losses = []
+
+    def closure():
+        optimizer.zero_grad()
+        loss = (balanced_losses(inputs @ weights.T + biases, targets) + penalty * (weights ** 2).sum(1)).sum()
+        loss.backward()
+        losses.append(float(loss.detach()))
+        return loss
+
+    optimizer.step(closure)
+    return weights.detach(), biases.detach(), losses
+
+
+def standardised(features: torch.Tensor):
+    """(inputs standardised per feature, mean, std); constant features get std 1."""
+    mean, std = features.mean(0), features.std(0)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    return (features - mean) / std, mean, std
+
+
+def training_inputs(features: torch.Tensor, targets: np.ndarray, flip: bool):
+    """Rows of features (2, n, F) as samples: the images, and their mirror images too with flip."""
+    inputs = torch.cat([features[0], features[1]]) if flip else features[0]
+    labels = torch.from_numpy(np.concatenate([targets, targets]) if flip else targets)
+    return inputs.float(), labels.float()
+
+
+def choose_c(features: torch.Tensor, targets: np.ndarray, flip: bool, folds: int = 5, seed: int = 0,
+             grid=C_GRID) -> np.ndarray:
+    """Per attribute, the C of `grid` with the lowest cross-validated balanced loss (each fold standardised
+    on its own training part)."""
+    scores = np.zeros((len(grid), targets.shape[1]))
+    for train_part, val_part in kfold_splits(targets, folds, seed):
+        inputs, labels = training_inputs(features[:, train_part], targets[train_part], flip)
+        inputs, mean, std = standardised(inputs)
+        held_out = ((features[0, val_part].float() - mean) / std, torch.from_numpy(targets[val_part]).float())
+        start = None
+        for row, c in enumerate(sorted(grid)):  # from the strongest penalty up, each solution starting the next
+            weights, biases, _ = solve(inputs, labels, torch.full((targets.shape[1],), c), start)
+            start = weights, biases
+            scores[row] += balanced_losses(held_out[0] @ weights.T + biases, held_out[1]).numpy() / folds
+    return np.sort(grid)[scores.argmin(0)]
+
+
+def fit_linear_probe(head: torch.nn.Sequential, features: torch.Tensor, targets: np.ndarray, flip: bool,
+                     c: float = 0.0, folds: int = 5, seed: int = 0) -> tuple[list[float], np.ndarray]:
+    """Solve the probe on features (2, n, F) of the training images and write it into head[-1] (Linear).
+    c: the inverse L2 strength, or 0 to choose it per attribute by `folds`-fold cross-validation.
+    Returns (the loss after each L-BFGS step, the C of each attribute)."""
+    chosen = np.full(targets.shape[1], c) if c > 0 else choose_c(features, targets, flip, folds, seed)
+    inputs, labels = training_inputs(features, targets, flip)
+    inputs, mean, std = standardised(inputs)
+    weights, biases, losses = solve(inputs, labels, torch.from_numpy(chosen).float())
+    linear = head[-1]
+    with torch.no_grad():  # logits = w . (x - mean) / std + b, folded into one Linear layer
+        linear.weight.copy_(weights / std)
+        linear.bias.copy_(biases - (weights / std) @ mean)
+    return losses, chosen

@@ -1,0 +1,113 @@
+"""A training run as `aimonk train`, `aimonk.train` and notebook 02 start it: fit, then the decision rule
+(calibration and thresholds) fitted on predictions for images the model did not learn from, and the
+checkpoint saved once more, now with its rule."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aimonk.config import TrainConfig
+from aimonk.data.folder import LabelledImages
+from aimonk.decision.rule import DecisionRule
+from aimonk.decision.thresholds import HeldOut, metrics_decided_by_fold
+from aimonk.distributed import Processes
+from aimonk.model.checkpoint import Checkpoint, OutOfFold
+from aimonk.training.crossval import cross_validate, out_of_fold
+from aimonk.training.loop import TrainingInterrupted, TrainResult, fit
+
+
+@dataclass
+class TrainedModel:
+    """A finished run: what fit() kept, the checkpoint (saved to `path` when the run had a folder)."""
+
+    result: TrainResult
+    checkpoint: Checkpoint
+
+    @property
+    def rule(self) -> DecisionRule:
+        return self.checkpoint.rule
+
+    @property
+    def model(self):
+        return self.result.model
+
+    @property
+    def history(self) -> dict:
+        return self.result.history
+
+    @property
+    def path(self):
+        return self.result.checkpoint_path
+
+
+def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True,
+          resume: dict | None = None, processes: Processes = Processes()) -> TrainedModel:
+    """fit() (from an interrupted run's state with resume), then the decision rule fitted on
+    held_out_predictions(); with out_dir the checkpoint keeps it. processes: those torchrun started, which
+    train the model together and spread the threshold folds among themselves. Ctrl-C raises
+    TrainingInterrupted: during the epochs with the kept epoch saved as it was; during the threshold
+    cross-validation with the model saved at untuned 0.5 thresholds."""
+    progress = progress and processes.main
+    result = fit(config, data, out_dir, progress, resume=resume, processes=processes)
+    try:
+        held_out = held_out_predictions(config, data, result, progress, processes)
+    except TrainingInterrupted:
+        why = "the threshold cross-validation was interrupted: train again to tune them"
+        kept = finish(config, data, result, None, DecisionRule.untuned(len(data.attributes), why,
+                                                                        config.threshold_strategy))
+        raise TrainingInterrupted(f"interrupted: the model is kept with 0.5 thresholds in {kept.path}: "
+                                  "train again to tune them" if kept.path else
+                                  "interrupted: train again to tune the thresholds", result) from None
+    if held_out is None:
+        why = "no validation split" if config.threshold_source == "val" else "--threshold-source none"
+        rule = DecisionRule.untuned(len(data.attributes), why, config.threshold_strategy)
+    else:
+        rule = DecisionRule(config.threshold_strategy, config.calibration).fit(held_out)
+    trained = finish(config, data, result, held_out, rule)
+    if progress:
+        print("thresholds " + ", ".join(f"{name} {value:.3f}" for name, value in
+                                         zip(data.attributes, rule.thresholds)) + f": {rule.source_}")
+        if trained.checkpoint.out_of_fold:
+            print(describe_out_of_fold(held_out, config.threshold_strategy, data.attributes))
+    return trained
+
+
+def finish(config: TrainConfig, data: LabelledImages, result: TrainResult, held_out: HeldOut | None,
+           rule: DecisionRule) -> TrainedModel:
+    """The run's checkpoint with its rule (and the out-of-fold predictions it was fitted on, for `aimonk
+    evaluate`), saved where the run log saved the kept epoch."""
+    kept = OutOfFold(held_out.names, held_out.probabilities, held_out.folds, held_out.description) \
+        if held_out is not None and held_out.folds is not None else None
+    checkpoint = Checkpoint.of_model(result.model, config, data.attributes, result.history, rule=rule,
+                                     provenance=result.provenance, out_of_fold=kept)
+    if result.checkpoint_path:
+        checkpoint.save(result.checkpoint_path)
+    return TrainedModel(result, checkpoint)
+
+
+def describe_out_of_fold(held_out: HeldOut, strategy: str, attributes) -> str:
+    """The out-of-fold F1 per attribute and macro, each fold decided by thresholds tuned on the others: how
+    good the recipe is on images it did not learn from, printed as the run ends."""
+    f1 = metrics_decided_by_fold(held_out.targets, held_out.probabilities, held_out.folds, strategy, attributes)["f1"]
+    return ("out-of-fold F1 (each fold decided by thresholds from the other folds): "
+            + ", ".join(f"{name} {value:.3f}" for name, value in f1.items()))
+
+
+def held_out_predictions(config: TrainConfig, data: LabelledImages, result: TrainResult,
+                         progress: bool = True, processes: Processes = Processes()) -> HeldOut | None:
+    """Predictions for images the model did not learn from, per config.threshold_source:
+
+    cv: out-of-fold predictions of a config.threshold_folds-fold cross-validation of the same recipe on the
+        training images (each fold trained for the whole schedule; cheap when only the head learns);
+    val: the kept model's predictions for the validation split (the epoch was also chosen on them);
+    none: None (thresholds stay at 0.5, probabilities uncalibrated).
+    """
+    if config.threshold_source == "cv":
+        if progress:
+            print(f"thresholds: {config.threshold_folds}-fold cross-validation on the {len(result.train_rows)} "
+                  "training images", flush=True)
+        return out_of_fold(cross_validate(config, data, config.threshold_folds, progress=False,
+                                          rows=result.train_rows, processes=processes))
+    if config.threshold_source == "val" and result.val_probabilities is not None:
+        return HeldOut(data.values[result.val_rows], result.val_probabilities,
+                       f"the predictions for {len(result.val_rows)} validation images")
+    return None

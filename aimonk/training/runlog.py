@@ -1,0 +1,91 @@
+"""The run log: the epoch line, model.pt when an epoch is kept (its decision rule not fitted yet), history.json
+and last.pt (the whole TrainState) after every epoch. Only the main process of a run writes."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from aimonk.config import TrainConfig
+from aimonk.data.folder import LabelledImages
+from aimonk.files import atomic_path, write_text
+from aimonk.metrics import majority_classes
+from aimonk.model.checkpoint import Checkpoint, Provenance, read_torch_file
+from aimonk.training.state import TrainState
+
+LAST_FORMAT = "aimonk-training-state/1"
+
+
+class RunLog:
+    def __init__(self, out_dir: Path | None, config: TrainConfig, data: LabelledImages | None = None,
+                 train_rows=(), val_rows=(), progress: bool = True, main: bool = True):
+        self.out_dir, self.config, self.data, self.progress = out_dir if main else None, config, data, progress
+        self.checkpoint = self.out_dir / "model.pt" if self.out_dir else None
+        self.last = self.out_dir / "last.pt" if self.out_dir else None
+        self.saved_epoch = None  # the epoch model.pt holds, once its write has completed
+        self.rows = {"train": [int(i) for i in train_rows], "val": [int(i) for i in val_rows]}
+        self.origin = Provenance()
+        if data is not None:
+            self.origin.majority = majority_classes(data.values[list(train_rows)]).tolist()
+        if self.out_dir:
+            self.origin.split = {"train": [data.filenames[i] for i in train_rows],
+                                 "val": [data.filenames[i] for i in val_rows],
+                                 "label_file": str(data.labels.source.resolve()) if data.labels.source else None,
+                                 "train_digests": data.digests(train_rows)}
+
+    def provenance(self, epoch: int | None) -> Provenance:
+        return dataclasses.replace(self.origin, epoch=epoch)
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            print(text, flush=True)
+
+    def epoch_end(self, state: TrainState, record: dict, improved: bool) -> None:
+        self.say(describe_epoch(record, improved))
+        if not self.out_dir:
+            return
+        if improved:
+            Checkpoint.of_model(state.evaluated, self.config, self.data.attributes, state.history,
+                                provenance=self.provenance(record["epoch"])).save(self.checkpoint)
+            self.saved_epoch = record["epoch"]
+        write_history(state.history, self.out_dir)
+        with atomic_path(self.last) as temporary:
+            torch.save({"format": LAST_FORMAT, "config": self.config.to_dict(), "rows": self.rows,
+                        "label_file": self.origin.split["label_file"], "filenames": list(self.data.filenames),
+                        "state": state.state_dict()}, temporary)
+
+    def interrupted(self) -> str:
+        """What an interruption leaves: what model.pt holds, checked on disk, and how to continue."""
+        if not self.checkpoint:  # nothing is saved (a cross-validation fold): the caller says what stopped
+            return "interrupted"
+        if self.saved_epoch is None or not self.checkpoint.is_file():
+            return "interrupted before the first epoch ended: nothing was saved"
+        return (f"interrupted: the best checkpoint so far (epoch {self.saved_epoch}) is kept in {self.checkpoint}"
+                + (f"; continue with: aimonk train DATA --out {self.out_dir} --resume" if self.last.is_file() else ""))
+
+    def finished(self) -> None:
+        if self.last:
+            self.last.unlink(missing_ok=True)  # only an unfinished run needs its training state
+
+
+def load_last(run_dir) -> dict:
+    """The training state an interrupted run left in RUN/last.pt, for fit(resume=...)."""
+    path = Path(run_dir) / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: only an interrupted run can be resumed (a finished run "
+                                "removes its last.pt)")
+    return read_torch_file(path, (LAST_FORMAT,), "aimonk training state")
+
+
+def describe_epoch(record: dict, improved: bool) -> str:
+    text = f"epoch {record['epoch']:>3}  train loss {record['train_loss']:.4f}"
+    if "val_loss" in record:
+        per_attribute = " ".join(f"{v:.2f}" for v in record["val_f1"].values())
+        text += f"  val loss {record['val_loss']:.4f}  val F1 {record['val_macro_f1']:.3f} [{per_attribute}]"
+    return text + f"  {record['seconds']:.0f}s" + ("  *" if improved else "")
+
+
+def write_history(history: dict, out_dir: Path) -> None:
+    write_text(out_dir / "history.json", json.dumps(history, indent=1))

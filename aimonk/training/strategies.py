@@ -1,0 +1,183 @@
+"""How a recipe learns, one class per recipe: the whole network on images, the head by epochs on features
+computed once, or the head solved as a linear probe."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from aimonk.config import TrainConfig
+from aimonk.data.folder import LabelledImages
+from aimonk.distributed import Processes
+from aimonk.metrics import attribute_metrics
+from aimonk.model.features import cached_features, head_logits
+from aimonk.model.inference import predict_logits
+from aimonk.model.recipe import Recipe
+from aimonk.runtime import autocast
+from aimonk.training.linear_probe import fit_linear_probe
+from aimonk.training.loaders import make_train_loader
+from aimonk.training.optim import WeightAverage, make_optimizer, make_scaler, make_scheduler
+from aimonk.training.state import TrainState
+
+
+def training_step(model, inputs, targets, loss_fn, optimizer, scaler, device, amp) -> torch.Tensor:
+    """One optimisation step on a batch on the device; returns the (masked) loss."""
+    with autocast(device, amp):
+        logits = model(inputs)
+    loss = loss_fn(logits.float(), targets)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
+def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, description: str = "",
+                    scheduler=None, progress: bool = True, average=None,
+                    processes: Processes = Processes()) -> float:
+    """One pass over `loader`, whose batches (uint8 images, or precomputed features) only move to the device:
+    the model prepares its own input. `average` (a WeightAverage) follows the weights after every step.
+    Each step's loss goes into the history and the epoch's mean is returned, both averaged over the processes."""
+    model.train()
+    losses, total, count = [], 0.0, 0
+    bar = tqdm(loader, desc=description, leave=False, disable=not progress)
+    for images, targets in bar:
+        loss = training_step(model, images.to(device, non_blocking=True), targets.to(device, non_blocking=True),
+                             loss_fn, optimizer, scaler, device, config.amp)
+        if scheduler is not None:
+            scheduler.step()
+        if average is not None:
+            average.update()
+        value = loss.item()
+        losses.append(value)
+        total, count = total + value * len(images), count + len(images)
+        bar.set_postfix(loss=f"{value:.4f}")
+    *losses, mean = processes.mean(torch.tensor(losses + [total / max(count, 1)])).tolist()
+    history["iteration_loss"].extend(losses)
+    return mean
+
+
+def solve_head(head, features: torch.Tensor, targets: np.ndarray, config: TrainConfig, history: dict) -> float:
+    """The linear probe on the training images' features (2, n, F), written into the head; returns its final
+    (penalised, class-balanced) loss. Each L-BFGS evaluation's loss goes into the history's iteration losses."""
+    losses, chosen = fit_linear_probe(head, features, targets, config.augment == "flip", config.head_c,
+                                      seed=config.seed)
+    history["iteration_loss"].extend(losses)
+    history["head_c"] = chosen.tolist()
+    return losses[-1]
+
+
+def validate(model, phase: "Phase", val_logits):
+    """Masked validation loss, probabilities and per-attribute metrics at threshold 0.5; each process scores
+    a block of the validation rows and every process gets all of them."""
+    rows, processes = phase.val_rows, phase.processes
+    logits = processes.gather_rows(val_logits(model, rows[processes.block(len(rows))]))
+    targets = phase.data.values[rows]
+    loss = float(phase.loss_fn(logits.to(phase.device), torch.from_numpy(targets).to(phase.device)))
+    probabilities = torch.sigmoid(logits).numpy()
+    return loss, probabilities, attribute_metrics(targets, probabilities, 0.5, phase.attributes)
+
+
+@dataclass
+class Phase:
+    """What every epoch of a run works with."""
+
+    data: LabelledImages
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    loss_fn: torch.nn.Module
+    device: torch.device
+    progress: bool
+    processes: Processes = Processes()
+
+    @property
+    def attributes(self) -> list[str]:
+        return self.data.attributes
+
+
+def choose_strategy(recipe: Recipe, model, config: TrainConfig, phase: Phase):
+    """The strategy that carries out `recipe` (aimonk.model.recipe decides which)."""
+    strategy = next(kind for kind in (WholeNetwork, HeadOnFeatures, LinearProbe) if kind.recipe is recipe)
+    return strategy(model, config, phase)
+
+
+class WholeNetwork:
+    """Every unfrozen stage learns, on augmented batches of uint8 images."""
+
+    recipe = Recipe.WHOLE_NETWORK
+
+    def __init__(self, model, config: TrainConfig, phase: Phase):
+        self.config, self.phase, self.epochs = config, phase, config.epochs
+        trained = phase.processes.wrap(model, phase.device)  # shares the parameters of `model`
+        self.trained = torch.compile(trained) if config.compile else trained
+        self.loader = make_train_loader(phase.data, phase.train_rows, config, phase.device,
+                                        processes=phase.processes)
+
+    def new_state(self, model, config: TrainConfig) -> "TrainState":
+        optimizer = make_optimizer(model, config)
+        return TrainState(model, optimizer, make_scheduler(optimizer, config, len(self.loader)),
+                          make_scaler(self.phase.device, config.amp),
+                          WeightAverage(model, config.ema) if config.ema else None,
+                          random_sources=self.random_sources())
+
+    def random_sources(self) -> dict:
+        sources = {"loader": self.loader.generator}
+        if getattr(self.loader.dataset, "transform", None) is not None:
+            sources["transform"] = self.loader.dataset.transform
+        return sources
+
+    def run_epoch(self, state: "TrainState", description: str) -> float:
+        self.loader.sampler.set_epoch(state.epoch + 1)
+        return train_one_epoch(self.trained, self.loader, self.phase.loss_fn, state.optimizer, state.scaler,
+                               self.phase.device, self.config, state.history, description,
+                               scheduler=state.scheduler, progress=self.phase.progress, average=state.average,
+                               processes=self.phase.processes)
+
+    def val_logits(self, module, rows) -> torch.Tensor:
+        return predict_logits(module, self.phase.data.images[rows], self.phase.device,
+                              batch_size=self.config.batch_size * 2, amp=self.config.amp, tta=self.config.tta)
+
+
+class ValidatedOnFeatures:
+    """Validation of a head on the backbone features computed once (self.features), mirror images averaged in
+    with tta: the strategies where only the head learns."""
+
+    def val_logits(self, module, rows) -> torch.Tensor:
+        return head_logits(module.head, self.features[:, rows], self.phase.device, self.config.tta)
+
+
+class HeadOnFeatures(ValidatedOnFeatures, WholeNetwork):
+    """Only the head learns, by epochs, on batches of backbone features computed once."""
+
+    recipe = Recipe.HEAD_BY_EPOCHS
+
+    def __init__(self, model, config: TrainConfig, phase: Phase):
+        self.config, self.phase, self.epochs = config, phase, config.epochs
+        self.trained = phase.processes.wrap(model.head, phase.device)
+        self.features = cached_features(model, phase.data, config, phase.device, phase.progress, phase.processes)
+        self.loader = make_train_loader(phase.data, phase.train_rows, config, phase.device, self.features,
+                                        phase.processes)
+
+    def random_sources(self) -> dict:
+        return {"loader": self.loader.generator, "flips": self.loader.dataset.generator}
+
+
+class LinearProbe(ValidatedOnFeatures):
+    """Only the head learns, solved exactly in one pass as a logistic regression (aimonk.training.linear_probe)."""
+
+    recipe = Recipe.LINEAR_PROBE
+
+    def __init__(self, model, config: TrainConfig, phase: Phase):
+        self.config, self.phase, self.epochs, self.head = config, phase, 1, model.head
+        # every process solves the same problem on the same shared features, so all hold the same head
+        self.features = cached_features(model, phase.data, config, phase.device, phase.progress, phase.processes)
+
+    def new_state(self, model, config: TrainConfig) -> "TrainState":
+        return TrainState(model)
+
+    def run_epoch(self, state: "TrainState", description: str) -> float:
+        rows = self.phase.train_rows
+        return solve_head(self.head, self.features[:, rows], self.phase.data.values[rows], self.config,
+                          state.history)

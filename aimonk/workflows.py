@@ -1,0 +1,193 @@
+"""What a command or a notebook does, end to end, with the outputs it writes: a training run, a
+cross-validation run, an evaluation. `aimonk train|evaluate` parse options and call these; the notebooks and
+the Python API (`aimonk.train`, `aimonk.cross_validate`, `aimonk.evaluate`) call the same functions.
+
+Each checks its output folder before any work (no file it would write may exist yet unless overwrite) and
+returns what it computed; progress lines go to stdout when `progress` is on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from aimonk.config import TrainConfig, preset
+from aimonk.data.folder import LabelledImages, load_labelled_folder
+from aimonk.decision.rule import DecisionRule
+from aimonk.distributed import Processes
+from aimonk.evaluation.folder import Evaluation, evaluate_checkpoint
+from aimonk.evaluation.label_issues import label_issues, na_suggestions
+from aimonk.evaluation.tables import cv_report
+from aimonk.files import check_output_folder, write_text
+from aimonk.model.checkpoint import Checkpoint
+from aimonk.plots import plot_epoch_curves, plot_loss_curve, save_figure
+from aimonk.runtime import select_device
+from aimonk.serve.predictions import parse_thresholds
+from aimonk.serve.predictor import Predictor
+from aimonk.training.crossval import CrossValidation, cross_validate as run_folds, final_model, out_of_fold
+from aimonk.training.loop import TrainingInterrupted
+from aimonk.training.run import TrainedModel, train as train_and_fit_rule
+from aimonk.training.runlog import load_last
+
+TRAIN_OUTPUTS = ("model.pt", "last.pt", "config.json", "history.json", "loss_curve.png", "epoch_curves.png")
+CV_OUTPUTS = ("model.pt", "config.json", "cv_metrics.csv", "cv_metrics.json", "oof_predictions.csv",
+              "label_issues.csv", "na_suggestions.csv")
+EVALUATE_OUTPUTS = ("metrics.csv", "metrics.json")
+FINALS = ("retrain", "ensemble", "none")
+
+
+def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> TrainedModel:
+    """Train `config` (default: the default preset) on the labelled folder `data` (a path, or a LabelledImages
+    already decoded at config.image_size), fit its decision rule, and with `out` write model.pt, config.json,
+    history.json and the loss and epoch figures there. resume=True continues the interrupted run in `out` with
+    its own configuration. Ctrl-C raises aimonk.training.loop.TrainingInterrupted, saying what was kept."""
+    resumed = None
+    if resume:
+        resumed = load_last(out)
+        config = TrainConfig.from_dict(resumed["config"])
+    config = config or preset("default")
+    if out is not None and not resume:
+        out = check_output_folder(out, overwrite, names=TRAIN_OUTPUTS)
+    processes, data = training_data(data, config)
+    if resumed is not None:
+        check_same_data(data, resumed, Path(out))
+    if progress and processes.main:
+        print(f"training {config.backbone} on {len(data)} images, {len(data.attributes)} attributes"
+              + (f" -> {out}" if out else "")
+              + (f" (resumed after epoch {resumed['state']['epoch']})" if resumed else "")
+              + (f"; {processes.world} processes" if processes.distributed else ""), flush=True)
+    try:
+        trained = train_and_fit_rule(config, data, out, progress, resumed, processes)
+    except TrainingInterrupted as stopped:
+        if stopped.result is not None and out is not None and processes.main:
+            write_run_outputs(config, stopped.result.history, Path(out))
+        raise
+    if out is not None and processes.main:
+        write_run_outputs(config, trained.history, Path(out))
+    return trained
+
+
+def write_run_outputs(config: TrainConfig, history: dict, out: Path) -> None:
+    """config.json and the loss and epoch figures of a run (history.json is the run log's)."""
+    write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    if history["iteration_loss"]:
+        save_figure(plot_loss_curve(history), out / "loss_curve.png")
+        save_figure(plot_epoch_curves(history), out / "epoch_curves.png")
+
+
+def training_data(data, config: TrainConfig) -> tuple[Processes, LabelledImages]:
+    """(the processes torchrun started, or this one alone; the labelled folder decoded for training). The
+    processes are checked against the batch size before any work; as in torchvision's references only the
+    main process prints (errors still show from every process); it decodes the images into the cache first."""
+    processes = Processes.join(select_device(config.device))
+    processes.batch_size(config.batch_size)
+    if not processes.main:
+        sys.stdout = open(os.devnull, "w")
+        warnings.simplefilter("ignore")
+    if isinstance(data, LabelledImages):
+        if data.images.shape[1] != config.image_size:
+            raise ValueError(f"the images were decoded at {data.images.shape[1]}px, the configuration trains at "
+                             f"{config.image_size}px: load the folder at --image-size {config.image_size}")
+        return processes, data
+    with processes.main_first():
+        return processes, load_labelled_folder(data, config.image_size, config.unknown_as_na, trainable=True)
+
+
+def check_same_data(data: LabelledImages, resumed: dict, out: Path) -> None:
+    if list(data.filenames) != list(resumed["filenames"]):
+        raise ValueError(f"{out} was trained on {resumed['label_file']} with other images than {data.labels.source}: "
+                         "resume it with the same data folder")
+
+
+@dataclass
+class CrossValidationRun:
+    """A cross-validation of a recipe: the out-of-fold predictions, the report, the decision rule fitted on them,
+    the labels to check, and the final model (None with final='none')."""
+
+    cv: CrossValidation
+    table: pd.DataFrame
+    rule: DecisionRule
+    label_issues: pd.DataFrame
+    na_suggestions: pd.DataFrame
+    checkpoint: Checkpoint | None = None
+    written: list[Path] = field(default_factory=list)
+
+
+def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=None, *, final: str = "retrain",
+                   overwrite: bool = False, progress: bool = True) -> CrossValidationRun | None:
+    """K-fold cross-validation of `config` (default: the default preset) on `data` (a folder or a
+    LabelledImages): every image predicted by the fold model that did not learn from it, the honest report
+    (thresholds tuned on the other folds), the decision rule fitted on all out-of-fold predictions, the
+    labels to check, and the final model (final: retrain on every image, ensemble the folds, or none). With
+    `out` the tables, oof_predictions.csv, label_issues.csv, na_suggestions.csv and model.pt are written there.
+    Under torchrun only the main process returns the run (the others return None)."""
+    config = config or preset("default")
+    if not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"--cv must be at least 2 folds, not {folds}")
+    if final not in FINALS:
+        raise ValueError(f"--final must be one of {', '.join(FINALS)}, not {final!r}")
+    if out is not None:
+        out = check_output_folder(out, overwrite, names=CV_OUTPUTS)
+    processes, data = training_data(data, config)
+    if progress and processes.main:
+        print(f"{folds}-fold cross-validation of {config.backbone} on {len(data)} images"
+              + (f" -> {out}" if out else "")
+              + (f"; folds spread over {processes.world} processes" if processes.distributed else ""), flush=True)
+    cv = run_folds(config, data, folds, keep_models=final == "ensemble", progress=progress, processes=processes)
+    rule = DecisionRule(config.threshold_strategy, config.calibration).fit(out_of_fold(cv))
+    if not processes.main:
+        if final == "retrain":  # the final model trains in every process
+            final_model(cv, config, data, final, rule, progress=False, processes=processes)
+        return None
+    calibrated = cv.calibrated(config.calibration)
+    run = CrossValidationRun(cv, cv_report(cv, config.threshold_strategy, calibration=config.calibration), rule,
+                             label_issues(cv.targets, cv.probabilities, cv.names, cv.attributes),
+                             na_suggestions(cv.targets, calibrated, cv.names, cv.attributes))
+    if out is not None:
+        run.written += write_cv_tables(run, data, out)
+    if final != "none":
+        run.checkpoint = final_model(cv, config, data, final, rule, progress=progress, processes=processes)
+        if out is not None:
+            run.written += [run.checkpoint.save(out / "model.pt"),
+                            write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))]
+    return run
+
+
+def write_cv_tables(run: CrossValidationRun, data: LabelledImages, out: Path) -> list[Path]:
+    oof = data.labels.to_frame()
+    for k, name in enumerate(run.cv.attributes):
+        oof[f"{name}_probability"] = run.cv.probabilities[:, k]
+    oof["fold"] = run.cv.folds
+    return [*write_tables(run.table, out, "cv_metrics"),
+            write_text(out / "oof_predictions.csv", oof.to_csv(index=False)),
+            write_text(out / "label_issues.csv", run.label_issues.to_csv(index=False)),
+            write_text(out / "na_suggestions.csv", run.na_suggestions.to_csv(index=False))]
+
+
+def evaluate(data, model, *, subset: str = "auto", thresholds=None, out=None, overwrite: bool = False,
+             device: str = "auto", progress: bool = True) -> Evaluation:
+    """Score `model` (a checkpoint's path, or a loaded Predictor) on the labelled folder `data` at its stored
+    thresholds, or at `thresholds` (one value, one per attribute, or their comma-separated text). With `out`
+    the table is written as metrics.csv and metrics.json."""
+    if out is not None:
+        out = check_output_folder(out, overwrite, names=EVALUATE_OUTPUTS)
+    predictor = model if isinstance(model, Predictor) else Predictor.load(model, device)
+    if thresholds is not None:
+        text = thresholds if isinstance(thresholds, str) else ",".join(str(float(t)) for t in thresholds)
+        thresholds = parse_thresholds(text, len(predictor.attributes))
+    evaluation = evaluate_checkpoint(data, predictor, subset, thresholds, progress=progress)
+    if out is not None:
+        write_tables(evaluation.table, out, "metrics", evaluation.notes)
+    return evaluation
+
+
+def write_tables(table: pd.DataFrame, out: Path, stem: str, notes=()) -> list[Path]:
+    records = json.loads(table.reset_index().to_json(orient="records"))
+    return [write_text(out / f"{stem}.csv", table.to_csv()),
+            write_text(out / f"{stem}.json", json.dumps({"metrics": records, "notes": list(notes)}, indent=2))]
