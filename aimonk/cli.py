@@ -228,7 +228,9 @@ def cmd_notebooks(args) -> int:
     out = check_output_folder(args.out, args.overwrite, names=NOTEBOOKS + TRAIN_OUTPUTS + ("model.onnx",)).resolve()
     figures = Path(args.figures).resolve() if args.figures else out / "figures"
     check_output_folder(figures, args.overwrite, "--figures", names=FIGURES)
-    parameters = {"data_dir": str(Path(args.data).resolve()), "out_dir": str(out), "figures_dir": str(figures)}
+    # the folders were checked above: the notebooks may write there
+    parameters = {"data_dir": str(Path(args.data).resolve()), "out_dir": str(out), "figures_dir": str(figures),
+                  "overwrite": True}
     for name, value in args.parameter or []:
         try:
             parameters[name] = json.loads(value)

@@ -1,7 +1,10 @@
 """Running the numbered notebooks headless with papermill, in order, with shared parameters."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+
+from aimonk.config import TrainConfig
 
 NOTEBOOKS = ("01_eda.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_predict.ipynb")
 FIGURES = ("imbalance.png", "na_per_image.png", "cooccurrence.png", "label_patterns.png", "image_sizes.png",
@@ -34,8 +37,7 @@ def run_notebooks(parameters: dict, out_dir, notebooks_dir=None, names=NOTEBOOKS
         source = notebooks_dir / name
         if not source.is_file():
             raise FileNotFoundError(f"notebook not found: {source}")
-        declared = papermill.inspect_notebook(str(source))
-        passed = {key: value for key, value in parameters.items() if key in declared}
+        passed = declared_parameters(parameters, papermill.inspect_notebook(str(source)))
         target = out_dir / name
         try:
             papermill.execute_notebook(str(source), str(target), parameters=passed, cwd=str(notebooks_dir),
@@ -48,3 +50,14 @@ def run_notebooks(parameters: dict, out_dir, notebooks_dir=None, names=NOTEBOOKS
             ) from error
         executed.append(target)
     return executed
+
+
+def declared_parameters(parameters: dict, declared) -> dict:
+    """The parameters a notebook declares; one that declares `options` (a dict of TrainConfig fields, notebook
+    02) gets there every given parameter that names a TrainConfig field it does not declare itself."""
+    passed = {key: value for key, value in parameters.items() if key in declared}
+    if "options" in declared:
+        fields = {item.name for item in dataclasses.fields(TrainConfig)}
+        passed["options"] = {**parameters.get("options", {}),
+                             **{key: value for key, value in parameters.items() if key in fields and key not in declared}}
+    return passed

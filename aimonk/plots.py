@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from aimonk.files import atomic_path
+from aimonk.model.recipe import Recipe
 from aimonk.decision.calibration import expected_calibration_error, reliability
 from aimonk.serve.explain import overlay
 
@@ -33,11 +34,11 @@ def plot_loss_curve(history: dict, ax=None):
     return ax.figure
 
 
-def plot_epoch_curves(history: dict):
-    """Train/validation loss and validation F1 (macro and per attribute) per epoch; for a run of one pass
-    (the linear probe) the validation precision, recall and F1 per attribute instead."""
+def plot_epoch_curves(history: dict, recipe: Recipe = Recipe.WHOLE_NETWORK):
+    """Train/validation loss and validation F1 (macro and per attribute) per epoch; for the recipe solved in one
+    pass (the linear probe) its validation precision, recall and F1 per attribute instead."""
     frame = pd.DataFrame(history["epochs"])
-    if len(frame) == 1 and "val_f1" in frame:
+    if not recipe.by_epochs and "val_f1" in frame:
         return plot_single_pass(history["epochs"][0])
     if "val_loss" not in frame:  # trained on every image: only the training loss to show
         figure, loss_ax = plt.subplots(figsize=(6.5, 4.5))

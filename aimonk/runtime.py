@@ -1,4 +1,4 @@
-"""Device placement and batched inference shared by training, evaluation and prediction."""
+"""Where and in what precision work runs: the device, seeding, mixed precision, the memory layout."""
 from __future__ import annotations
 
 import contextlib

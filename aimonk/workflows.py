@@ -25,6 +25,7 @@ from aimonk.evaluation.label_issues import label_issues, na_suggestions
 from aimonk.evaluation.tables import cv_report
 from aimonk.files import check_output_folder, write_text
 from aimonk.model.checkpoint import Checkpoint
+from aimonk.model.recipe import Recipe
 from aimonk.plots import plot_epoch_curves, plot_loss_curve, save_figure
 from aimonk.runtime import select_device
 from aimonk.serve.predictions import parse_thresholds
@@ -66,19 +67,19 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
         trained = train_and_fit_rule(config, data, out, progress, resumed, processes)
     except TrainingInterrupted as stopped:
         if stopped.result is not None and out is not None and processes.main:
-            write_run_outputs(config, stopped.result.history, Path(out))
+            write_run_outputs(config, stopped.result.history, stopped.result.recipe, Path(out))
         raise
     if out is not None and processes.main:
-        write_run_outputs(config, trained.history, Path(out))
+        write_run_outputs(config, trained.history, trained.checkpoint.recipe, Path(out))
     return trained
 
 
-def write_run_outputs(config: TrainConfig, history: dict, out: Path) -> None:
+def write_run_outputs(config: TrainConfig, history: dict, recipe: Recipe, out: Path) -> None:
     """config.json and the loss and epoch figures of a run (history.json is the run log's)."""
     write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if history["iteration_loss"]:
         save_figure(plot_loss_curve(history), out / "loss_curve.png")
-        save_figure(plot_epoch_curves(history), out / "epoch_curves.png")
+        save_figure(plot_epoch_curves(history, recipe), out / "epoch_curves.png")
 
 
 def training_data(data, config: TrainConfig) -> tuple[Processes, LabelledImages]:

@@ -2,7 +2,7 @@
 
     python benchmarks/calibration.py runs/cv5/oof_predictions.csv --out figures/calibration.png [--method platt]
 
-Each fold's calibration map is fitted on the other folds' predictions (aimonk.calibration.cross_fitted), so
+Each fold's calibration map is fitted on the other folds' predictions (aimonk.decision.calibration.cross_fitted), so
 the "after" curve and its ECE are measured on predictions the map did not see.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aimonk.calibration import cross_fitted, expected_calibration_error  # noqa: E402
-from aimonk.plots import plot_reliability, save_figure  # noqa: E402
+from aimonk.decision.calibration import cross_fitted, expected_calibration_error
+from aimonk.plots import plot_reliability, save_figure
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aimonk.demo import make_demo_dataset  # noqa: E402
+from aimonk.data.demo import make_demo_dataset
 
 
 def timed_run(command: list[str], environment: dict) -> tuple[float, float]:

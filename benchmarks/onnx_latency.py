@@ -20,9 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aimonk.export import export_onnx  # noqa: E402
-from aimonk.onnx_predictor import OnnxPredictor  # noqa: E402
-from aimonk.predict import Predictor  # noqa: E402
+from aimonk.serve.export import export_onnx
+from aimonk.serve.onnx_predictor import OnnxPredictor
+from aimonk.serve.predictor import Predictor
 
 
 def median_seconds(run, repeats: int) -> float:

@@ -27,13 +27,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aimonk.config import preset  # noqa: E402
-from aimonk.dataset import load_labelled_folder, read_label_folder  # noqa: E402
-from aimonk.images import DataWarning  # noqa: E402
-from aimonk.metrics import bootstrap_f1, majority_baseline_f1, ranking_scores, with_macro  # noqa: E402
-from aimonk.pipeline import train  # noqa: E402
-from aimonk.predict import Predictor  # noqa: E402
-from aimonk.thresholds import tune_thresholds  # noqa: E402
+from aimonk.config import preset
+from aimonk.data.folder import load_labelled_folder, read_label_folder
+from aimonk.data.images import DataWarning
+from aimonk.metrics import bootstrap_f1, majority_baseline_f1, ranking_scores, with_macro
+from aimonk.training.run import train
+from aimonk.serve.predictor import Predictor
+from aimonk.decision.thresholds import tune_thresholds
 
 # name: (preset, changes). The reference runs on the offline backbone (pass --reference-backbone resnet34
 # where you are online); its thresholds come from its own validation split, as the reference's did.
@@ -94,7 +94,7 @@ def scored(run: Path, part: Path, folders: Folders) -> dict:
         data = folders.get(part, predictor.image_size)
         probabilities = predictor.data_probabilities(data)
         np.savez(cache, probabilities=probabilities, thresholds=np.array(predictor.thresholds),
-                 targets=data.values, majority=np.array(predictor.payload["majority"]))
+                 targets=data.values, majority=np.array(predictor.checkpoint.provenance.majority))
     with np.load(cache) as saved:
         return dict(saved)
 

@@ -21,12 +21,13 @@ from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aimonk.config import preset  # noqa: E402
-from aimonk.crossval import CrossValidation, cross_validate, cv_report, load_cv, save_cv  # noqa: E402
-from aimonk.dataset import load_labelled_folder  # noqa: E402
-from aimonk.images import DataWarning  # noqa: E402
-from aimonk.split import kfold_splits  # noqa: E402
-from aimonk.training import fit  # noqa: E402
+from aimonk.config import preset
+from aimonk.evaluation.tables import cv_report
+from aimonk.training.crossval import CrossValidation, cross_validate, load_cv, save_cv
+from aimonk.data.folder import load_labelled_folder
+from aimonk.data.images import DataWarning
+from aimonk.data.split import kfold_splits
+from aimonk.training.loop import fit
 
 # Each recipe changes the reference recipe (run with the offline backbone) by a few fields.
 BASE = dict(backbone="efficientnet_lite0", weights="imagenet")
@@ -49,7 +50,7 @@ RECIPES = {
                                                  oversample=2.0, tta=True, head_epochs=20),
 }
 # Only the head learns: the backbone's features of each image and its mirror image are computed once
-# (aimonk.features), so a whole cross-validation takes about a minute; each row below changes one thing.
+# (aimonk.model.features), so a whole cross-validation takes about a minute; each row below changes one thing.
 HEAD = dict(schedule="cosine", warmup_epochs=1, lr=3e-3, freeze="all", augment="flip", oversample=2.0, tta=True,
             epochs=20, head_solver="adam")
 RECIPES.update({

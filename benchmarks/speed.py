@@ -23,18 +23,21 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aimonk.checkpoint import checkpoint_payload, save_checkpoint  # noqa: E402
-from aimonk.config import preset  # noqa: E402
-from aimonk.dataset import load_labelled_folder  # noqa: E402
-from aimonk.engine import (mixed_precision_dtype, place_model, predict_logits, select_device,  # noqa: E402
-                           use_channels_last)
-from aimonk.images import DataWarning  # noqa: E402
-from aimonk.losses import make_loss  # noqa: E402
-from aimonk.models import build_model  # noqa: E402
-from aimonk.predict import Predictor  # noqa: E402
-from aimonk.training import (fit, make_scaler, make_train_loader, new_history, train_one_epoch,  # noqa: E402
-                             training_step)
-from aimonk.transforms import train_transform  # noqa: E402
+from aimonk.model.checkpoint import Checkpoint
+from aimonk.config import preset
+from aimonk.data.folder import load_labelled_folder
+from aimonk.model.inference import place_model, predict_logits
+from aimonk.runtime import mixed_precision_dtype, select_device, use_channels_last
+from aimonk.data.images import DataWarning
+from aimonk.training.losses import make_loss
+from aimonk.model.registry import build_model
+from aimonk.serve.predictor import Predictor
+from aimonk.training.loaders import make_train_loader
+from aimonk.training.loop import fit
+from aimonk.training.optim import make_scaler
+from aimonk.training.state import new_history
+from aimonk.training.strategies import train_one_epoch, training_step
+from aimonk.data.transforms import train_transform
 
 
 def synchronize(device):
@@ -160,8 +163,7 @@ def reference_pipeline(config, data, device, epochs):
 def prediction(config, model, data, device, folder_images):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.pt"
-        save_checkpoint(checkpoint_payload(model, config, data.attributes, [0.5] * len(data.attributes),
-                                           new_history()), path)
+        Checkpoint.of_model(model, config, data.attributes, new_history()).save(path)
         predictor = Predictor.load(path, str(device))
         files = [data.image_dir / n for n in data.filenames[:folder_images]]
         predictor.predict_paths(files[:8], progress=False)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from aimonk.config import preset
-from aimonk.demo import make_demo_dataset
+from aimonk.data.demo import make_demo_dataset
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
@@ -30,8 +30,8 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def trained_run(demo_dir, tmp_path_factory, tiny_config):
     """One tiny epoch of training on the demo data; returns (run folder, TrainResult)."""
-    from aimonk.dataset import load_labelled_folder
-    from aimonk.training import fit
+    from aimonk.data.folder import load_labelled_folder
+    from aimonk.training.loop import fit
 
     out = tmp_path_factory.mktemp("run")
     data = load_labelled_folder(demo_dir, tiny_config.image_size, progress=False)
@@ -49,9 +49,10 @@ def rng():
 
 
 def interrupt_call(monkeypatch, name: str, call: int, calls: list | None = None):
-    """Make the call-th call of aimonk.training.NAME raise KeyboardInterrupt, as Ctrl-C would, appending to
-    `calls` at each call; returns the real function (to put back with monkeypatch.setattr)."""
-    import aimonk.training as training
+    """Make the call-th call of aimonk.training.strategies.NAME (what every strategy's epoch calls) raise
+    KeyboardInterrupt, as Ctrl-C would, appending to `calls` at each call; returns the real function (to put
+    back with monkeypatch.setattr)."""
+    import aimonk.training.strategies as training
 
     real, calls = getattr(training, name), [] if calls is None else calls
 
@@ -66,5 +67,5 @@ def interrupt_call(monkeypatch, name: str, call: int, calls: list | None = None)
 
 
 def interrupt_in_epoch(monkeypatch, epoch: int):
-    """Ctrl-C in the epoch-th epoch (aimonk.training.train_one_epoch); returns the real function."""
+    """Ctrl-C in the epoch-th epoch (aimonk.training.strategies.train_one_epoch); returns the real function."""
     return interrupt_call(monkeypatch, "train_one_epoch", epoch)

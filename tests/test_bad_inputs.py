@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from aimonk.cli import main
-from aimonk.images import DataWarning
+from aimonk.data.images import DataWarning
 
 EXIT = 2
 LINES = ["image_0.jpg 1 0 1 0", "image_1.jpg 0 1 NA 1", "image_2.jpg 1 1 0 0", "image_3.jpg 0 NA 1 1"]
 TINY = ["--image-size", "48", "--batch-size", "8"]
-pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
 
 def tree_state(*folders) -> dict:
@@ -178,10 +178,10 @@ def test_no_readable_image(tmp_path, capsys):
 
 
 def test_attribute_known_on_too_few_images_is_named_before_decoding(tmp_path, capsys, monkeypatch):
-    import aimonk.dataset
+    import aimonk.data.folder
 
     data = image_folder(tmp_path, ["image_0.jpg 1 0 1 NA", "image_1.jpg 0 1 0 NA", "image_2.jpg 1 1 0 1"])
-    monkeypatch.setattr(aimonk.dataset, "cache_images", lambda *a, **k: pytest.fail("decoded images first"))
+    monkeypatch.setattr(aimonk.data.folder, "cache_images", lambda *a, **k: pytest.fail("decoded images first"))
     fails(capsys, ["train", data, "--out", tmp_path / "run", *TINY], "attribute 'Attr4'", "1 positive and 0 negative",
           unchanged=[data])
 
@@ -214,9 +214,9 @@ def test_unknown_token_is_read_as_na_only_when_asked(tmp_path, capsys):
     ("--threshold-source", "val", "--threshold-source val needs a validation split: set --val-fraction above 0"),
 ])
 def test_bad_option_is_named_before_anything_is_read(demo_dir, tmp_path, capsys, monkeypatch, option, value, words):
-    import aimonk.dataset
+    import aimonk.data.folder
 
-    monkeypatch.setattr(aimonk.dataset, "read_labels", lambda *a, **k: pytest.fail("read the labels first"))
+    monkeypatch.setattr(aimonk.data.folder, "read_labels", lambda *a, **k: pytest.fail("read the labels first"))
     fails(capsys, ["train", demo_dir, "--out", tmp_path / "run", option, value], words, unchanged=[demo_dir])
     assert not (tmp_path / "run").exists()
 
@@ -329,7 +329,7 @@ def test_missing_checkpoint(demo_dir, tmp_path, capsys):
 
 def csv_copy(demo_dir, target: Path, order) -> Path:
     """The demo folder's labels as a CSV with a header, columns in `order` (a permutation of 0..3)."""
-    from aimonk.labels import read_labels
+    from aimonk.data.labels import read_labels
 
     table = read_labels(demo_dir / "labels.txt")
     names = ["Attr1", "Attr2", "Attr3", "Attr4"]
@@ -343,7 +343,7 @@ def csv_copy(demo_dir, target: Path, order) -> Path:
 
 
 def test_reordered_csv_columns_are_matched_by_name(demo_dir, run, tmp_path, capsys):
-    from aimonk.evaluation import evaluate_checkpoint
+    from aimonk.evaluation.folder import evaluate_checkpoint
 
     plain = evaluate_checkpoint(demo_dir, run / "model.pt", "all", progress=False)
     shuffled = evaluate_checkpoint(csv_copy(demo_dir, tmp_path / "csv", [3, 1, 0, 2]), run / "model.pt", "all",

@@ -16,7 +16,7 @@ import pytest
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_predict.ipynb"
 pytestmark = [
-    pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning"),
+    pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning"),
     pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-import aimonk.features as features
-import aimonk.images as images
+import aimonk.model.features as features
+import aimonk.data.images as images
 from aimonk.config import preset
-from aimonk.dataset import load_labelled_folder
+from aimonk.data.folder import load_labelled_folder
 from conftest import TINY
 
-pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_a_changed_file_or_size_makes_a_new_entry(folder, monkeypatch):
 
 
 def test_features_are_reused_by_a_later_run(folder, monkeypatch):
-    from aimonk.models import build_model
+    from aimonk.model.registry import build_model
 
     config = preset("default", **TINY).replace(backbone="efficientnet_lite0", amp=False)
     model = build_model(config.backbone, 4, config.weights, freeze="all", image_size=48).eval()

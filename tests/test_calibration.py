@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from aimonk.calibration import (Calibration, cross_fitted, expected_calibration_error, fit_calibration, logit,
-                                sigmoid)
+from aimonk.decision.calibration import Calibration, cross_fitted, expected_calibration_error, fit_calibration, logit, sigmoid
 
 
 def skewed(n=4000, seed=0):

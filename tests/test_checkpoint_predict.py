@@ -1,30 +1,73 @@
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from aimonk.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from aimonk.predict import Predictions, Predictor, parse_thresholds
+from pathlib import Path
+
+from aimonk.model.checkpoint import Checkpoint
+from aimonk.model.recipe import Recipe
+from aimonk.serve.predictions import Predictions, parse_thresholds
+from aimonk.serve.predictor import Predictor
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_checkpoint_holds_everything_and_loads_safely(trained_run):
     out, result = trained_run
-    payload = load_checkpoint(out / "model.pt")  # torch.load(weights_only=True) inside
-    for key in ("config", "attributes", "thresholds", "normalization", "image_size", "history", "version",
-                "split", "majority", "state_dict"):
-        assert key in payload
-    assert payload["config"]["image_size"] == 48 and len(payload["attributes"]) == 4
-    assert len(payload["history"]["iteration_loss"]) > 0
-    model = model_from_checkpoint(payload)
+    checkpoint = Checkpoint.load(out / "model.pt")  # torch.load(weights_only=True) inside
+    assert checkpoint.image_size == checkpoint.config.image_size == 48 and len(checkpoint.attributes) == 4
+    assert len(checkpoint.history["iteration_loss"]) > 0 and checkpoint.recipe is Recipe.WHOLE_NETWORK
+    assert checkpoint.provenance.version and checkpoint.provenance.split["train"] and checkpoint.provenance.majority
+    assert checkpoint.provenance.epoch == result.best_epoch
+    assert checkpoint.rule is None  # fit() alone: the epoch kept, no decision rule fitted yet
+    assert "not tuned" in checkpoint.decision_rule.source_ and checkpoint.decision_rule.thresholds == [0.5] * 4
+    model = checkpoint.network()
     x = torch.randint(0, 255, (2, 48, 48, 3), dtype=torch.uint8)
     result.model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(x), result.model(x))
 
 
-def test_a_save_that_fails_halfway_keeps_the_old_checkpoint_and_no_temporary_file(tmp_path, monkeypatch):
-    path = save_checkpoint({"format": "aimonk-checkpoint/1", "x": torch.ones(2)}, tmp_path / "m.pt")
+def test_a_checkpoint_of_the_previous_version_predicts_the_same():
+    """tests/fixtures/model_v0.1.0.pt was written by aimonk before the typed Checkpoint (format
+    aimonk-checkpoint/1; EfficientNet-Lite0 linear probe at 64 px, Platt-calibrated thresholds from a 3-fold
+    cross-validation); the .npz holds 8 of its images and the probabilities that version predicted for them."""
+    expected = np.load(FIXTURES / "model_v0.1.0_expected.npz")
+    predictor = Predictor.load(FIXTURES / "model_v0.1.0.pt", "cpu")
+    np.testing.assert_allclose(predictor.probabilities(expected["images"]), expected["probabilities"], atol=1e-6)
+    assert predictor.thresholds == pytest.approx(expected["thresholds"].tolist(), abs=0)
+    assert predictor.checkpoint.recipe is Recipe.LINEAR_PROBE and predictor.rule.calibration == "platt"
+    assert predictor.checkpoint.out_of_fold is not None and "3-fold" in predictor.rule.source_
+
+
+@pytest.fixture()
+def saved(trained_run, tmp_path):
+    """A copy of the trained run's checkpoint with a decision rule, and that checkpoint."""
+    from aimonk.decision.rule import DecisionRule
+
+    checkpoint = Checkpoint.load(trained_run[0] / "model.pt")
+    checkpoint = checkpoint.with_rule(DecisionRule.untuned(4, "a test", "f1"))
+    return checkpoint.save(tmp_path / "model.pt"), checkpoint
+
+
+@pytest.mark.parametrize("thresholds, words", [
+    ([float("nan")] * 4, "must be finite in [0, 1]"), ([2.0, 0.5, 0.5, 0.5], "must be finite in [0, 1]"),
+    ([-1.0, 0.5, 0.5, 0.5], "must be finite in [0, 1]"), ([float("inf")] * 4, "must be finite in [0, 1]"),
+    ([0.5, 0.5], "stores 2 thresholds for 4 attributes"), (["0.5"] * 4, "thresholds are not all numbers")])
+def test_stored_thresholds_are_checked_when_the_checkpoint_is_loaded(saved, tmp_path, thresholds, words):
+    path, checkpoint = saved
+    payload = checkpoint.to_payload()
+    payload["decision_rule"]["thresholds"] = thresholds
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="^" + re.escape(f"{path}: ") + ".*" + re.escape(words)):
+        Checkpoint.load(path)
+
+
+def test_a_save_that_fails_halfway_keeps_the_old_checkpoint_and_no_temporary_file(saved, tmp_path, monkeypatch):
+    path, checkpoint = saved
     before = path.read_bytes()
 
     def crash_after_half_a_file(payload, target):
@@ -34,16 +77,16 @@ def test_a_save_that_fails_halfway_keeps_the_old_checkpoint_and_no_temporary_fil
 
     monkeypatch.setattr(torch, "save", crash_after_half_a_file)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint({"format": "aimonk-checkpoint/1", "x": torch.zeros(2)}, path)
-    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+        checkpoint.save(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
-def test_saved_files_get_the_mode_of_any_new_file(tmp_path):
+def test_saved_files_get_the_mode_of_any_new_file(saved, tmp_path):
     import os
 
     umask = os.umask(0o022)
     try:
-        save_checkpoint({"format": "aimonk-checkpoint/1"}, tmp_path / "m.pt")
+        saved[1].save(tmp_path / "m.pt")
         (tmp_path / "plain.txt").write_text("x")
     finally:
         os.umask(umask)
@@ -53,7 +96,10 @@ def test_saved_files_get_the_mode_of_any_new_file(tmp_path):
 def test_not_a_checkpoint(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an aimonk checkpoint"):
-        load_checkpoint(tmp_path / "other.pt")
+        Checkpoint.load(tmp_path / "other.pt")
+    torch.save({"format": "aimonk-checkpoint/2", "config": {}}, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match="partial.pt is not a complete aimonk checkpoint"):
+        Checkpoint.load(tmp_path / "partial.pt")
 
 
 def test_parse_thresholds():

@@ -8,7 +8,7 @@ import pytest
 from aimonk.cli import main
 from conftest import interrupt_in_epoch, write
 
-pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +27,13 @@ def test_train_writes_checkpoint_history_and_figures(cli_run):
 
 
 def test_train_stores_thresholds_tuned_out_of_fold_and_says_how(cli_run):
-    from aimonk.checkpoint import load_checkpoint
+    from aimonk.model.checkpoint import Checkpoint
 
-    payload = load_checkpoint(cli_run / "model.pt")
-    assert payload["config"]["backbone"].count("+") == 2 and payload["config"]["head_solver"] == "lbfgs"
-    assert payload["thresholds"] != [0.5] * 4 and len(payload["thresholds"]) == 4
-    assert "out-of-fold predictions of" in payload["thresholds_source"]
-    assert "5-fold cross-validation" in payload["thresholds_source"]
+    checkpoint = Checkpoint.load(cli_run / "model.pt")
+    assert checkpoint.config.backbone.count("+") == 2 and checkpoint.config.head_solver == "lbfgs"
+    assert checkpoint.rule.thresholds != [0.5] * 4 and len(checkpoint.rule.thresholds) == 4
+    assert "out-of-fold predictions of" in checkpoint.rule.source_
+    assert "5-fold cross-validation" in checkpoint.rule.source_
 
 
 def test_summary(demo_dir, capsys):
@@ -57,24 +57,24 @@ def test_a_model_trained_on_every_image_is_scored_on_its_out_of_fold_predictions
     """The default learns from every image; evaluate on its folder scores the threshold cross-validation's
     out-of-fold predictions, each fold decided by thresholds tuned on the other folds, never the model itself
     on images it learned from."""
-    from aimonk.checkpoint import load_checkpoint
+    from aimonk.model.checkpoint import Checkpoint
     from aimonk.metrics import attribute_metrics
-    from aimonk.thresholds import decisions_by_fold
+    from aimonk.decision.thresholds import decisions_by_fold
 
     assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), "--out", str(cli_run),
                  "--overwrite"]) == 0
     text = capsys.readouterr().out
     assert "(out-of-fold rows)" in text and "the other folds" in text and "trained on" not in text
-    payload = load_checkpoint(cli_run / "model.pt")
-    held = payload["held_out"]
-    assert len(held["names"]) == 57 and sorted(set(held["folds"].tolist())) == [0, 1, 2, 3, 4]
+    checkpoint = Checkpoint.load(cli_run / "model.pt")
+    held = checkpoint.out_of_fold
+    assert len(held.names) == 57 and sorted(set(held.folds.tolist())) == [0, 1, 2, 3, 4]
     report = {r["attribute"]: r for r in json.loads((cli_run / "metrics.json").read_text())["metrics"]}
-    assert [report[name]["threshold"] for name in payload["attributes"]] == pytest.approx(payload["thresholds"])
+    assert [report[name]["threshold"] for name in checkpoint.attributes] == pytest.approx(checkpoint.rule.thresholds)
     # the F1 of the stored predictions, each fold decided by thresholds tuned on the other folds
-    from aimonk.dataset import load_labelled_folder
+    from aimonk.data.folder import load_labelled_folder
     targets = load_labelled_folder(demo_dir, 48, progress=False).values
-    decisions, _ = decisions_by_fold(targets, held["probabilities"].numpy(), held["folds"].numpy())
-    recomputed = attribute_metrics(targets, decisions.astype(float), 0.5, payload["attributes"])["f1"]
+    decisions, _ = decisions_by_fold(targets, held.probabilities, held.folds)
+    recomputed = attribute_metrics(targets, decisions.astype(float), 0.5, checkpoint.attributes)["f1"]
     assert [report[name]["f1"] for name in recomputed.index] == pytest.approx(recomputed.tolist())
 
 
@@ -136,14 +136,14 @@ def test_evaluate_cv_writes_report_oof_and_a_final_model(demo_dir, tmp_path, fin
     assert issues[0] == "attribute,filename,given,suggested,probability,self_confidence,rank"
     assert (tmp_path / "na_suggestions.csv").read_text().startswith("attribute,filename,suggested,probability")
     assert "known labels the out-of-fold predictions confidently contradict" in text and "ece_calibrated" in text
-    from aimonk.checkpoint import load_checkpoint
-    payload = load_checkpoint(tmp_path / "model.pt")
-    assert payload["final_model"] == final and "out-of-fold" in payload["thresholds_source"]
-    assert payload.get("ensemble_size") == (2 if final == "ensemble" else None)
+    from aimonk.model.checkpoint import Checkpoint
+    checkpoint = Checkpoint.load(tmp_path / "model.pt")
+    assert checkpoint.provenance.final_model == final and "out-of-fold" in checkpoint.rule.source_
+    assert checkpoint.ensemble_size == (2 if final == "ensemble" else None)
     image = next((demo_dir / "images").glob("*.jpg"))
     assert main(["predict", str(image), "--model", str(tmp_path / "model.pt"), "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)[0]
-    assert list(record["thresholds"].values()) == pytest.approx(payload["thresholds"], abs=1e-4)
+    assert list(record["thresholds"].values()) == pytest.approx(checkpoint.rule.thresholds, abs=1e-4)
     # scoring the final model on its own folder reports the cross-validation's numbers, not a score of the
     # model on the images it learned from
     assert main(["evaluate", str(demo_dir), "--model", str(tmp_path / "model.pt"), "--out", str(tmp_path)]) == 0
@@ -172,7 +172,7 @@ def test_config_options_reach_the_preset():
 
 
 def test_train_resume_continues_an_interrupted_run(demo_dir, tmp_path, capsys, monkeypatch):
-    import aimonk.training as training
+    import aimonk.training.strategies as training
 
     out = tmp_path / "run"
     args = ["train", str(demo_dir), "--out", str(out), "--preset", "finetune", "--epochs", "3", "--image-size", "48",
@@ -192,10 +192,10 @@ def test_train_resume_continues_an_interrupted_run(demo_dir, tmp_path, capsys, m
 
 
 def test_evaluate_with_given_thresholds_reads_the_checkpoint_once(demo_dir, cli_run, tmp_path, capsys, monkeypatch):
-    import aimonk.predict as predict
+    import aimonk.model.checkpoint as checkpoint
 
-    reads, real = [], predict.load_checkpoint
-    monkeypatch.setattr(predict, "load_checkpoint", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    reads, real = [], checkpoint.read_torch_file
+    monkeypatch.setattr(checkpoint, "read_torch_file", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
     assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), "--subset", "all",
                  "--thresholds", "0.2,0.3,0.4,0.6", "--out", str(tmp_path)]) == 0
     assert "thresholds given by the caller" in capsys.readouterr().out and len(reads) == 1
@@ -206,7 +206,7 @@ def test_evaluate_with_given_thresholds_reads_the_checkpoint_once(demo_dir, cli_
 
 
 def test_ctrl_c_stops_a_command_without_a_traceback_and_exit_130(demo_dir, tmp_path, capsys, monkeypatch):
-    import aimonk.training as training
+    import aimonk.training.strategies as training
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -219,3 +219,20 @@ def test_ctrl_c_stops_a_command_without_a_traceback_and_exit_130(demo_dir, tmp_p
     assert main(["train", str(demo_dir), "--out", str(tmp_path / "run"), "--image-size", "48"]) == 130
     assert "interrupted before the first epoch ended: nothing was saved" in capsys.readouterr().out
     assert not (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "config.json").exists()
+
+
+@pytest.mark.parametrize("preset, backbone", [("finetune", "efficientnet_lite0"), ("reference", "resnet18")])
+def test_evaluate_cv_finishes_with_a_preset_that_holds_out_a_validation_split(demo_dir, tmp_path, preset, backbone,
+                                                                              capsys):
+    """finetune and reference choose their thresholds on a validation split; their final model, trained on every
+    image, gets its rule from the out-of-fold predictions (this died after the folds: 'threshold_source val
+    needs a validation split')."""
+    from aimonk.model.checkpoint import Checkpoint
+
+    code = main(["evaluate", str(demo_dir), "--cv", "2", "--preset", preset, "--backbone", backbone, "--weights",
+                 "none", "--out", str(tmp_path), "--epochs", "1", "--image-size", "48", "--batch-size", "16",
+                 "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    checkpoint = Checkpoint.load(tmp_path / "model.pt")
+    assert checkpoint.provenance.final_model == "retrain" and "out-of-fold" in checkpoint.rule.source_
+    assert checkpoint.config.threshold_source == "val" and checkpoint.config.val_fraction == 0.15  # the recipe

@@ -1,8 +1,10 @@
+from aimonk.config import PRESETS, TrainConfig
+
 
 
 def test_presets_default_trains_the_head_only_and_finetune_the_backbone():
     from aimonk.config import PRESETS
-    from aimonk.features import HEAD_ONLY_AUGMENTATIONS
+    from aimonk.model.recipe import HEAD_ONLY_AUGMENTATIONS
 
     assert PRESETS["default"].freeze == "all" and PRESETS["default"].augment in HEAD_ONLY_AUGMENTATIONS
     assert PRESETS["finetune"].freeze == 2 and PRESETS["finetune"].augment == "strong"
@@ -25,6 +27,28 @@ def test_the_reference_preset_is_the_first_public_solution():
 
 def test_the_configuration_knows_exactly_the_backbones_the_factory_builds():
     from aimonk.config import BACKBONE_NAMES
-    from aimonk.models import BACKBONES
+    from aimonk.model.registry import BACKBONES
 
     assert tuple(BACKBONES) == BACKBONE_NAMES
+
+
+def test_the_weight_decay_help_names_the_optimizer_that_uses_it():
+    import dataclasses
+
+    import torch
+
+    from aimonk.model.registry import build_model
+    from aimonk.training.optim import make_optimizer
+
+    optimizer = make_optimizer(build_model("resnet18", 2, weights="none"), TrainConfig())
+    help_text = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}["weight_decay"]
+    assert type(optimizer) is torch.optim.Adam and help_text.startswith("Adam's weight decay")
+    assert "AdamW" not in help_text
+
+
+def test_derived_configurations_are_valid_for_every_preset():
+    for name, config in PRESETS.items():
+        for derived in (config.for_fold(), config.for_final_model()):
+            assert derived.keep == "last" and derived.val_fraction == 0.0 and derived.threshold_source == "none"
+            assert derived.replace(threshold_source=config.threshold_source, val_fraction=config.val_fraction,
+                                   keep=config.keep) == config, name

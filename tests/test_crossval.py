@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
-from aimonk.crossval import CrossValidation, cross_validate, cv_report, fold_tuned_decisions, out_of_fold
-from aimonk.thresholds import calibrated_thresholds
+from aimonk.decision.rule import DecisionRule
+from aimonk.evaluation.tables import cv_report, fold_tuned_decisions
+from aimonk.training.crossval import CrossValidation, cross_validate, out_of_fold
 from aimonk.metrics import attribute_metrics, bootstrap_f1
 
-pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
 
 def synthetic_cv(n=200, seed=0, noise=0.0):
@@ -20,7 +21,7 @@ def synthetic_cv(n=200, seed=0, noise=0.0):
 
 def test_a_perfect_predictor_scores_one_with_a_degenerate_interval():
     cv = synthetic_cv()
-    table, thresholds = cv_report(cv, rounds=200), calibrated_thresholds(out_of_fold(cv), calibration="none")[0].values
+    table, thresholds = cv_report(cv, rounds=200), DecisionRule(calibration="none").fit(out_of_fold(cv)).thresholds_
     for column in ("f1", "ap", "roc_auc"):
         assert table[column].tolist() == pytest.approx([1.0] * 4)
     assert (table["f1_low"] == 1.0).all() and (table["f1_high"] == 1.0).all()
@@ -34,7 +35,7 @@ def test_intervals_cover_the_point_estimate():
 
 
 def test_thresholds_are_never_tuned_on_the_rows_they_score(monkeypatch):
-    import aimonk.thresholds as module
+    import aimonk.decision.thresholds as module
 
     cv = synthetic_cv(noise=0.3)
     calls = []
@@ -72,20 +73,20 @@ def test_bootstrap_is_reproducible():
 
 
 def test_cross_validate_scores_every_image_once(demo_dir, tiny_config):
-    from aimonk.dataset import load_labelled_folder
+    from aimonk.data.folder import load_labelled_folder
 
     data = load_labelled_folder(demo_dir, 48, progress=False)
     cv = cross_validate(tiny_config, data, folds=3, progress=False)
     assert not np.isnan(cv.probabilities).any()
     assert sorted(np.unique(cv.folds)) == [0, 1, 2] and len(cv.histories) == 3
-    table, (thresholds, calibration) = cv_report(cv, rounds=50), calibrated_thresholds(out_of_fold(cv))
-    assert list(table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"] and len(thresholds.values) == 4
-    assert "out-of-fold predictions of 57 images (3-fold" in thresholds.source
-    assert "after platt calibration" in thresholds.source and len(calibration.scale) == 4
+    table, rule = cv_report(cv, rounds=50), DecisionRule().fit(out_of_fold(cv))
+    assert list(table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"] and len(rule.thresholds) == 4
+    assert "out-of-fold predictions of 57 images (3-fold" in rule.source_
+    assert "after platt calibration" in rule.source_ and len(rule.calibration_.scale) == 4
 
 
 def test_cross_validate_on_some_rows_keeps_their_order(demo_dir, tiny_config):
-    from aimonk.dataset import load_labelled_folder
+    from aimonk.data.folder import load_labelled_folder
 
     data = load_labelled_folder(demo_dir, 48, progress=False)
     rows = np.arange(len(data))[::-1][:30]  # a subset, in another order
@@ -96,7 +97,7 @@ def test_cross_validate_on_some_rows_keeps_their_order(demo_dir, tiny_config):
 
 
 def test_save_and_load_round_trip(tmp_path):
-    from aimonk.crossval import load_cv, save_cv
+    from aimonk.training.crossval import load_cv, save_cv
 
     cv = synthetic_cv(noise=0.2)
     cv.config = {"backbone": "x"}
@@ -107,8 +108,8 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_calibrated_out_of_fold_probabilities_are_cross_fitted_once_per_method(monkeypatch):
-    import aimonk.crossval as crossval
-    from aimonk.calibration import cross_fitted
+    import aimonk.training.crossval as crossval
+    from aimonk.decision.calibration import cross_fitted
 
     cv, calls = synthetic_cv(noise=0.3), []
     monkeypatch.setattr(crossval, "cross_fitted", lambda *a, **k: calls.append(a[2]) or cross_fitted(*a, **k))

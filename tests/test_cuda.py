@@ -4,14 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from aimonk.dataset import load_labelled_folder
-from aimonk.engine import mixed_precision_dtype, place_model, predict_probabilities
-from aimonk.features import backbone_features
-from aimonk.models import build_model
-from aimonk.predict import Predictor
-from aimonk.training import fit
+from aimonk.data.folder import load_labelled_folder
+from aimonk.model.inference import place_model, predict_probabilities
+from aimonk.runtime import mixed_precision_dtype
+from aimonk.model.features import backbone_features
+from aimonk.model.registry import build_model
+from aimonk.serve.predictor import Predictor
+from aimonk.training.loop import fit
 
-pytestmark = [pytest.mark.cuda, pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning"),
+pytestmark = [pytest.mark.cuda, pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning"),
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
-from aimonk.checkpoint import load_checkpoint
-from aimonk.demo import make_demo_dataset
+from aimonk.model.checkpoint import Checkpoint
+from aimonk.data.demo import make_demo_dataset
 from aimonk.distributed import Processes, ShardedSampler
 
 FAST = ["--backbone", "efficientnet_lite0", "--image-size", "32"]
@@ -57,9 +57,9 @@ def test_the_default_recipe_in_two_processes_gives_what_one_gives(data, tmp_path
     assert double["val_macro_f1"] == pytest.approx(single["val_macro_f1"], abs=1e-5)
     assert double["val_loss"] == pytest.approx(single["val_loss"], abs=1e-5)
     # the thresholds come from a 5-fold cross-validation whose folds the two processes shared
-    thresholds = [load_checkpoint(tmp_path / run / "model.pt")["thresholds"] for run in ("one", "two")]
+    thresholds = [Checkpoint.load(tmp_path / run / "model.pt").rule.thresholds for run in ("one", "two")]
     np.testing.assert_allclose(thresholds[1], thresholds[0], atol=1e-5)
-    assert "5-fold" in load_checkpoint(tmp_path / "two" / "model.pt")["thresholds_source"]
+    assert "5-fold" in Checkpoint.load(tmp_path / "two" / "model.pt").rule.source_
 
 
 def test_a_head_trained_by_epochs_under_ddp_matches_one_process(data, tmp_path):
@@ -139,15 +139,16 @@ def test_blocks_cover_every_row_once():
 
 def test_a_run_interrupted_in_one_process_resumes_under_torchrun(data, tmp_path, monkeypatch):
     from aimonk.config import preset
-    from aimonk.dataset import load_labelled_folder
-    from aimonk.training import fit
+    from aimonk.data.folder import load_labelled_folder
+    from aimonk.training.loop import TrainingInterrupted, fit
     from conftest import interrupt_in_epoch
 
     config = preset("finetune", backbone="resnet18", weights="none", freeze=3, image_size=32, epochs=3,
                     batch_size=16, device="cpu", num_workers=0)
     interrupt_in_epoch(monkeypatch, 3)
     images = load_labelled_folder(data, 32, progress=False)
-    assert fit(config, images, tmp_path / "run", progress=False).interrupted
+    with pytest.raises(TrainingInterrupted):
+        fit(config, images, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "last.pt").is_file()
     out = aimonk(["train", data, "--out", tmp_path / "run", "--resume"], tmp_path / "cache", processes=2)
     assert "resumed after epoch 2" in out and out.count("epoch   3") == 1

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from aimonk.evaluation import compare_thresholds, evaluate_checkpoint, worst_mistakes
+from aimonk.evaluation.folder import evaluate_checkpoint
+from aimonk.evaluation.tables import compare_thresholds, worst_mistakes
 
-pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
 
 def test_scores_at_half_beside_the_given_thresholds():
@@ -31,4 +32,4 @@ def test_held_out_folder_is_scored_whole_with_stored_thresholds(trained_run, dem
     assert evaluation.subset == "all" and len(evaluation.names) == 57
     assert list(evaluation.table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
     assert (evaluation.table.loc["Attr1":"Attr4", "threshold"] == 0.5).all()
-    assert evaluation.thresholds_source == "0.5, not tuned: the run ended before its thresholds were tuned"  # fit alone
+    assert evaluation.thresholds_source == "0.5, not tuned (the run ended before its thresholds were tuned)"  # fit alone

@@ -5,10 +5,11 @@ import torch
 from torch.nn import functional
 
 from aimonk.cli import main
-from aimonk.explain import feature_map_layers, grad_cam
-from aimonk.models import EnsembleClassifier, build_model
+from aimonk.serve.explain import feature_map_layers, grad_cam
+from aimonk.model.classifier import EnsembleClassifier
+from aimonk.model.registry import build_model
 
-pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 IMAGES = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
 
 

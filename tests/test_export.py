@@ -8,7 +8,7 @@ import pytest
 
 from aimonk.cli import main
 
-pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +21,13 @@ def calibrated_run(demo_dir, tmp_path_factory):
 
 
 def test_onnx_and_pytorch_agree(calibrated_run, tmp_path):
-    from aimonk.onnx_predictor import OnnxPredictor
-    from aimonk.predict import Predictor
+    from aimonk.serve.onnx_predictor import OnnxPredictor
+    from aimonk.serve.predictor import Predictor
 
     assert main(["export", "--model", str(calibrated_run / "model.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
     predictor = Predictor.load(calibrated_run / "model.pt", "cpu")
     predictor.config = predictor.config.replace(amp=False)  # float32, as the graph computes
-    assert predictor.calibration is not None and predictor.config.tta
+    assert predictor.rule.calibration_ is not None and predictor.config.tta
     images = np.random.default_rng(0).integers(0, 256, (7, 64, 64, 3), dtype=np.uint8)
     exported = OnnxPredictor(tmp_path / "m.onnx")
     np.testing.assert_allclose(exported.probabilities(images), predictor.probabilities(images), atol=1e-4)

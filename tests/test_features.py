@@ -2,13 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-import aimonk.features as features
-import aimonk.training as training
-from aimonk.dataset import load_labelled_folder
-from aimonk.features import FeatureDataset, trains_head_only
-from aimonk.models import build_model
+import aimonk.model.features as features
+import aimonk.training.loop as training
+import aimonk.training.strategies as strategies
+from aimonk.config import TrainConfig
+from aimonk.data.folder import load_labelled_folder
+from aimonk.model.features import FeatureDataset
+from aimonk.model.recipe import Recipe, decide_recipe
+from aimonk.model.registry import build_model
 
-pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
 
 @pytest.fixture()
@@ -31,16 +34,37 @@ def test_freeze_all_leaves_only_the_head_trainable():
         build_model("resnet18", 3, weights="none", freeze="some")
 
 
+def is_head_only(**fields) -> bool:
+    return decide_recipe(TrainConfig(**fields)).head_only
+
+
 def test_head_only_only_when_augmentation_cannot_change_features():
-    model = build_model("resnet18", 3, weights="none", freeze="all")
-    assert trains_head_only(model, "none") and trains_head_only(model, "flip")
-    assert not trains_head_only(model, "strong")
-    assert not trains_head_only(build_model("resnet18", 3, weights="none", freeze=4), "none")
+    assert is_head_only(backbone="resnet18", freeze="all", augment="none")
+    assert is_head_only(backbone="resnet18", freeze="all", augment="flip")
+    assert not is_head_only(backbone="resnet18", freeze="all", augment="strong")
+    assert not is_head_only(backbone="resnet18", freeze=4, augment="none")
+
+
+@pytest.mark.parametrize("backbone, freeze", [("resnet18", 5), ("efficientnet_lite0", 9),
+                                              ("efficientnet_lite0+efficientnet_lite1", -1),
+                                              ("efficientnet_lite0+efficientnet_lite1", 2)])
+def test_freezing_every_stage_by_number_is_the_recipe_of_freeze_all(backbone, freeze):
+    """One predicate decides: a count equal to the backbone's stages (or -1 on joined backbones) is
+    --freeze all, for the model that is built and for the recipe that trains it."""
+    config = TrainConfig(backbone=backbone, freeze=freeze, augment="flip", weights="none")
+    assert decide_recipe(config) is decide_recipe(config.replace(freeze="all")) is Recipe.LINEAR_PROBE
+    model = build_model(backbone, 2, weights="none", freeze=freeze, image_size=64)
+    assert model.frozen_stages == len(model.stages)
+
+
+def test_a_freeze_beyond_the_backbone_is_refused_with_its_stages():
+    with pytest.raises(ValueError, match="between 0 and 5 stages"):
+        decide_recipe(TrainConfig(backbone="resnet18", freeze=6))
 
 
 def test_precomputed_features_train_the_same_model_as_images(data, head_only, monkeypatch):
     fast = training.fit(head_only, data, None, progress=False)
-    monkeypatch.setattr(training, "trains_head_only", lambda model, augment: False)
+    monkeypatch.setattr(training, "decide_recipe", lambda config: Recipe.WHOLE_NETWORK)
     slow = training.fit(head_only, data, None, progress=False)
     for name, value in fast.model.head.state_dict().items():
         torch.testing.assert_close(value, slow.model.head.state_dict()[name], atol=1e-4, rtol=1e-3)
@@ -49,7 +73,7 @@ def test_precomputed_features_train_the_same_model_as_images(data, head_only, mo
 
 
 def test_features_are_computed_once_for_all_folds(data, head_only, monkeypatch):
-    from aimonk.crossval import cross_validate
+    from aimonk.training.crossval import cross_validate
 
     calls = []
     real = features.backbone_features
@@ -89,9 +113,9 @@ def test_fine_tuning_starts_from_the_head_trained_alone(data, head_only, monkeyp
         return interrupted
 
     started = []
-    real_epoch = training.train_one_epoch
+    real_epoch = strategies.train_one_epoch
     monkeypatch.setattr(training, "run_epochs", recording_run)
-    monkeypatch.setattr(training, "train_one_epoch",
+    monkeypatch.setattr(strategies, "train_one_epoch",
                         lambda model, *a, **k: started.append({n: v.clone() for n, v in model.head.state_dict().items()}
                                                               if hasattr(model, "head") else None)
                         or real_epoch(model, *a, **k))

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aimonk.dataset import load_labelled_folder, read_label_folder
-from aimonk.images import DataWarning, cache_images, load_image, to_rgb
+from aimonk.data.folder import load_labelled_folder, read_label_folder
+from aimonk.data.images import DataWarning, cache_images, load_image, to_rgb
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -63,7 +63,7 @@ def test_the_widget_and_the_loader_resize_an_image_the_same_way(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from aimonk.images import load_image, resized
+    from aimonk.data.images import load_image, resized
 
     photo = np.random.default_rng(0).integers(0, 256, (300, 450, 3), dtype=np.uint8)
     Image.fromarray(photo).save(tmp_path / "photo.png")

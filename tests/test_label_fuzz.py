@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aimonk.labels import LabelFileError, LabelTable, read_labels
+from aimonk.data.labels import LabelFileError, LabelTable, read_labels
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TOKENS = st.sampled_from(["1", "0", "NA", "na", "1.0", "yes", "?", "", "maybe", "#", "x.jpg", "../a.jpg", "/etc/x",

@@ -1,7 +1,7 @@
 """Label issues by confident learning on out-of-fold predictions, and confident NA suggestions."""
 import numpy as np
 
-from aimonk.label_issues import confident_label_issues, label_issues, na_suggestions
+from aimonk.evaluation.label_issues import confident_label_issues, label_issues, na_suggestions
 
 
 def test_flipped_labels_are_found_and_ranked_first():
@@ -34,7 +34,7 @@ def test_tables_name_the_file_attribute_and_suggestion():
 
 
 def test_gallery_rows_follow_the_ranking():
-    from aimonk.label_issues import top_issue_rows
+    from aimonk.evaluation.label_issues import top_issue_rows
 
     targets = np.array([[1], [1], [1], [0], [0], [0]], dtype=float)
     probabilities = np.array([[0.9], [0.02], [0.1], [0.1], [0.95], [0.2]])

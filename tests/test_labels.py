@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from aimonk.labels import LabelFileError, read_labels, summarize
+from aimonk.data.labels import LabelFileError, read_labels, summarize
 from conftest import write
 
 

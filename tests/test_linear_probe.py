@@ -4,9 +4,9 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from aimonk.linear_probe import choose_c, fit_linear_probe
+from aimonk.training.linear_probe import choose_c, fit_linear_probe
 
-pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
 
 def problem(rng, n=240, features=12, attributes=3):

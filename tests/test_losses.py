@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from aimonk.losses import MaskedBCEWithLogits, MaskedFocalLoss, make_loss, positive_weights
+from aimonk.training.losses import MaskedBCEWithLogits, MaskedFocalLoss, make_loss, positive_weights
 
 NAN = float("nan")
 
@@ -65,7 +65,7 @@ def test_make_loss_rejects_unknown_name():
 
 
 def test_asymmetric_loss_reduces_to_bce_and_ignores_easy_negatives():
-    from aimonk.losses import MaskedAsymmetricLoss
+    from aimonk.training.losses import MaskedAsymmetricLoss
 
     logits = torch.tensor([[1.5, -0.5, 0.3], [-4.0, 2.0, 0.7]])
     targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, NAN]])

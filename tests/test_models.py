@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from aimonk.models import BACKBONES, WeightsUnavailableError, build_model
+from aimonk.model.registry import BACKBONES, WeightsUnavailableError, build_model
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
@@ -33,7 +33,7 @@ def test_frozen_stages_keep_batchnorm_statistics():
 def test_the_model_takes_uint8_nhwc_and_prepares_it_itself_in_either_layout():
     """One preprocessing path: permute and normalisation happen inside forward, so every caller (and an
     exported graph) feeds decoded pixels; the layout place_model chooses does not change the result."""
-    from aimonk.engine import place_model
+    from aimonk.model.inference import place_model
 
     torch.manual_seed(0)
     model = build_model("resnet18", 3, weights="none", image_size=32).eval()
@@ -65,7 +65,7 @@ def test_offline_efficientnet_lite_is_imagenet_trained(version):
     batch = torch.from_numpy(image)[None]
     # the shipped ImageNet classifier is not part of our model: rebuild it from the package
     from efficientnet_lite_pytorch import EfficientNet
-    from aimonk.models import _lite_weights_file
+    from aimonk.model.registry import _lite_weights_file
 
     reference = EfficientNet.from_name(f"efficientnet-lite{version}")
     reference.load_state_dict(torch.load(_lite_weights_file(version), weights_only=True))
@@ -101,7 +101,8 @@ def test_local_weights_file_is_loaded_and_checked(tmp_path):
 
 
 def test_backbones_joined_by_plus_concatenate_their_features():
-    from aimonk.features import trains_head_only
+    from aimonk.config import TrainConfig
+    from aimonk.model.recipe import decide_recipe
 
     joined = build_model("efficientnet_lite0+efficientnet_lite1", 3, weights="none", freeze="all", image_size=64).eval()
     alone = [build_model(f"efficientnet_lite{v}", 3, weights="none", image_size=64).eval() for v in (0, 1)]
@@ -112,7 +113,8 @@ def test_backbones_joined_by_plus_concatenate_their_features():
     with torch.no_grad():
         expected = torch.cat([model.features(x) for model in alone], dim=1)
         torch.testing.assert_close(joined.features(x), expected)
-    assert joined.head[-1].in_features == 2560 and trains_head_only(joined, "flip")
+    assert joined.head[-1].in_features == 2560 and joined.frozen_stages == len(joined.stages)
+    assert decide_recipe(TrainConfig(backbone="efficientnet_lite0+efficientnet_lite1", freeze="all")).head_only
     assert all(not p.requires_grad for p in joined.stages.parameters())
     assert build_model("efficientnet_lite0+efficientnet_lite1", 3, weights="none", freeze=0).frozen_stages == 0
     with pytest.raises(ValueError, match="share an input normalisation"):

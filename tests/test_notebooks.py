@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from aimonk.checkpoint import load_checkpoint
+from aimonk.model.checkpoint import Checkpoint
 from aimonk.notebooks import FIGURES, NOTEBOOKS, NotebookError, notebook_folder, run_notebooks
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -33,7 +33,7 @@ def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path):
     printed = "".join(str(output.get("text", "")) + str(output.get("data", {}).get("text/html", ""))
                       for cell in evaluation.cells if cell.cell_type == "code" for output in cell.outputs)
     assert "f1@stored" in printed and "out-of-fold predictions" in printed  # the stored thresholds, explained
-    assert load_checkpoint(tmp_path / "model.pt")["thresholds_source"].startswith("tuned")
+    assert Checkpoint.load(tmp_path / "model.pt").rule.source_.startswith("tuned")
     expected = {"imbalance", "na_per_image", "cooccurrence", "label_patterns", "image_sizes", "samples",
                 "loss_curve", "epoch_curves", "f1_comparison", "precision_recall", "confusion_matrices",
                 "sample_predictions", "worst_mistakes", "cv_f1_intervals", "reliability", "cv_reliability", "label_issues"}

@@ -3,13 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-import aimonk.pipeline as pipeline
-from aimonk.checkpoint import load_checkpoint
-from aimonk.dataset import load_labelled_folder
-from aimonk.training import fit
+import aimonk.training.run as pipeline
+from aimonk.data.folder import load_labelled_folder
+from aimonk.decision.rule import DecisionRule
+from aimonk.model.checkpoint import Checkpoint
+from aimonk.training.loop import TrainingInterrupted, fit
 from conftest import interrupt_call
 
-pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
 
 @pytest.fixture(scope="module")
@@ -46,38 +47,40 @@ def test_cv_thresholds_come_from_out_of_fold_predictions_on_the_training_rows(da
         return cv
 
     monkeypatch.setattr(pipeline, "cross_validate", spy)
-    result = pipeline.train(probe_config, data, tmp_path, progress=False)
+    trained = pipeline.train(probe_config, data, tmp_path, progress=False)
+    result = trained.result
     np.testing.assert_array_equal(seen["rows"], result.train_rows)
     assert seen["folds"] == 3 and not set(seen["rows"]) & set(result.val_rows)
-    expected, calibration = pipeline.calibrated_thresholds(pipeline.out_of_fold(seen["oof"]), "f1", "platt")
-    expected = expected.values
-    stored = load_checkpoint(tmp_path / "model.pt")
-    np.testing.assert_allclose(stored["thresholds"], expected)
+    expected_rule = DecisionRule("f1", "platt").fit(pipeline.out_of_fold(seen["oof"]))
+    expected = expected_rule.thresholds_
+    stored = Checkpoint.load(tmp_path / "model.pt").rule
+    np.testing.assert_allclose(stored.thresholds, expected)
     assert not np.allclose(expected, 0.5)
-    assert "out-of-fold predictions of" in stored["thresholds_source"]
-    assert stored["thresholds_source"] == result.thresholds.source
-    np.testing.assert_allclose(stored["calibration"]["scale"], calibration.scale)  # fitted on the same predictions
+    assert "out-of-fold predictions of" in stored.source_
+    assert stored.source_ == trained.rule.source_
+    np.testing.assert_allclose(stored.calibration_.scale, expected_rule.calibration_.scale)  # the same predictions
 
 
 def test_val_thresholds_are_tuned_on_the_validation_predictions(data, probe_config, tmp_path):
-    from aimonk.thresholds import tune_thresholds
+    from aimonk.decision.thresholds import tune_thresholds
 
-    result = pipeline.train(probe_config.replace(threshold_source="val", threshold_strategy="recall:0.9"), data, tmp_path,
-                            progress=False)
-    from aimonk.calibration import fit_calibration
+    trained = pipeline.train(probe_config.replace(threshold_source="val", threshold_strategy="recall:0.9"), data,
+                             tmp_path, progress=False)
+    result = trained.result
+    from aimonk.decision.calibration import fit_calibration
 
     targets = data.values[result.val_rows]
     calibrated = fit_calibration(targets, result.val_probabilities, "platt")(result.val_probabilities)
     expected = tune_thresholds(targets, calibrated, "recall:0.9")
-    np.testing.assert_allclose(load_checkpoint(tmp_path / "model.pt")["thresholds"], expected)
-    assert "recall:0.9" in result.thresholds.source and "validation images" in result.thresholds.source
+    np.testing.assert_allclose(Checkpoint.load(tmp_path / "model.pt").rule.thresholds, expected)
+    assert "recall:0.9" in trained.rule.source_ and "validation images" in trained.rule.source_
 
 
 def test_no_tuning_keeps_one_half(data, probe_config, tmp_path):
-    result = pipeline.train(probe_config.replace(threshold_source="none"), data, tmp_path, progress=False)
-    stored = load_checkpoint(tmp_path / "model.pt")
-    assert stored["thresholds"] == [0.5] * 4 and stored["calibration"] is None
-    assert result.thresholds.source.startswith("0.5, not tuned")
+    trained = pipeline.train(probe_config.replace(threshold_source="none"), data, tmp_path, progress=False)
+    stored = Checkpoint.load(tmp_path / "model.pt").rule
+    assert stored.thresholds == [0.5] * 4 and stored.calibration_ is None
+    assert trained.rule.source_.startswith("0.5, not tuned")
 
 
 @pytest.mark.parametrize("change, message", [
@@ -95,8 +98,9 @@ def test_bad_threshold_and_probe_options_fail_when_the_configuration_is_built(pr
 def test_a_one_pass_run_plots_its_validation_scores_per_attribute(data, probe_config):
     from aimonk.plots import plot_epoch_curves
 
-    history = fit(probe_config, data, progress=False).history
-    figure = plot_epoch_curves(history)
+    result = fit(probe_config, data, progress=False)
+    history = result.history
+    figure = plot_epoch_curves(history, result.recipe)
     bars = figure.axes[0].containers
     assert len(bars) == 3 and len(bars[2]) == 4  # precision, recall, F1 for each of the 4 attributes
     np.testing.assert_allclose([b.get_height() for b in bars[2]], list(history["epochs"][0]["val_f1"].values()))
@@ -107,10 +111,10 @@ def test_a_run_without_validation_plots_its_training_loss_without_warnings(data,
 
     from aimonk.plots import plot_epoch_curves
 
-    history = fit(probe_config.replace(val_fraction=0.0), data, progress=False).history
+    result = fit(probe_config.replace(val_fraction=0.0), data, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. matplotlib's "No artists with labels found to put in legend"
-        figure = plot_epoch_curves(history)
+        figure = plot_epoch_curves(result.history, result.recipe)
     assert len(figure.axes) == 1 and "no validation split" in figure.axes[0].get_title()
 
 
@@ -118,7 +122,7 @@ def test_a_run_on_every_image_ends_by_printing_the_f1_evaluate_then_reports(data
     """The out-of-fold F1 printed as training ends is what `aimonk evaluate` on the folder reports."""
     import re
 
-    from aimonk.evaluation import evaluate_checkpoint
+    from aimonk.evaluation.folder import evaluate_checkpoint
 
     pipeline.train(probe_config.replace(val_fraction=0.0), data, tmp_path)
     printed = re.search(r"out-of-fold F1 \(each fold decided by thresholds from the other folds\): (.*)",
@@ -130,14 +134,16 @@ def test_a_run_on_every_image_ends_by_printing_the_f1_evaluate_then_reports(data
 
 
 def test_the_predictor_reports_calibrated_probabilities(data, probe_config, tmp_path):
-    from aimonk.predict import Predictor
+    from aimonk.serve.predictor import Predictor
 
-    result = pipeline.train(probe_config, data, tmp_path, progress=False)
+    import dataclasses
+
+    trained = pipeline.train(probe_config, data, tmp_path, progress=False)
     predictor = Predictor.load(tmp_path / "model.pt", "cpu")
     calibrated = predictor.probabilities(data.images[:8])
-    predictor.calibration = None
+    predictor.rule = dataclasses.replace(predictor.rule, calibration_=None)
     raw = predictor.probabilities(data.images[:8])
-    np.testing.assert_allclose(calibrated, result.calibration(raw), atol=1e-5)
+    np.testing.assert_allclose(calibrated, trained.rule.calibration_(raw), atol=1e-5)
     assert not np.allclose(calibrated, raw, atol=1e-3)
 
 
@@ -151,18 +157,20 @@ def interrupt_solve(monkeypatch, call: int) -> list:
 def test_ctrl_c_in_the_threshold_folds_keeps_the_model_with_untuned_thresholds_and_says_so(
         data, probe_config, tmp_path, monkeypatch, capsys):
     calls = interrupt_solve(monkeypatch, 3)  # the final model, fold 1, then Ctrl-C in fold 2
-    result = pipeline.train(probe_config.replace(val_fraction=0.0), data, tmp_path)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        pipeline.train(probe_config.replace(val_fraction=0.0), data, tmp_path)
     assert len(calls) == 3  # no fold trained after the interruption
-    assert result.interrupted and list(result.thresholds.values) == [0.5] * 4
-    payload = load_checkpoint(tmp_path / "model.pt")
-    assert payload["thresholds"] == [0.5] * 4 and payload.get("held_out") is None
-    assert "threshold cross-validation was interrupted" in payload["thresholds_source"]
-    printed = capsys.readouterr().out
-    assert "interrupted: train again to tune them" in printed and "epoch None" not in printed
+    assert stopped.value.result is not None  # the trained model is kept
+    saved = Checkpoint.load(tmp_path / "model.pt")
+    assert saved.rule.thresholds == [0.5] * 4 and saved.out_of_fold is None
+    assert "threshold cross-validation was interrupted" in saved.rule.source_
+    message = str(stopped.value)
+    assert f"kept with 0.5 thresholds in {tmp_path / 'model.pt'}: train again to tune them" in message
+    assert "epoch None" not in message + capsys.readouterr().out
 
 
 def test_a_cross_validation_stops_at_the_interrupted_fold(data, probe_config, monkeypatch):
-    from aimonk.crossval import cross_validate
+    from aimonk.training.crossval import cross_validate
 
     calls = interrupt_solve(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):

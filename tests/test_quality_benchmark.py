@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from aimonk.demo import make_demo_dataset
+from aimonk.data.demo import make_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aimonk.split import kfold_splits, train_val_split
+from aimonk.data.split import kfold_splits, train_val_split
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from aimonk.thresholds import parse_strategy, tune_threshold, tune_thresholds
+from aimonk.config import parse_strategy
+from aimonk.decision.thresholds import tune_threshold, tune_thresholds
 
 
 def test_f1_threshold_separates_a_separable_attribute():

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from aimonk.dataset import load_labelled_folder
-from aimonk.training import fit
-from conftest import interrupt_in_epoch
+from aimonk.data.folder import load_labelled_folder
+from aimonk.model.checkpoint import Checkpoint
+from aimonk.training.loop import TrainingInterrupted, fit
+from conftest import interrupt_call, interrupt_in_epoch
 
-pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +37,26 @@ def test_training_reduces_the_loss(data, tiny_config, tmp_path):
 
 def test_ctrl_c_keeps_the_best_checkpoint(data, tiny_config, tmp_path, monkeypatch):
     interrupt_in_epoch(monkeypatch, 2)
-    result = fit(tiny_config.replace(epochs=5), data, tmp_path, progress=False)
-    assert result.interrupted and result.best_epoch == 1
-    saved = torch.load(tmp_path / "model.pt", weights_only=True)
-    assert saved["epoch"] == 1 and len(saved["history"]["epochs"]) == 1
+    with pytest.raises(TrainingInterrupted) as stopped:
+        fit(tiny_config.replace(epochs=5), data, tmp_path, progress=False)
+    result = stopped.value.result
+    assert result.best_epoch == 1 and f"(epoch 1) is kept in {tmp_path / 'model.pt'}" in str(stopped.value)
+    saved = Checkpoint.load(tmp_path / "model.pt")
+    assert saved.provenance.epoch == 1 and len(saved.history["epochs"]) == 1 and saved.rule is None
+
+
+def test_ctrl_c_in_the_head_only_epochs_stops_the_run(data, tiny_config, tmp_path, monkeypatch):
+    """--head-epochs trains the head alone first; Ctrl-C there stops the run: fine-tuning does not start."""
+    calls = []
+    interrupt_call(monkeypatch, "train_one_epoch", 1, calls)  # the first head-only epoch
+    config = tiny_config.replace(epochs=2, head_epochs=2, head_solver="adam")
+    with pytest.raises(TrainingInterrupted, match="head-only epochs, before fine-tuning began: nothing was saved"):
+        fit(config, data, tmp_path, progress=False)
+    assert len(calls) == 1 and not (tmp_path / "model.pt").exists()
 
 
 def test_early_stopping(data, tiny_config, monkeypatch):
-    import aimonk.training as training
+    import aimonk.training.state as training
 
     monkeypatch.setattr(training, "is_better", lambda record, best: best is None)
     result = fit(tiny_config.replace(epochs=6, patience=2), data, None, progress=False)
@@ -56,8 +69,8 @@ def test_training_without_validation_keeps_last_epoch(data, tiny_config):
 
 
 def test_warmup_then_cosine_schedule(tiny_config):
-    from aimonk.models import build_model
-    from aimonk.training import make_optimizer, make_scheduler
+    from aimonk.model.registry import build_model
+    from aimonk.training.optim import make_optimizer, make_scheduler
 
     config = tiny_config.replace(schedule="cosine", warmup_epochs=1, epochs=4, head_lr_multiplier=10)
     model = build_model("resnet18", 2, weights="none", freeze=3)
@@ -74,7 +87,7 @@ def test_warmup_then_cosine_schedule(tiny_config):
 
 
 def test_rare_attribute_oversampling_weights():
-    from aimonk.training import rare_attribute_weights
+    from aimonk.training.loaders import rare_attribute_weights
 
     values = np.array([[1, 0], [1, 1], [0, np.nan], [1, 0], [1, 0], [1, 0]], dtype=np.float32)
     assert rare_attribute_weights(values, 4.0).tolist() == [1, 4, 1, 1, 1, 1]
@@ -86,8 +99,8 @@ def test_keep_last_and_tta(data, tiny_config):
 
 
 def test_compiled_training_updates_the_returned_model(data, tiny_config):
-    from aimonk.engine import seed_everything
-    from aimonk.models import build_model
+    from aimonk.runtime import seed_everything
+    from aimonk.model.registry import build_model
 
     config = tiny_config.replace(compile=True, tta=False)
     result = fit(config, data, None, progress=False)
@@ -102,7 +115,7 @@ def test_compiled_training_updates_the_returned_model(data, tiny_config):
 
 
 def test_weight_average_is_what_is_kept(data, tiny_config, monkeypatch):
-    import aimonk.training as training
+    import aimonk.training.strategies as training
 
     averages = []
     real = training.WeightAverage
@@ -123,8 +136,8 @@ def test_weight_average_is_what_is_kept(data, tiny_config, monkeypatch):
 
 
 def test_weight_average_decay_must_be_a_fraction(tiny_config):
-    from aimonk.models import build_model
-    from aimonk.training import WeightAverage
+    from aimonk.model.registry import build_model
+    from aimonk.training.optim import WeightAverage
 
     with pytest.raises(ValueError, match="between 0 and 1"):
         WeightAverage(build_model("resnet18", 2, weights="none"), 1.5)
@@ -146,17 +159,19 @@ def test_strong_augmentation_is_reproducible_with_the_same_seed(data, tiny_confi
 def test_a_run_interrupted_and_resumed_ends_as_an_uninterrupted_one(data, tiny_config, tmp_path, monkeypatch):
     """Strong augmentation, oversampling, a cosine schedule and weight averaging: every random and optimiser
     state must come back for the weights and metrics to match exactly."""
-    import aimonk.training as training
+    import aimonk.training.strategies as training
+    from aimonk.training.runlog import load_last
 
     config = tiny_config.replace(epochs=4, augment="strong", ema=0.9, seed=3)
     whole = fit(config, data, tmp_path / "whole", progress=False)
     assert not (tmp_path / "whole" / "last.pt").exists()  # a finished run keeps no training state
 
     real = interrupt_in_epoch(monkeypatch, 3)
-    first = fit(config, data, tmp_path / "parts", progress=False)
-    assert first.interrupted and len(first.history["epochs"]) == 2
+    with pytest.raises(TrainingInterrupted) as stopped:
+        fit(config, data, tmp_path / "parts", progress=False)
+    assert len(stopped.value.result.history["epochs"]) == 2
     monkeypatch.setattr(training, "train_one_epoch", real)
-    resumed = fit(config, data, tmp_path / "parts", progress=False, resume=training.load_last(tmp_path / "parts"))
+    resumed = fit(config, data, tmp_path / "parts", progress=False, resume=load_last(tmp_path / "parts"))
     def without_timing(history):
         return {**history, "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history["epochs"]]}
 

@@ -5,10 +5,10 @@ import io
 import pytest
 from PIL import Image
 
-from aimonk.predict import Predictor
+from aimonk.serve.predictor import Predictor
 from aimonk.widgets import PredictionApp
 
-pytestmark = pytest.mark.filterwarnings("ignore::aimonk.images.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import torch
 
 from aimonk.config import TrainConfig
 from aimonk.decision.rule import DecisionRule
+from aimonk.decision.thresholds import HeldOut
 from aimonk.files import atomic_path
 from aimonk.model.classifier import EnsembleClassifier, classifiers
 from aimonk.model.recipe import Recipe, decide_recipe
@@ -41,6 +42,11 @@ class OutOfFold:
     def to_dict(self) -> dict:
         return {"names": list(self.names), "probabilities": torch.from_numpy(self.probabilities.astype(np.float32)),
                 "folds": torch.from_numpy(np.asarray(self.folds, dtype=np.int64)), "description": self.description}
+
+    @classmethod
+    def of(cls, held_out: HeldOut) -> "OutOfFold":
+        """What a checkpoint keeps of out-of-fold predictions (their labels are the folder's)."""
+        return cls(list(held_out.names), held_out.probabilities, held_out.folds, held_out.description)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "OutOfFold | None":

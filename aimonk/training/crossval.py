@@ -112,13 +112,11 @@ def final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, 
         model = EnsembleClassifier([network_from_config(config, len(cv.attributes), state=state)
                                     for state in cv.fold_states])
         history = new_history()
-    held_out = out_of_fold(cv)
     provenance = Provenance(final_model=how, majority=majority_classes(cv.targets).tolist(),
                             split={"train": list(data.filenames), "val": [],
                                    "label_file": str(data.labels.source.resolve()), "train_digests": data.digests()})
     return Checkpoint.of_model(model, config, cv.attributes, history, rule=rule, provenance=provenance,
-                               out_of_fold=OutOfFold(held_out.names, held_out.probabilities, held_out.folds,
-                                                     held_out.description))
+                               out_of_fold=OutOfFold.of(out_of_fold(cv)))
 
 
 def save_cv(cv: CrossValidation, path) -> Path:

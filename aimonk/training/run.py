@@ -27,10 +27,6 @@ class TrainedModel:
         return self.checkpoint.rule
 
     @property
-    def model(self):
-        return self.result.model
-
-    @property
     def history(self) -> dict:
         return self.result.history
 
@@ -75,8 +71,7 @@ def finish(config: TrainConfig, data: LabelledImages, result: TrainResult, held_
            rule: DecisionRule) -> TrainedModel:
     """The run's checkpoint with its rule (and the out-of-fold predictions it was fitted on, for `aimonk
     evaluate`), saved where the run log saved the kept epoch."""
-    kept = OutOfFold(held_out.names, held_out.probabilities, held_out.folds, held_out.description) \
-        if held_out is not None and held_out.folds is not None else None
+    kept = OutOfFold.of(held_out) if held_out is not None and held_out.folds is not None else None
     checkpoint = Checkpoint.of_model(result.model, config, data.attributes, result.history, rule=rule,
                                      provenance=result.provenance, out_of_fold=kept)
     if result.checkpoint_path:

@@ -1,0 +1,96 @@
+"""The shape of the package: layers that only import downwards (the import-linter contract in pyproject.toml),
+no import circle (imports inside functions counted), short modules, and the public API at the top."""
+import inspect
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+import pytest
+
+import aimonk
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBPACKAGES = ("data", "decision", "model", "training", "serve", "evaluation")
+
+
+def test_the_layers_contract_is_kept():
+    command = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or "lint-imports"
+    done = subprocess.run([command, "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "Contracts: 1 kept, 0 broken." in done.stdout
+
+
+def cycle(graph) -> list[str] | None:
+    """An import circle among the package's modules, or None (depth-first search)."""
+    state, path = {}, []
+
+    def visit(module):
+        state[module] = "open"
+        path.append(module)
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            if state.get(imported) == "open":
+                return path[path.index(imported):] + [imported]
+            if imported not in state and (found := visit(imported)):
+                return found
+        state[module] = "done"
+        path.pop()
+        return None
+
+    return next((found for module in sorted(graph.modules) if module not in state and (found := visit(module))), None)
+
+
+def test_no_import_circle_counting_imports_inside_functions():
+    graph = grimp.build_graph("aimonk")  # every import statement, at module level or inside a function
+    assert cycle(graph) is None, " -> ".join(cycle(graph))
+
+
+def test_the_cycle_finder_finds_one():
+    class Graph:
+        modules = {"a", "b", "c"}
+
+        @staticmethod
+        def find_modules_directly_imported_by(module):
+            return {"a": {"b"}, "b": {"c"}, "c": {"a"}}[module]
+
+    assert cycle(Graph()) == ["a", "b", "c", "a"]
+
+
+def test_layered_subpackages_and_no_module_over_350_lines():
+    for name in SUBPACKAGES:
+        assert (ROOT / "aimonk" / name / "__init__.py").is_file(), name
+    long = {str(path.relative_to(ROOT)): n for path in (ROOT / "aimonk").rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > 350}
+    assert not long
+
+
+@pytest.mark.parametrize("name", ["train", "evaluate", "cross_validate", "load_predictor", "TrainConfig", "preset",
+                                  "load_labelled_folder"])
+def test_the_public_api_is_at_the_top_with_docstrings_and_types(name):
+    value = getattr(aimonk, name)
+    assert inspect.getdoc(value) and name in dir(aimonk)
+    if inspect.isfunction(value):
+        hints = inspect.get_annotations(value)
+        assert "return" in hints and len(hints) > 1, name
+
+
+def test_importing_aimonk_loads_no_pytorch():
+    done = subprocess.run([sys.executable, "-c", "import sys, aimonk, aimonk.serve.onnx_predictor; "
+                                                 "print('torch' in sys.modules)"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "False"
+
+
+def test_the_readme_python_example_runs_as_written(demo_dir, tmp_path):
+    """The README's "From Python" block, run as it stands in a folder whose data/my_clothes is the demo data."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    shutil.copytree(demo_dir, tmp_path / "data" / "my_clothes")
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "runs" / "r1" / "model.pt").is_file()
+    assert done.stdout.count("Attributes present:") == 57  # every present image of the folder reported
