@@ -72,6 +72,13 @@ class Processes:
         bounds = np.linspace(0, count, self.world + 1).round().astype(int)
         return slice(int(bounds[self.rank]), int(bounds[self.rank + 1]))
 
+    def batches_block(self, count: int, batch: int) -> slice:
+        """This process's contiguous share of `count` rows in whole batches of `batch` rows, cut where a single
+        process cuts them: convolution kernels give results that depend on the batch size, so the rows come
+        out as one process computes them."""
+        batches = self.block(math.ceil(count / batch))
+        return slice(min(batches.start * batch, count), min(batches.stop * batch, count))
+
     def wrap(self, module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         """`module` as DistributedDataParallel (gradients averaged across processes), or itself alone."""
         if not self.distributed:

@@ -154,3 +154,13 @@ def test_a_run_interrupted_in_one_process_resumes_under_torchrun(data, tmp_path,
     assert "resumed after epoch 2" in out and out.count("epoch   3") == 1
     assert [e["epoch"] for e in epochs(tmp_path / "run")] == [1, 2, 3]
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_feature_blocks_are_cut_at_the_batches_of_one_process():
+    """Convolutions give results that depend on the batch size: each process takes whole batches of a single
+    process's run, so that the shared features are those one process computes."""
+    blocks = [Processes(rank, 3).batches_block(150, 32) for rank in range(3)]  # 5 batches of 32 (the last 22)
+    assert [(b.start, b.stop) for b in blocks] == [(0, 64), (64, 96), (96, 150)]
+    assert all(b.start % 32 == 0 for b in blocks)
+    alone = [Processes(rank, 2).batches_block(20, 64) for rank in range(2)]  # one batch: one process takes it
+    assert sorted((b.stop - b.start) for b in alone) == [0, 20] and alone[-1].stop == 20

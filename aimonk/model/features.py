@@ -52,13 +52,13 @@ def cached_features(model, data, config, device, progress: bool = False,
         cached = load_array("features", disk_key) if on_disk else None
         if cached is None:
             def compute(out: np.ndarray) -> int:
-                if processes.distributed:
-                    own = processes.block(len(data))
-                    part = backbone_features(model, data.images[own], device, config.batch_size * 2, config.amp,
-                                             progress)
+                batch = config.batch_size * 2
+                if processes.distributed:  # whole batches of one process's run, so that the features are its
+                    own = processes.batches_block(len(data), batch)
+                    part = backbone_features(model, data.images[own], device, batch, config.amp, progress)
                     out[:] = processes.gather_rows(part, dim=1).numpy()
                 else:
-                    backbone_features(model, data.images, device, config.batch_size * 2, config.amp, progress, out)
+                    backbone_features(model, data.images, device, batch, config.amp, progress, out)
                 return len(out)
 
             shape = (2, len(data), feature_width(model, config.image_size, device))
