@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import re
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from aimonk.config import PRESETS, TrainConfig, preset
+from aimonk.config import FINAL_MODELS, PRESETS, TrainConfig, preset
 from aimonk.files import check_output_folder
 
 
@@ -129,19 +128,24 @@ def evaluate_cross_validated(args) -> int:
     config = config_from_args(args)
     if not args.out:
         raise ValueError("--cv needs --out FOLDER for its tables and final model")
-    started = time.perf_counter()
-    run = cross_validate(args.data, config, args.cv, args.out, final=args.final, overwrite=args.overwrite)
+    out, started = Path(args.out), time.perf_counter()
+
+    def report(run) -> None:
+        print(f"\nout-of-fold metrics, thresholds tuned on the other folds ({config.threshold_strategy}); F1 with 95% "
+              "bootstrap CI:")
+        print(run.table.to_string(float_format="{:.3f}".format))
+        print(f"written {out / 'cv_metrics.csv'} and {out / 'cv_metrics.json'}")
+        print(f"\n{len(run.label_issues)} known labels the out-of-fold predictions confidently contradict "
+              f"({out / 'label_issues.csv'}; the most doubtful first):")
+        print(run.label_issues.sort_values("self_confidence").head(5).to_string(index=False,
+                                                                                 float_format="{:.3f}".format))
+        print(f"{len(run.na_suggestions)} NA cells predicted with >= 95% confidence: {out / 'na_suggestions.csv'}",
+              flush=True)
+
+    run = cross_validate(args.data, config, args.cv, out, final=args.final, overwrite=args.overwrite,
+                         on_report=report)
     if run is None:  # a worker process
         return 0
-    out = Path(args.out)
-    strategy = config.threshold_strategy
-    print(f"\nout-of-fold metrics, thresholds tuned on the other folds ({strategy}); F1 with 95% bootstrap CI:")
-    print(run.table.to_string(float_format="{:.3f}".format))
-    print(f"written {out / 'cv_metrics.csv'} and {out / 'cv_metrics.json'}")
-    print(f"\n{len(run.label_issues)} known labels the out-of-fold predictions confidently contradict "
-          f"({out / 'label_issues.csv'}; the most doubtful first):")
-    print(run.label_issues.sort_values("self_confidence").head(5).to_string(index=False, float_format="{:.3f}".format))
-    print(f"{len(run.na_suggestions)} NA cells predicted with >= 95% confidence: {out / 'na_suggestions.csv'}")
     if run.checkpoint is not None:
         print(f"final model ({args.final}) with thresholds {[round(t, 3) for t in run.rule.thresholds]}: "
               f"{out / 'model.pt'}")
@@ -217,30 +221,13 @@ def cmd_demo(args) -> int:
 
 
 def cmd_notebooks(args) -> int:
-    from aimonk.data.folder import find_label_file
-    from aimonk.notebooks import FIGURES, NOTEBOOKS, run_notebooks
-    from aimonk.workflows import TRAIN_OUTPUTS
+    from aimonk.notebooks import run_notebook_job
 
-    from aimonk.data.demo import demo_folder
-
-    if Path(args.data).resolve() != demo_folder().resolve():
-        find_label_file(args.data)  # only the package's own demo location is filled with generated data
-    out = check_output_folder(args.out, args.overwrite, names=NOTEBOOKS + TRAIN_OUTPUTS + ("model.onnx",)).resolve()
-    figures = Path(args.figures).resolve() if args.figures else out / "figures"
-    check_output_folder(figures, args.overwrite, "--figures", names=FIGURES)
-    # the folders were checked above: the notebooks may write there
-    parameters = {"data_dir": str(Path(args.data).resolve()), "out_dir": str(out), "figures_dir": str(figures),
-                  "overwrite": True}
-    for name, value in args.parameter or []:
-        try:
-            parameters[name] = json.loads(value)
-        except json.JSONDecodeError:
-            parameters[name] = value
-    names = [n for n in NOTEBOOKS if not args.only or any(n.startswith(p) for p in args.only.split(","))]
     started = time.perf_counter()
-    executed = run_notebooks(parameters, out, args.notebooks, names)
+    executed, out, figures = run_notebook_job(args.data, args.out, args.figures, args.parameter or [], args.only,
+                                              args.notebooks, args.overwrite)
     print(f"executed {len(executed)} notebook(s) into {out} in {(time.perf_counter() - started) / 60:.1f} min; "
-          f"figures in {parameters['figures_dir']}")
+          f"figures in {figures}")
     return 0
 
 
@@ -268,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data")
     evaluate.add_argument("--model", help="the checkpoint to score (not with --cv)")
     evaluate.add_argument("--cv", type=int, metavar="K", help="K-fold cross-validation of the training recipe")
-    evaluate.add_argument("--final", choices=("retrain", "ensemble", "none"), default="retrain",
+    evaluate.add_argument("--final", choices=FINAL_MODELS, default="retrain",
                           help="with --cv: the model saved as OUT/model.pt (default: retrained on all images)")
     evaluate.add_argument("--preset", choices=sorted(PRESETS), default="default")
     evaluate.add_argument("--subset", choices=("auto", "val", "all"), default="auto",

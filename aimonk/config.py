@@ -16,8 +16,9 @@ SPLITS = ("iterative", "last_attribute")
 KEEP = ("best", "last")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CALIBRATIONS = ("platt", "temperature", "none")
+FINAL_MODELS = ("retrain", "ensemble", "none")  # after a cross-validation: retrained, the folds' ensemble, or none
 BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_lite1",
-                  "efficientnet_lite2")  # aimonk.models.BACKBONES builds each (a test keeps the two in step)
+                  "efficientnet_lite2")  # aimonk.model.registry.BACKBONES builds each (a test keeps the two in step)
 
 
 def option(default, help: str, choices=None, low=None, high=None, below=None):

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from aimonk.config import TrainConfig
+from aimonk.data.demo import demo_folder
+from aimonk.data.folder import find_label_file
+from aimonk.files import check_output_folder
+from aimonk.workflows import TRAIN_OUTPUTS
 
 NOTEBOOKS = ("01_eda.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_predict.ipynb")
 FIGURES = ("imbalance.png", "na_per_image.png", "cooccurrence.png", "label_patterns.png", "image_sizes.png",
@@ -61,3 +66,25 @@ def declared_parameters(parameters: dict, declared) -> dict:
         passed["options"] = {**parameters.get("options", {}),
                              **{key: value for key, value in parameters.items() if key in fields and key not in declared}}
     return passed
+
+
+def run_notebook_job(data, out, figures=None, parameters=(), only: str | None = None, notebooks_dir=None,
+                     overwrite: bool = False) -> tuple[list[Path], Path, Path]:
+    """`aimonk notebooks`: check the data and the output folders before any work, then run the notebooks
+    (`only`: comma-separated prefixes) with the shared folders and the (NAME, VALUE) parameters (JSON values,
+    else text). Returns (the executed copies, the output folder, the figures folder)."""
+    if Path(data).resolve() != demo_folder().resolve():
+        find_label_file(data)  # only the package's own demo location is filled with generated data
+    out = check_output_folder(out, overwrite, names=NOTEBOOKS + TRAIN_OUTPUTS + ("model.onnx",)).resolve()
+    figures = Path(figures).resolve() if figures else out / "figures"
+    check_output_folder(figures, overwrite, "--figures", names=FIGURES)
+    # the folders were checked above: the notebooks may write there
+    given = {"data_dir": str(Path(data).resolve()), "out_dir": str(out), "figures_dir": str(figures),
+             "overwrite": True}
+    for name, value in parameters:
+        try:
+            given[name] = json.loads(value)
+        except json.JSONDecodeError:
+            given[name] = value
+    names = [n for n in NOTEBOOKS if not only or any(n.startswith(p) for p in only.split(","))]
+    return run_notebooks(given, out, notebooks_dir, names), out, figures

@@ -38,7 +38,7 @@ def plot_epoch_curves(history: dict, recipe: Recipe = Recipe.WHOLE_NETWORK):
     """Train/validation loss and validation F1 (macro and per attribute) per epoch; for the recipe solved in one
     pass (the linear probe) its validation precision, recall and F1 per attribute instead."""
     frame = pd.DataFrame(history["epochs"])
-    if not recipe.by_epochs and "val_f1" in frame:
+    if (len(frame) == 1 or not recipe.by_epochs) and "val_f1" in frame:
         return plot_single_pass(history["epochs"][0])
     if "val_loss" not in frame:  # trained on every image: only the training loss to show
         figure, loss_ax = plt.subplots(figsize=(6.5, 4.5))

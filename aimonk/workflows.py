@@ -11,12 +11,14 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from aimonk.config import TrainConfig, preset
+from aimonk.config import FINAL_MODELS, TrainConfig, preset
 from aimonk.data.folder import LabelledImages, load_labelled_folder
 from aimonk.decision.rule import DecisionRule
 from aimonk.distributed import Processes
@@ -39,7 +41,6 @@ TRAIN_OUTPUTS = ("model.pt", "last.pt", "config.json", "history.json", "loss_cur
 CV_OUTPUTS = ("model.pt", "config.json", "cv_metrics.csv", "cv_metrics.json", "oof_predictions.csv",
               "label_issues.csv", "na_suggestions.csv")
 EVALUATE_OUTPUTS = ("metrics.csv", "metrics.json")
-FINALS = ("retrain", "ensemble", "none")
 
 
 def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = False, overwrite: bool = False,
@@ -50,6 +51,9 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
     its own configuration. Ctrl-C raises aimonk.training.loop.TrainingInterrupted, saying what was kept."""
     resumed = None
     if resume:
+        if out is None or config is not None:
+            raise ValueError("resume continues the interrupted run in `out` with its own configuration: give out, "
+                             "not a configuration")
         resumed = load_last(out)
         config = TrainConfig.from_dict(resumed["config"])
     config = config or preset("default")
@@ -121,18 +125,20 @@ class CrossValidationRun:
 
 
 def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=None, *, final: str = "retrain",
-                   overwrite: bool = False, progress: bool = True) -> CrossValidationRun | None:
+                   overwrite: bool = False, progress: bool = True,
+                   on_report: Callable[[CrossValidationRun], None] | None = None) -> CrossValidationRun | None:
     """K-fold cross-validation of `config` (default: the default preset) on `data` (a folder or a
     LabelledImages): every image predicted by the fold model that did not learn from it, the honest report
     (thresholds tuned on the other folds), the decision rule fitted on all out-of-fold predictions, the
     labels to check, and the final model (final: retrain on every image, ensemble the folds, or none). With
     `out` the tables, oof_predictions.csv, label_issues.csv, na_suggestions.csv and model.pt are written there.
-    Under torchrun only the main process returns the run (the others return None)."""
+    on_report(run) is called once the report is ready, before the final model trains. Under torchrun only the
+    main process returns the run (the others return None)."""
     config = config or preset("default")
     if not isinstance(folds, int) or folds < 2:
         raise ValueError(f"--cv must be at least 2 folds, not {folds}")
-    if final not in FINALS:
-        raise ValueError(f"--final must be one of {', '.join(FINALS)}, not {final!r}")
+    if final not in FINAL_MODELS:
+        raise ValueError(f"--final must be one of {', '.join(FINAL_MODELS)}, not {final!r}")
     if out is not None:
         out = check_output_folder(out, overwrite, names=CV_OUTPUTS)
     processes, data = training_data(data, config)
@@ -141,7 +147,7 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
               + (f" -> {out}" if out else "")
               + (f"; folds spread over {processes.world} processes" if processes.distributed else ""), flush=True)
     cv = run_folds(config, data, folds, keep_models=final == "ensemble", progress=progress, processes=processes)
-    rule = DecisionRule(config.threshold_strategy, config.calibration).fit(out_of_fold(cv))
+    rule = DecisionRule.of(config).fit(out_of_fold(cv))
     if not processes.main:
         if final == "retrain":  # the final model trains in every process
             final_model(cv, config, data, final, rule, progress=False, processes=processes)
@@ -152,6 +158,8 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
                              na_suggestions(cv.targets, calibrated, cv.names, cv.attributes))
     if out is not None:
         run.written += write_cv_tables(run, data, out)
+    if on_report is not None:
+        on_report(run)
     if final != "none":
         run.checkpoint = final_model(cv, config, data, final, rule, progress=progress, processes=processes)
         if out is not None:
@@ -180,7 +188,7 @@ def evaluate(data, model, *, subset: str = "auto", thresholds=None, out=None, ov
         out = check_output_folder(out, overwrite, names=EVALUATE_OUTPUTS)
     predictor = model if isinstance(model, Predictor) else Predictor.load(model, device)
     if thresholds is not None:
-        text = thresholds if isinstance(thresholds, str) else ",".join(str(float(t)) for t in thresholds)
+        text = thresholds if isinstance(thresholds, str) else ",".join(map(str, np.atleast_1d(thresholds).astype(float)))
         thresholds = parse_thresholds(text, len(predictor.attributes))
     evaluation = evaluate_checkpoint(data, predictor, subset, thresholds, progress=progress)
     if out is not None:

@@ -24,6 +24,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimonk.model.checkpoint import Checkpoint
+from aimonk.model.recipe import decide_recipe
 from aimonk.config import preset
 from aimonk.data.folder import load_labelled_folder
 from aimonk.model.inference import place_model, predict_logits
@@ -163,7 +164,7 @@ def reference_pipeline(config, data, device, epochs):
 def prediction(config, model, data, device, folder_images):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.pt"
-        Checkpoint.of_model(model, config, data.attributes, new_history()).save(path)
+        Checkpoint.of_model(model, config, data.attributes, new_history(), decide_recipe(config)).save(path)
         predictor = Predictor.load(path, str(device))
         files = [data.image_dir / n for n in data.filenames[:folder_images]]
         predictor.predict_paths(files[:8], progress=False)

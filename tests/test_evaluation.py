@@ -33,3 +33,14 @@ def test_held_out_folder_is_scored_whole_with_stored_thresholds(trained_run, dem
     assert list(evaluation.table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
     assert (evaluation.table.loc["Attr1":"Attr4", "threshold"] == 0.5).all()
     assert evaluation.thresholds_source == "0.5, not tuned (the run ended before its thresholds were tuned)"  # fit alone
+
+
+def test_the_evaluate_api_takes_thresholds_as_one_number_a_list_or_text(trained_run, demo_dir):
+    import aimonk
+
+    out, _ = trained_run
+    for given in (0.3, [0.3] * 4, "0.3", np.full(4, 0.3)):
+        evaluation = aimonk.evaluate(demo_dir, out / "model.pt", subset="all", thresholds=given, device="cpu",
+                                     progress=False)
+        assert evaluation.table.loc["Attr1":"Attr4", "threshold"].tolist() == pytest.approx([0.3] * 4)
+        assert evaluation.thresholds_source == "given by the caller"

@@ -179,3 +179,21 @@ def test_a_run_interrupted_and_resumed_ends_as_an_uninterrupted_one(data, tiny_c
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     np.testing.assert_array_equal(resumed.val_probabilities, whole.val_probabilities)
+
+
+def test_ctrl_c_in_a_resumed_run_names_the_epoch_its_checkpoint_holds(data, tiny_config, tmp_path, monkeypatch):
+    import aimonk.training.strategies as strategies
+    from aimonk.training.runlog import load_last
+
+    config = tiny_config.replace(epochs=4, seed=5)
+    real = interrupt_in_epoch(monkeypatch, 3)
+    with pytest.raises(TrainingInterrupted) as first:
+        fit(config, data, tmp_path, progress=False)
+    kept = Checkpoint.load(tmp_path / "model.pt").provenance.epoch
+    assert f"(epoch {kept}) is kept" in str(first.value)
+    monkeypatch.setattr(strategies, "train_one_epoch", real)
+    interrupt_in_epoch(monkeypatch, 1)  # the first epoch after resuming
+    with pytest.raises(TrainingInterrupted) as second:
+        fit(config, data, tmp_path, progress=False, resume=load_last(tmp_path))
+    assert f"(epoch {kept}) is kept in {tmp_path / 'model.pt'}" in str(second.value) and "--resume" in str(second.value)
+    assert Checkpoint.load(tmp_path / "model.pt").provenance.epoch == kept

@@ -47,7 +47,7 @@ class LabelledImages:
     missing: list[str] = field(default_factory=list)  # listed in the label file, not on disk
     unreadable: list[str] = field(default_factory=list)
     images_key: str | None = None  # aimonk.cache's key of the decoded images (features are cached under it)
-    feature_cache: dict = field(default_factory=dict, repr=False, compare=False)  # see aimonk.features
+    feature_cache: dict = field(default_factory=dict, repr=False, compare=False)  # see aimonk.model.features
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aimonk.config import CALIBRATIONS, parse_strategy
+from aimonk.config import CALIBRATIONS, TrainConfig, parse_strategy
 from aimonk.decision.calibration import EPSILON, Calibration, fit_calibration
 from aimonk.decision.thresholds import HeldOut, tune_thresholds
 
@@ -26,6 +26,11 @@ class DecisionRule:
     calibration_: Calibration | None = field(default=None, repr=False)
     thresholds_: np.ndarray | None = None
     source_: str = ""
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> "DecisionRule":
+        """The (unfitted) rule a training configuration asks for: its threshold strategy and calibration."""
+        return cls(config.threshold_strategy, config.calibration)
 
     def fit(self, held_out: HeldOut) -> "DecisionRule":
         """Fit the calibration map on the held-out predictions (none for 'none'), then tune the thresholds on

@@ -82,13 +82,15 @@ class Checkpoint:
     ensemble_size: int | None = None  # the members of a fold ensemble
 
     @classmethod
-    def of_model(cls, model: torch.nn.Module, config: TrainConfig, attributes, history: dict, **fields) -> "Checkpoint":
-        """A checkpoint of `model` (an AttributeClassifier or an ensemble of them), its weights copied to the CPU."""
+    def of_model(cls, model: torch.nn.Module, config: TrainConfig, attributes, history: dict, recipe: Recipe,
+                 **fields) -> "Checkpoint":
+        """A checkpoint of `model` (an AttributeClassifier or an ensemble of them) trained by `recipe`, its weights
+        copied to the CPU."""
         first = classifiers(model)[0]
         members = len(model.members) if isinstance(model, EnsembleClassifier) else None
         return cls(config, list(attributes), {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
                    {"mean": first.mean.flatten().tolist(), "std": first.std.flatten().tolist()},
-                   decide_recipe(config), history, ensemble_size=members, **fields)
+                   recipe, history, ensemble_size=members, **fields)
 
     @property
     def image_size(self) -> int:
@@ -157,7 +159,7 @@ def from_earlier_format(payload: dict) -> dict:
     untuned = payload.get("thresholds_source") == EARLIER_UNTUNED
     rule = None if untuned else {
         "strategy": config.threshold_strategy, "calibration": calibration["method"] if calibration else "none",
-        "thresholds": payload["thresholds"], "source": payload.get("thresholds_source", ""),
+        "thresholds": payload["thresholds"], "source": payload.get("thresholds_source", "stored in the checkpoint"),
         "calibration_map": calibration}
     provenance = {"version": payload.get("version", ""), "epoch": payload.get("epoch"),
                   "final_model": payload.get("final_model"), "split": payload.get("split") or {},

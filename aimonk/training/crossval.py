@@ -1,7 +1,7 @@
 """K-fold cross-validation: out-of-fold probabilities for every labelled image, and the final model after it.
 
 Each image is predicted by the one model that did not train on it, at the end of a fixed schedule (no
-epoch is picked on the images being scored: TrainConfig.for_fold). aimonk.evaluation.report scores them
+epoch is picked on the images being scored: TrainConfig.for_fold). aimonk.evaluation.tables scores them
 honestly; the decision rule of the final model is fitted on them.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aimonk.config import TrainConfig
+from aimonk.config import FINAL_MODELS, TrainConfig
 from aimonk.data.folder import LabelledImages
 from aimonk.data.split import kfold_splits
 from aimonk.decision.calibration import cross_fitted
@@ -22,6 +22,7 @@ from aimonk.distributed import Processes
 from aimonk.metrics import majority_classes
 from aimonk.model.checkpoint import Checkpoint, OutOfFold, Provenance, network_from_config
 from aimonk.model.classifier import EnsembleClassifier
+from aimonk.model.recipe import decide_recipe
 from aimonk.training.loop import fit, share_features
 from aimonk.training.state import new_history
 
@@ -91,9 +92,6 @@ def out_of_fold(cv: CrossValidation) -> HeldOut:
                    cv.names, cv.folds)
 
 
-FINAL_MODELS = ("retrain", "ensemble")
-
-
 def final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, how: str, rule: DecisionRule | None,
                 progress: bool = True, processes: Processes = Processes()) -> Checkpoint:
     """The model to use after cross-validation, with the decision rule fitted on the out-of-fold predictions.
@@ -101,21 +99,21 @@ def final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, 
     retrain: one model trained on every image for the same schedule (config.for_final_model()), by all the
     processes; ensemble: the fold models, their logits averaged.
     """
-    if how not in FINAL_MODELS:
-        raise ValueError(f"final model must be one of {FINAL_MODELS}")
+    if how not in FINAL_MODELS[:2]:
+        raise ValueError(f"final model must be one of {', '.join(FINAL_MODELS[:2])}")
     if how == "retrain":
         result = fit(config.for_final_model(), data, None, progress=progress, processes=processes)
-        model, history = result.model, result.history
+        model, history, recipe = result.model, result.history, result.recipe
     else:
         if not cv.fold_states:
             raise ValueError("the cross-validation kept no fold models (keep_models=False)")
         model = EnsembleClassifier([network_from_config(config, len(cv.attributes), state=state)
                                     for state in cv.fold_states])
-        history = new_history()
+        history, recipe = new_history(), decide_recipe(config)
     provenance = Provenance(final_model=how, majority=majority_classes(cv.targets).tolist(),
                             split={"train": list(data.filenames), "val": [],
                                    "label_file": str(data.labels.source.resolve()), "train_digests": data.digests()})
-    return Checkpoint.of_model(model, config, cv.attributes, history, rule=rule, provenance=provenance,
+    return Checkpoint.of_model(model, config, cv.attributes, history, recipe, rule=rule, provenance=provenance,
                                out_of_fold=OutOfFold.of(out_of_fold(cv)))
 
 

@@ -89,7 +89,8 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     state = strategy.new_state(model, config)
     if resume is not None:
         state.load_state_dict(resume["state"])
-    log = RunLog(Path(out_dir) if out_dir else None, config, data, train_rows, val_rows, progress, processes.main)
+    log = RunLog(Path(out_dir) if out_dir else None, config, data, train_rows, val_rows, progress, processes.main,
+                 recipe, saved_epoch=state.best_epoch if resume is not None else None)
     try:
         run_epochs(state, strategy, config, phase, log, validate_each_epoch)
     except KeyboardInterrupt:

@@ -46,7 +46,7 @@ def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: boo
     result = fit(config, data, out_dir, progress, resume=resume, processes=processes)
     try:
         held_out = held_out_predictions(config, data, result, progress, processes)
-    except TrainingInterrupted:
+    except KeyboardInterrupt:  # TrainingInterrupted in a fold, or Ctrl-C anywhere else in the cross-validation
         why = "the threshold cross-validation was interrupted: train again to tune them"
         kept = finish(config, data, result, None, DecisionRule.untuned(len(data.attributes), why,
                                                                         config.threshold_strategy))
@@ -57,7 +57,7 @@ def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: boo
         why = "no validation split" if config.threshold_source == "val" else "--threshold-source none"
         rule = DecisionRule.untuned(len(data.attributes), why, config.threshold_strategy)
     else:
-        rule = DecisionRule(config.threshold_strategy, config.calibration).fit(held_out)
+        rule = DecisionRule.of(config).fit(held_out)
     trained = finish(config, data, result, held_out, rule)
     if progress:
         print("thresholds " + ", ".join(f"{name} {value:.3f}" for name, value in
@@ -72,7 +72,7 @@ def finish(config: TrainConfig, data: LabelledImages, result: TrainResult, held_
     """The run's checkpoint with its rule (and the out-of-fold predictions it was fitted on, for `aimonk
     evaluate`), saved where the run log saved the kept epoch."""
     kept = OutOfFold.of(held_out) if held_out is not None and held_out.folds is not None else None
-    checkpoint = Checkpoint.of_model(result.model, config, data.attributes, result.history, rule=rule,
+    checkpoint = Checkpoint.of_model(result.model, config, data.attributes, result.history, result.recipe, rule=rule,
                                      provenance=result.provenance, out_of_fold=kept)
     if result.checkpoint_path:
         checkpoint.save(result.checkpoint_path)

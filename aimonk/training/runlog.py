@@ -13,6 +13,7 @@ from aimonk.data.folder import LabelledImages
 from aimonk.files import atomic_path, write_text
 from aimonk.metrics import majority_classes
 from aimonk.model.checkpoint import Checkpoint, Provenance, read_torch_file
+from aimonk.model.recipe import Recipe
 from aimonk.training.state import TrainState
 
 LAST_FORMAT = "aimonk-training-state/1"
@@ -20,11 +21,13 @@ LAST_FORMAT = "aimonk-training-state/1"
 
 class RunLog:
     def __init__(self, out_dir: Path | None, config: TrainConfig, data: LabelledImages | None = None,
-                 train_rows=(), val_rows=(), progress: bool = True, main: bool = True):
+                 train_rows=(), val_rows=(), progress: bool = True, main: bool = True,
+                 recipe: Recipe = Recipe.WHOLE_NETWORK, saved_epoch: int | None = None):
         self.out_dir, self.config, self.data, self.progress = out_dir if main else None, config, data, progress
         self.checkpoint = self.out_dir / "model.pt" if self.out_dir else None
         self.last = self.out_dir / "last.pt" if self.out_dir else None
-        self.saved_epoch = None  # the epoch model.pt holds, once its write has completed
+        self.recipe = recipe
+        self.saved_epoch = saved_epoch  # the epoch model.pt holds (a resumed run's, until a new one is kept)
         self.rows = {"train": [int(i) for i in train_rows], "val": [int(i) for i in val_rows]}
         self.origin = Provenance()
         if data is not None:
@@ -47,7 +50,7 @@ class RunLog:
         if not self.out_dir:
             return
         if improved:
-            Checkpoint.of_model(state.evaluated, self.config, self.data.attributes, state.history,
+            Checkpoint.of_model(state.evaluated, self.config, self.data.attributes, state.history, self.recipe,
                                 provenance=self.provenance(record["epoch"])).save(self.checkpoint)
             self.saved_epoch = record["epoch"]
         write_history(state.history, self.out_dir)
