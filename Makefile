@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= data/demo
 RUN ?= runs/demo
 
-.PHONY: setup demo demo-cli test clean
+.PHONY: setup demo figures demo-cli test clean
 
 $(BIN)/aimonk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,12 @@ setup: $(BIN)/aimonk
 $(DATA)/labels.txt: | setup
 	$(BIN)/aimonk demo --out $(DATA)
 
-# The main job: the four numbered notebooks, headless, on the demo data (executed copies in $(RUN)).
+# The main job: the four numbered notebooks, headless, on the demo data (executed copies and figures in $(RUN)).
 demo: setup $(DATA)/labels.txt
+	$(BIN)/aimonk notebooks --data $(DATA) --out $(RUN) -p image_size 128 --overwrite
+
+# The same run, refreshing the README's figures in figures/ (tracked files: for maintainers).
+figures: setup $(DATA)/labels.txt
 	$(BIN)/aimonk notebooks --data $(DATA) --out $(RUN) --figures figures -p image_size 128 --overwrite
 
 # The same job from the command line, without notebooks.

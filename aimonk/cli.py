@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from aimonk.config import FINAL_MODELS, PRESETS, TrainConfig, preset
 from aimonk.files import check_output_folder
+from aimonk.version import __version__
 
 
 
@@ -233,6 +234,7 @@ def cmd_notebooks(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aimonk", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"aimonk {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     summary = commands.add_parser("summary", help="the imbalance table of a labelled folder")

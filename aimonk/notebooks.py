@@ -15,7 +15,7 @@ NOTEBOOKS = ("01_eda.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_predict.
 FIGURES = ("imbalance.png", "na_per_image.png", "cooccurrence.png", "label_patterns.png", "image_sizes.png",
            "samples.png", "loss_curve.png", "epoch_curves.png", "confusion_matrices.png", "cv_f1_intervals.png",
            "f1_comparison.png", "precision_recall.png", "sample_predictions.png", "worst_mistakes.png", "reliability.png", "cv_reliability.png",
-           "label_issues.png")
+           "label_issues.png", "explanation.png")
 
 
 class NotebookError(RuntimeError):

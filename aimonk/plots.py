@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -101,12 +102,14 @@ def plot_imbalance(summary: pd.DataFrame):
     return figure
 
 
-def save_figure(figure, path) -> Path:
+def save_figure(figure, path, show: bool = True) -> None:
+    """Write `figure` to `path` (atomically). In a notebook it then shows below the cell (the inline backend
+    shows every open figure once and closes it) unless show=False; elsewhere it is closed here."""
     path = Path(path)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-    plt.close(figure)
-    return path
+    if not (show and "inline" in matplotlib.get_backend()):
+        plt.close(figure)
 
 
 def _label_mark(truth: float, predicted: bool) -> tuple[str, str]:

@@ -82,8 +82,8 @@ def write_run_outputs(config: TrainConfig, history: dict, recipe: Recipe, out: P
     """config.json and the loss and epoch figures of a run (history.json is the run log's)."""
     write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if history["iteration_loss"]:
-        save_figure(plot_loss_curve(history), out / "loss_curve.png")
-        save_figure(plot_epoch_curves(history, recipe), out / "epoch_curves.png")
+        save_figure(plot_loss_curve(history), out / "loss_curve.png", show=False)  # files of the run folder
+        save_figure(plot_epoch_curves(history, recipe), out / "epoch_curves.png", show=False)
 
 
 def training_data(data, config: TrainConfig) -> tuple[Processes, LabelledImages]:

@@ -236,3 +236,11 @@ def test_evaluate_cv_finishes_with_a_preset_that_holds_out_a_validation_split(de
     checkpoint = Checkpoint.load(tmp_path / "model.pt")
     assert checkpoint.provenance.final_model == "retrain" and "out-of-fold" in checkpoint.rule.source_
     assert checkpoint.config.threshold_source == "val" and checkpoint.config.val_fraction == 0.15  # the recipe
+
+
+def test_version(capsys):
+    from aimonk.version import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"aimonk {__version__}"

@@ -36,12 +36,21 @@ def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path):
     assert Checkpoint.load(tmp_path / "model.pt").rule.source_.startswith("tuned")
     expected = {"imbalance", "na_per_image", "cooccurrence", "label_patterns", "image_sizes", "samples",
                 "loss_curve", "epoch_curves", "f1_comparison", "precision_recall", "confusion_matrices",
-                "sample_predictions", "worst_mistakes", "cv_f1_intervals", "reliability", "cv_reliability", "label_issues"}
+                "sample_predictions", "worst_mistakes", "cv_f1_intervals", "reliability", "cv_reliability", "label_issues",
+                "explanation"}
     assert {p.stem for p in figures.glob("*.png")} == expected
     assert {p.name for p in figures.glob("*.png")} == set(FIGURES)  # what `aimonk notebooks` protects
     for name in ("model.pt", "evaluation.csv", "cv_metrics.csv"):
         assert (tmp_path / name).is_file(), name
     assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 58  # header + 57 images
+    shown = {"01_eda.ipynb": 6, "02_train.ipynb": 2, "03_evaluate.ipynb": 9, "04_predict.ipynb": 1}
+    for name in NOTEBOOKS:  # every figure shows inline, once, where it is computed
+        outputs = [output for cell in nbformat.read(tmp_path / name, as_version=4).cells if cell.cell_type == "code"
+                   for output in cell.outputs]
+        assert sum("image/png" in output.get("data", {}) for output in outputs) == shown[name], name
+        texts = [str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", "")) for output in outputs]
+        assert not any("PosixPath(" in text for text in texts), name
+        assert not any(output.output_type == "error" for output in outputs), name
 
 
 def test_a_failing_cell_names_the_notebook_and_the_cell(tmp_path):
