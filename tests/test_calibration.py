@@ -57,3 +57,15 @@ def test_an_attribute_with_one_known_class_keeps_the_identity():
     targets = np.array([[1, 0], [1, 1], [np.nan, 0], [1, 1]], dtype=float)
     calibration = fit_calibration(targets, np.full((4, 2), 0.7))
     assert calibration.scale[0] == 1 and calibration.bias[0] == 0
+
+
+def test_a_steep_map_on_a_confident_logit_gives_0_or_1_without_an_overflow_warning():
+    import warnings
+
+    from aimonk.decision.calibration import Calibration
+
+    steep = Calibration("platt", np.array([100.0]), np.array([-50.0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in exp" was printed in evaluate
+        mapped = steep(np.array([[1e-9], [0.5], [1 - 1e-9]]))
+    assert mapped[0, 0] == 0.0 and mapped[2, 0] == 1.0 and 0 < mapped[1, 0] < 1e-20

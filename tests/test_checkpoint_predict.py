@@ -127,6 +127,7 @@ def test_json_and_csv_formats_agree():
     records = json.loads(predictions.format("json"))
     assert records[0]["present"] == ["x"] and records[1]["attributes"]["x"]["present"] is False
     assert predictions.format("csv").splitlines() == ["image,x_probability,x", "a,0.7,1", "b,0.2,0"]
+    assert all(predictions.format(kind).endswith("\n") for kind in ("json", "csv", "text"))  # a shell prompt after it
 
 
 def test_predictor_on_an_array_of_any_size(trained_run):

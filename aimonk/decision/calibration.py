@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.special import expit
 
 from aimonk.config import CALIBRATIONS
 from aimonk.data.split import kfold_splits
@@ -26,7 +27,7 @@ def logit(probabilities: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-x))
+    return expit(x)  # exact where 1 / (1 + exp(-x)) overflows (a steep map on a confident logit)
 
 
 @dataclass

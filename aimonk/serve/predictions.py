@@ -56,7 +56,7 @@ class Predictions:
              "present": [name for name, flag in zip(self.attributes, flags) if flag]}
             for image, probs, flags in zip(self.names, self.probabilities, self.present)
         ]
-        return json.dumps(records, indent=2)
+        return json.dumps(records, indent=2) + "\n"
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
