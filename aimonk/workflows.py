@@ -147,7 +147,7 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
               + (f" -> {out}" if out else "")
               + (f"; folds spread over {processes.world} processes" if processes.distributed else ""), flush=True)
     cv = run_folds(config, data, folds, keep_models=final == "ensemble", progress=progress, processes=processes)
-    rule = DecisionRule.of(config).fit(out_of_fold(cv))
+    rule = DecisionRule.of(config).fit(out_of_fold(cv), cv.attributes)
     if not processes.main:
         if final == "retrain":  # the final model trains in every process
             final_model(cv, config, data, final, rule, progress=False, processes=processes)

@@ -40,3 +40,18 @@ def test_nan_targets_are_ignored():
     targets = np.array([[1], [0], [np.nan], [1]], dtype=np.float32)
     probabilities = np.array([[0.8], [0.3], [0.99], [0.6]])
     assert tune_thresholds(targets, probabilities)[0] == pytest.approx(0.45)  # between 0.3 and 0.6
+
+
+def test_a_floor_met_only_by_calling_everything_present_is_named_and_warned(rng):
+    """An attribute 95% positive meets precision >= 0.8 by calling every image PRESENT: the rule says so."""
+    from aimonk.decision.rule import DecisionRule
+    from aimonk.decision.thresholds import HeldOut
+
+    targets = np.column_stack([rng.random(200) < 0.95, rng.random(200) < 0.5]).astype(float)
+    probabilities = np.column_stack([rng.random(200), np.clip(targets[:, 1] * 0.6 + rng.random(200) * 0.4, 0, 1)])
+    held_out = HeldOut(targets, probabilities, "test rows")
+    with pytest.warns(UserWarning, match=r"precision:0.8 decides every known held-out image the same way for "
+                                         r"common \(PRESENT\)"):
+        rule = DecisionRule("precision:0.8", "none").fit(held_out, ["common", "ranked"])
+    assert "common (PRESENT)" in rule.source_ and "ranked" not in rule.source_.split("same way for")[1]
+    assert "same way" not in DecisionRule("f1", "none").fit(held_out, ["common", "ranked"]).source_

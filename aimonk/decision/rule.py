@@ -8,6 +8,7 @@ Predictor, the ONNX export (which bakes the map into its graph) and the widget.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,9 +33,11 @@ class DecisionRule:
         """The (unfitted) rule a training configuration asks for: its threshold strategy and calibration."""
         return cls(config.threshold_strategy, config.calibration)
 
-    def fit(self, held_out: HeldOut) -> "DecisionRule":
+    def fit(self, held_out: HeldOut, attributes=None) -> "DecisionRule":
         """Fit the calibration map on the held-out predictions (none for 'none'), then tune the thresholds on
-        the calibrated ones."""
+        the calibrated ones. An attribute whose precision or recall floor is met only by a threshold that decides
+        every known held-out image the same way (calling everything PRESENT, say) is named in source_ and in a
+        warning: such a threshold tells nothing about an image."""
         parse_strategy(self.strategy)
         mapping = fit_calibration(held_out.targets, held_out.probabilities, self.calibration)
         probabilities = mapping(held_out.probabilities) if mapping else held_out.probabilities
@@ -42,6 +45,14 @@ class DecisionRule:
         self.calibration_ = mapping
         self.thresholds_ = tune_thresholds(held_out.targets, probabilities, self.strategy)
         self.source_ = f"tuned ({self.strategy}) on {held_out.description}{after}"
+        floor = parse_strategy(self.strategy)[1] is not None
+        same = floor and one_decision_for_all(held_out.targets, probabilities, self.thresholds_, attributes)
+        if same:
+            note = (f"{self.strategy} decides every known held-out image the same way for "
+                    + ", ".join(f"{name} ({decision})" for name, decision in same))
+            self.source_ += f"; {note}"
+            warnings.warn(f"{note}: its threshold tells those images apart no better than a constant (try "
+                          "--threshold-strategy f1, or another floor)", UserWarning, stacklevel=2)
         return self
 
     @classmethod
@@ -95,6 +106,20 @@ class DecisionRule:
                                   checked_numbers(stored.get("bias"), attributes, "calibration biases"))
         return cls(str(values.get("strategy", "f1")), str(values.get("calibration", "none")), mapping, thresholds,
                    str(values.get("source", "")))
+
+
+def one_decision_for_all(targets: np.ndarray, probabilities: np.ndarray, thresholds: np.ndarray,
+                         attributes=None) -> list[tuple[str, str]]:
+    """(attribute, PRESENT or ABSENT) for each attribute whose threshold decides all its known rows alike,
+    where those rows hold both classes (with one class only, every threshold does)."""
+    names = list(attributes) if attributes is not None else [f"attribute {k + 1}" for k in range(targets.shape[1])]
+    same = []
+    for column, name in enumerate(names):
+        known = ~np.isnan(targets[:, column])
+        truth, present = targets[known, column], probabilities[known, column] >= thresholds[column]
+        if len(truth) and truth.min() != truth.max() and present.min() == present.max():
+            same.append((name, "PRESENT" if present[0] else "ABSENT"))
+    return same
 
 
 def checked_numbers(values, count: int, what: str, low: float = -math.inf, high: float = math.inf) -> np.ndarray:

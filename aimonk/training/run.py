@@ -57,7 +57,7 @@ def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: boo
         why = "no validation split" if config.threshold_source == "val" else "--threshold-source none"
         rule = DecisionRule.untuned(len(data.attributes), why, config.threshold_strategy)
     else:
-        rule = DecisionRule.of(config).fit(held_out)
+        rule = DecisionRule.of(config).fit(held_out, data.attributes)
     trained = finish(config, data, result, held_out, rule)
     if progress:
         print("thresholds " + ", ".join(f"{name} {value:.3f}" for name, value in
