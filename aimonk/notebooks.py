@@ -1,9 +1,18 @@
 """Running the numbered notebooks headless with papermill, in order, with shared parameters."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
+import re
+import tempfile
+import uuid
 from pathlib import Path
+
+from jupyter_client.manager import KernelManager
+from tqdm.auto import tqdm
+from traitlets import default
 
 from aimonk.config import TrainConfig
 from aimonk.data.demo import demo_folder
@@ -38,15 +47,18 @@ def run_notebooks(parameters: dict, out_dir, notebooks_dir=None, names=NOTEBOOKS
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = []
-    for name in names:
-        source = notebooks_dir / name
-        if not source.is_file():
-            raise FileNotFoundError(f"notebook not found: {source}")
+    missing = [name for name in names if not (notebooks_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"notebook not found: {notebooks_dir / missing[0]}")
+    for index, name in enumerate(names, start=1):
+        source, target = notebooks_dir / name, out_dir / name
         passed = declared_parameters(parameters, papermill.inspect_notebook(str(source)))
-        target = out_dir / name
         try:
-            papermill.execute_notebook(str(source), str(target), parameters=passed, cwd=str(notebooks_dir),
-                                       kernel_name=kernel_name, progress_bar=progress)
+            with run_lines_shown(progress):
+                papermill.execute_notebook(str(source), str(target), parameters=passed, cwd=str(notebooks_dir),
+                                           kernel_name=kernel_name, log_output=progress,
+                                           progress_bar={"desc": f"[{index}/{len(names)}] {name}"} if progress
+                                           else False, kernel_manager_class=LocalKernelManager)
         except PapermillExecutionError as error:
             first_line = error.source.strip().splitlines()[0] if error.source.strip() else ""
             raise NotebookError(
@@ -55,6 +67,49 @@ def run_notebooks(parameters: dict, out_dir, notebooks_dir=None, names=NOTEBOOKS
             ) from error
         executed.append(target)
     return executed
+
+
+class LocalKernelManager(KernelManager):
+    """A kernel reached over local sockets (IPC, files in the temporary folder) rather than TCP: nothing to
+    encrypt, so no 'Kernel is running over TCP without encryption' warning per notebook."""
+
+    @default("transport")
+    def _local_sockets(self) -> str:
+        return "ipc"
+
+    @default("ip")
+    def _socket_prefix(self) -> str:
+        return str(Path(tempfile.gettempdir()) / f"aimonk-kernel-{uuid.uuid4().hex}")  # its files go at shutdown
+
+
+# the lines a run prints as it goes (aimonk.training.runlog, aimonk.training.run, aimonk.workflows)
+RUN_LINE = re.compile(r"^(training |epoch +\d|fold \d|thresholds|out-of-fold|kept |early stopping|interrupted|\d+-fold )")
+
+
+class RunLines(logging.Handler):
+    """Shows, above the notebook's progress bar, the lines a training or cross-validation cell prints (papermill
+    logs every output of a cell; the rest stays in the executed copy)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for line in record.getMessage().splitlines():
+            if RUN_LINE.match(line):
+                tqdm.write(f"  {line}")
+
+
+@contextlib.contextmanager
+def run_lines_shown(shown: bool):
+    logger, handler = logging.getLogger("papermill"), RunLines()
+    level, propagate = logger.level, logger.propagate
+    if shown:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # only the run's lines: not papermill's cell markers through the root logger
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def declared_parameters(parameters: dict, declared) -> dict:

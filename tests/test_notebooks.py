@@ -66,3 +66,13 @@ def test_a_failing_cell_names_the_notebook_and_the_cell(tmp_path):
 
 def test_the_repository_notebooks_are_found():
     assert notebook_folder() == NOTEBOOK_DIR
+
+
+def test_a_headless_run_says_which_notebook_runs_and_shows_the_run_lines(demo_dir, tmp_path, capfd):
+    parameters = {"data_dir": str(demo_dir), "out_dir": str(tmp_path), "figures_dir": str(tmp_path / "figures"),
+                  "epochs": 1, "image_size": 48, "device": "cpu"}
+    run_notebooks(parameters, tmp_path, NOTEBOOK_DIR, names=["02_train.ipynb"], progress=True)
+    out, err = capfd.readouterr()
+    assert "[1/1] 02_train.ipynb" in err  # the notebook's progress bar names it
+    assert "\n  epoch   1  train loss" in out and "\n  thresholds " in out  # the training cell's lines, as it runs
+    assert "Executing Cell" not in out + err and "without encryption" not in out + err  # no kernel-transport warning
