@@ -12,11 +12,14 @@ run folders); AIMONK_CACHE=off turns it off (everything is then computed in memo
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mmap
 import os
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +60,8 @@ def load_array(kind: str, key: str) -> tuple[np.ndarray, dict] | None:
         array = np.load(array_path, mmap_mode="c")  # copy-on-write: writable here (torch wants that), never on disk
     except (OSError, ValueError):  # a damaged entry is recomputed
         return None
+    with contextlib.suppress(OSError):  # its last use, for `aimonk cache --clear --older-than DAYS`
+        os.utime(meta_path)
     return array[: meta.get("rows", len(array))], meta
 
 
@@ -100,3 +105,50 @@ def release_pages(array: np.ndarray) -> None:
     mapping = getattr(array, "_mmap", None)
     if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
         mapping.madvise(mmap.MADV_DONTNEED)
+
+
+@dataclass
+class CacheEntry:
+    """One entry: its kind (images, features), what it holds, the folder it was made from, bytes, last use."""
+
+    kind: str
+    key: str
+    what: str
+    source: str
+    size: int
+    modified: float  # seconds since the epoch
+    files: list[Path]
+
+    @property
+    def age_days(self) -> float:
+        return (time.time() - self.modified) / 86400
+
+
+def cache_entries() -> list[CacheEntry]:
+    """Every entry in the cache (none when it is off or empty), the most recently used first; an array without
+    its metadata (an interrupted write) is listed as 'incomplete'."""
+    root = cache_root()
+    if root is None or not root.is_dir():
+        return []
+    entries = []
+    for kind in sorted(p for p in root.iterdir() if p.is_dir()):
+        for array in kind.glob("*.npy"):
+            meta_path = array.with_suffix(".json")
+            try:
+                meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"what": "incomplete"}
+            except (OSError, ValueError):
+                meta = {"what": "unreadable metadata"}
+            files = [p for p in (array, meta_path) if p.is_file()]
+            entries.append(CacheEntry(kind.name, array.stem, str(meta.get("what", "")), str(meta.get("source", "?")),
+                                      sum(p.stat().st_size for p in files), max(p.stat().st_mtime for p in files),
+                                      files))
+    return sorted(entries, key=lambda entry: -entry.modified)
+
+
+def clear_cache(older_than_days: float | None = None) -> list[CacheEntry]:
+    """Remove every entry (or those last used more than `older_than_days` ago); returns the entries removed."""
+    removed = [entry for entry in cache_entries() if older_than_days is None or entry.age_days > older_than_days]
+    for entry in removed:
+        for path in entry.files:
+            path.unlink(missing_ok=True)
+    return removed

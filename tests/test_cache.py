@@ -68,3 +68,20 @@ def test_an_unwritable_cache_falls_back_to_memory_with_a_warning(folder, monkeyp
     with pytest.warns(UserWarning, match="cannot be written: working in memory"):
         data = load_labelled_folder(folder, 48, progress=False)
     assert len(data) == 57 and not isinstance(data.images, np.memmap)
+
+
+def test_the_cache_command_lists_and_clears_entries(folder, monkeypatch, tmp_path, capsys):
+    from aimonk.cli import main
+
+    monkeypatch.setenv("AIMONK_CACHE", str(tmp_path / "cache"))
+    load_labelled_folder(folder, 32, progress=False)
+    assert main(["cache"]) == 0
+    listed = capsys.readouterr().out
+    assert f"{tmp_path / 'cache'}: 1 entry" in listed and "images" in listed and "images at 32px" in listed
+    assert str(folder / "images") in listed  # the folder the entry was made from
+    assert main(["cache", "--clear", "--older-than", "30"]) == 0 and "removed 0 entries" in capsys.readouterr().out
+    assert main(["cache", "--clear"]) == 0 and "removed 1 entry" in capsys.readouterr().out
+    assert main(["cache"]) == 0 and ": 0 entries, 0.0 MB" in capsys.readouterr().out
+    assert main(["cache", "--older-than", "3"]) == 2 and "--older-than goes with --clear" in capsys.readouterr().err
+    monkeypatch.setenv("AIMONK_CACHE", "off")
+    assert main(["cache"]) == 0 and "off" in capsys.readouterr().out

@@ -96,7 +96,8 @@ def cache_images(paths: list[Path], size: int, workers: int = 4, progress: bool 
             return len(kept)
 
         cached = store_array("images", key, (len(paths), size, size, 3), np.uint8, decode_into,
-                             {"kept": kept, "failures": failures})
+                             {"kept": kept, "failures": failures, "source": str(Path(paths[0]).parent),
+                              "what": f"{len(paths)} images at {size}px"})
     images, meta = cached
     if meta["failures"]:
         warnings.warn(f"skipped {len(meta['failures'])} unreadable image(s): " + "; ".join(meta["failures"]),

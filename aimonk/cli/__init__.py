@@ -1,0 +1,32 @@
+"""Command line: `aimonk summary|train|evaluate|predict|explain|export|notebooks|cache|demo` (also `python -m
+aimonk`). It parses options and reports; what a command does lives in aimonk.workflows and the layers below."""
+from __future__ import annotations
+
+import sys
+import warnings
+
+from aimonk.cli.commands import COMMANDS
+from aimonk.cli.parser import build_parser, config_from_args, option_flag
+
+__all__ = ["main", "build_parser", "config_from_args", "option_flag"]
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.simplefilter("always", UserWarning)
+    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
+    try:
+        return COMMANDS[args.run](args)
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"aimonk {args.command}: error: {one_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # training says what it kept; anything else stops without a traceback
+        print(f"aimonk {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def one_line(error: Exception) -> str:
+    """An error as one line; OS errors name their file."""
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError) and error.filename:
+        return f"{error.filename}: {error.strerror or type(error).__name__}"
+    return " ".join(str(error).split()) or type(error).__name__

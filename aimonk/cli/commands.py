@@ -1,0 +1,213 @@
+"""What each command does: it calls a workflow (or a predictor, the exporter, the cache) and reports."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from aimonk.cli.parser import config_from_args, option_flag
+from aimonk.config import TrainConfig
+from aimonk.files import check_output_folder
+
+
+def cmd_summary(args) -> int:
+    from aimonk.data.folder import read_label_folder
+    from aimonk.data.labels import summarize
+
+    table, image_dir, missing = read_label_folder(args.data, args.unknown_as_na)
+    summary = summarize(table.values, table.attributes)
+    if args.format == "csv":
+        print(summary.to_csv(), end="")
+    elif args.format == "json":
+        print(summary.reset_index().to_json(orient="records", indent=2))
+    else:
+        print(f"{table.source}: {len(table)} labelled images, {len(table.attributes)} attributes, "
+              f"{len(missing)} missing in {image_dir}")
+        print(summary.to_string(formatters={"positive_rate": "{:.1%}".format}))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from aimonk.training.loop import TrainingInterrupted
+    from aimonk.workflows import train
+
+    if args.resume:
+        given = [option_flag(f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None]
+        if given or args.preset != "default":
+            raise ValueError("--resume continues the run with its own configuration; leave out "
+                             f"{(given or ['--preset'])[0]}")
+    config = None if args.resume else config_from_args(args)
+    started = time.perf_counter()
+    try:
+        trained = train(args.data, config, args.out, resume=args.resume, overwrite=args.overwrite)
+    except TrainingInterrupted as stopped:
+        print(f"\n{stopped}", flush=True)
+        return 130
+    if trained.path is None:  # a worker process: the main one saved and reports
+        return 0
+    chosen = trained.result.validated and trained.checkpoint.config.keep == "best"
+    epoch = trained.result.best_epoch
+    kept = f"best epoch {epoch}" if chosen else f"kept the last epoch ({epoch})"
+    print(f"{kept}; {(time.perf_counter() - started) / 60:.1f} min; checkpoint {trained.path}; "
+          f"figures in {args.out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    if args.cv is not None:
+        return evaluate_cross_validated(args)
+    if not args.model:
+        raise ValueError("give --model CHECKPOINT to score, or --cv K to cross-validate a training recipe")
+    from aimonk.workflows import evaluate
+
+    evaluation = evaluate(args.data, args.model, subset=args.subset, thresholds=args.thresholds, out=args.out,
+                          overwrite=args.overwrite, device=args.device or "auto")
+    print(f"scored {len(evaluation.names)} images ({evaluation.subset} rows) with {args.model}; thresholds "
+          f"{evaluation.thresholds_source}")
+    for note in evaluation.notes:
+        print(f"note: {note}")
+    print(evaluation.table.to_string(float_format="{:.3f}".format))
+    if args.out:
+        print(f"written {Path(args.out) / 'metrics.csv'} and {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def evaluate_cross_validated(args) -> int:
+    from aimonk.workflows import cross_validate
+
+    config = config_from_args(args)
+    if not args.out:
+        raise ValueError("--cv needs --out FOLDER for its tables and final model")
+    out, started = Path(args.out), time.perf_counter()
+
+    def report(run) -> None:
+        print(f"\nout-of-fold metrics, thresholds tuned on the other folds ({config.threshold_strategy}); F1 with 95% "
+              "bootstrap CI:")
+        print(run.table.to_string(float_format="{:.3f}".format))
+        print(f"written {out / 'cv_metrics.csv'} and {out / 'cv_metrics.json'}")
+        print(f"\n{len(run.label_issues)} known labels the out-of-fold predictions confidently contradict "
+              f"({out / 'label_issues.csv'}; the most doubtful first):")
+        print(run.label_issues.sort_values("self_confidence").head(5).to_string(index=False,
+                                                                                 float_format="{:.3f}".format))
+        print(f"{len(run.na_suggestions)} NA cells predicted with >= 95% confidence: {out / 'na_suggestions.csv'}",
+              flush=True)
+
+    run = cross_validate(args.data, config, args.cv, out, final=args.final, overwrite=args.overwrite,
+                         on_report=report)
+    if run is None:  # a worker process
+        return 0
+    if run.checkpoint is not None:
+        print(f"final model ({args.final}) with thresholds {[round(t, 3) for t in run.rule.thresholds]}: "
+              f"{out / 'model.pt'}")
+    print(f"{(time.perf_counter() - started) / 60:.1f} min")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from aimonk.serve.load import load_predictor
+    from aimonk.serve.predictions import parse_thresholds
+
+    predictor = load_predictor(args.model, args.device)
+    thresholds = None
+    if args.threshold is not None or args.thresholds:
+        thresholds = parse_thresholds(args.thresholds or str(args.threshold), len(predictor.attributes))
+    predictions = predictor.predict_paths(args.path, thresholds, progress=Path(args.path).is_dir())
+    sys.stdout.write(predictions.format(args.format))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from aimonk.data.images import load_image_folder
+    from aimonk.plots import plot_explanation, save_figure
+    from aimonk.serve.predictor import Predictor
+
+    predictor = Predictor.load(args.model, args.device)
+    images, paths = load_image_folder(args.path, predictor.image_size, progress=False)
+    names = explanation_names(paths)
+    out = check_output_folder(args.out, args.overwrite, names=names)
+    for start in tqdm(range(0, len(images), 8), desc="explaining", disable=len(images) <= 8, leave=False):
+        heatmaps, probabilities = predictor.explain(images[start:start + 8])
+        for offset, (heatmap, probability) in enumerate(zip(heatmaps, probabilities)):
+            index = start + offset
+            save_figure(plot_explanation(images[index], heatmap, predictor.attributes, probability,
+                                         predictor.thresholds, str(paths[index])), out / names[index])
+    print(f"wrote {len(names)} explanation(s) (Grad-CAM per attribute) to {out}")
+    return 0
+
+
+def explanation_names(paths) -> list[str]:
+    """One PNG name per image: its stem, made unique when two images share one."""
+    names, seen = [], {}
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}_explained.png" if seen[stem] == 1 else f"{stem}_{seen[stem]}_explained.png")
+    return names
+
+
+def cmd_export(args) -> int:
+    from aimonk.serve.export import export_onnx
+    from aimonk.serve.predictor import Predictor
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".onnx":
+        raise ValueError(f"--out {out} must end in .onnx")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"--out {out} already exists; choose another name or add --overwrite to replace it")
+    check_output_folder(out.parent if str(out.parent) else ".", True, "--out")
+    predictor = Predictor.load(args.model, "cpu")
+    path = export_onnx(predictor, out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): uint8 images (N, {predictor.image_size}, "
+          f"{predictor.image_size}, 3) in, probabilities of {', '.join(predictor.attributes)} out")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from aimonk.data.demo import make_demo_dataset
+
+    out = make_demo_dataset(args.out, count=args.count, size=args.size, seed=args.seed)
+    print(f"wrote {args.count} synthetic images and labels.txt to {out}")
+    return 0
+
+
+def cmd_notebooks(args) -> int:
+    from aimonk.notebooks import run_notebook_job
+
+    started = time.perf_counter()
+    executed, out, figures = run_notebook_job(args.data, args.out, args.figures, args.parameter or [], args.only,
+                                              args.notebooks, args.overwrite)
+    print(f"executed {len(executed)} notebook(s) into {out} in {(time.perf_counter() - started) / 60:.1f} min; "
+          f"figures in {figures}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from aimonk.cache import cache_entries, cache_root, clear_cache
+
+    root = cache_root()
+    if root is None:
+        print("the aimonk cache is off (AIMONK_CACHE=off)")
+        return 0
+    if args.older_than is not None and not args.clear:
+        raise ValueError("--older-than goes with --clear")
+    if args.clear:
+        removed = clear_cache(args.older_than)
+        print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} ({megabytes(removed)}) from {root}")
+        return 0
+    entries = cache_entries()
+    print(f"{root}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {megabytes(entries)}")
+    for entry in entries:
+        print(f"  {entry.kind:<9} {entry.size / 2**20:>8.1f} MB  {entry.age_days:>5.1f} days  {entry.what}  ({entry.source})")
+    return 0
+
+
+def megabytes(entries) -> str:
+    return f"{sum(entry.size for entry in entries) / 2**20:.1f} MB"
+
+
+COMMANDS = {"summary": cmd_summary, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "notebooks": cmd_notebooks, "explain": cmd_explain, "export": cmd_export, "cache": cmd_cache,
+            "demo": cmd_demo}

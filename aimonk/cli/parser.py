@@ -1,0 +1,145 @@
+"""The command line's options: one --option per TrainConfig field, and every command's arguments."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+
+from aimonk.config import FINAL_MODELS, PRESETS, TrainConfig, preset
+from aimonk.version import __version__
+
+
+def freeze_value(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of stages, -1 or all, not {text!r}") from None
+
+
+FIELD_TYPES = {"freeze": freeze_value}
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One --option per TrainConfig field; unset options keep the preset's value."""
+    group = parser.add_argument_group("training configuration (defaults: the chosen preset)")
+    for field in dataclasses.fields(TrainConfig):
+        flag, default, meta = option_flag(field.name), field.default, field.metadata
+        if isinstance(default, bool) or default is None:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"])
+        else:
+            allowed = (f" ({', '.join(meta['choices'])})" if meta["choices"] else "")
+            group.add_argument(flag, type=FIELD_TYPES.get(field.name, type(default)), default=None,
+                               metavar=field.name.upper(), help=f"{meta['help']}{allowed}; default {default}")
+
+
+def option_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def config_from_args(args) -> TrainConfig:
+    """The preset with the given options; a bad value is a one-line error naming its --option."""
+    try:
+        return preset(args.preset, **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    except ValueError as error:
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        name = str(error).split(" ", 1)[0]
+        if name in names:  # the option named as it is typed: the first word, and every field_name with a "_"
+            text = option_flag(name) + str(error)[len(name):]
+            raise ValueError(re.sub(r"\b[a-z]+(?:_[a-z]+)+\b", lambda m: option_flag(m[0]) if m[0] in names else m[0],
+                                    text)) from None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aimonk", description="Multilabel image classification with missing labels and imbalanced classes: "
+                                     "`aimonk summary|train|evaluate|predict|explain|export|notebooks|cache|demo`.")
+    parser.add_argument("--version", action="version", version=f"aimonk {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    summary = commands.add_parser("summary", help="the imbalance table of a labelled folder")
+    summary.add_argument("data", help="folder with labels.txt/labels.csv (and images/), or the label file")
+    summary.add_argument("--format", choices=("text", "csv", "json"), default="text")
+    summary.add_argument("--unknown-as-na", action="store_true", help=TrainConfig.__dataclass_fields__["unknown_as_na"].metadata["help"])
+    summary.set_defaults(run="summary")
+
+    train = commands.add_parser("train", help="train a model; keeps the best checkpoint in OUT/model.pt")
+    train.add_argument("data")
+    train.add_argument("--out", required=True, help="output folder for model.pt, history and figures")
+    train.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    train.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in OUT")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT from its last.pt "
+                                                             "(same data; its own configuration)")
+    add_config_options(train)
+    train.set_defaults(run="train")
+
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint on a labelled folder, or cross-validate")
+    evaluate.add_argument("data")
+    evaluate.add_argument("--model", help="the checkpoint to score (not with --cv)")
+    evaluate.add_argument("--cv", type=int, metavar="K", help="K-fold cross-validation of the training recipe")
+    evaluate.add_argument("--final", choices=FINAL_MODELS, default="retrain",
+                          help="with --cv: the model saved as OUT/model.pt (default: retrained on all images)")
+    evaluate.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    evaluate.add_argument("--subset", choices=("auto", "val", "all"), default="auto",
+                          help="auto: the validation split if DATA is the training folder, else all images")
+    evaluate.add_argument("--thresholds", help="override the stored thresholds: one value or one per attribute")
+    evaluate.add_argument("--out", help="folder for the metrics tables (and with --cv the final model)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace earlier outputs of the same names in OUT")
+    add_config_options(evaluate)
+    evaluate.set_defaults(run="evaluate")
+
+    predict = commands.add_parser("predict", help="predict attributes of an image or a folder of images")
+    predict.add_argument("path", help="an image file or a folder")
+    predict.add_argument("--model", required=True, help="a checkpoint (.pt) or an exported model (.onnx)")
+    choice = predict.add_mutually_exclusive_group()
+    choice.add_argument("--threshold", type=float, help="one threshold for every attribute")
+    choice.add_argument("--thresholds", help="comma-separated thresholds, one per attribute")
+    predict.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(run="predict")
+
+    notebooks = commands.add_parser("notebooks", help="run the numbered notebooks headless with papermill")
+    notebooks.add_argument("--data", required=True, help="the labelled folder")
+    notebooks.add_argument("--out", required=True, help="folder for the executed notebooks and the run")
+    notebooks.add_argument("--figures", help="folder for the PNG figures (default OUT/figures)")
+    notebooks.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                           help="a notebook parameter, e.g. -p epochs 3 -p backbone resnet34 (JSON values)")
+    notebooks.add_argument("--only", help="comma-separated prefixes of the notebooks to run, e.g. 01,02")
+    notebooks.add_argument("--notebooks", help="folder holding the notebooks (default: the repository's)")
+    notebooks.add_argument("--overwrite", action="store_true", help="replace the executed notebooks, run and figures "
+                                                                     "of an earlier run")
+    notebooks.set_defaults(run="notebooks")
+
+    explain = commands.add_parser("explain", help="Grad-CAM heatmaps: where the model sees each attribute")
+    explain.add_argument("path", help="an image file or a folder")
+    explain.add_argument("--model", required=True)
+    explain.add_argument("--out", required=True, help="folder for one PNG per image")
+    explain.add_argument("--overwrite", action="store_true", help="replace earlier explanations of the same names")
+    explain.add_argument("--device", default="auto")
+    explain.set_defaults(run="explain")
+
+    export = commands.add_parser("export", help="export a checkpoint for deployment (ONNX, run by onnxruntime)")
+    export.add_argument("--model", required=True, help="the checkpoint to export")
+    export.add_argument("--format", choices=("onnx",), default="onnx")
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    export.set_defaults(run="export")
+
+    cache = commands.add_parser(
+        "cache", help="list or clear the cache of decoded images and backbone features",
+        description="The cache of decoded images and backbone features that later runs reuse: in $AIMONK_CACHE, else "
+                    "$XDG_CACHE_HOME/aimonk, else ~/.cache/aimonk; AIMONK_CACHE=off turns it off.")
+    cache.add_argument("--clear", action="store_true", help="remove the entries (all, or with --older-than)")
+    cache.add_argument("--older-than", type=float, metavar="DAYS", help="with --clear: only entries unused for DAYS")
+    cache.set_defaults(run="cache")
+
+    demo = commands.add_parser("demo", help="generate the synthetic demo dataset into a new or empty folder")
+    demo.add_argument("--out", default="data/demo")
+    demo.add_argument("--count", type=int, default=400)
+    demo.add_argument("--size", type=int, default=128)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run="demo")
+    return parser
+
+
