@@ -9,6 +9,12 @@ import torch
 
 
 def select_device(name: str = "auto") -> torch.device:
+    """`name` as a torch.device (auto: CUDA, else Apple's MPS, else the CPU); a one-line ValueError naming
+    --device when that device is not here, before any work."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available here (use --device cpu, or auto)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: Apple's MPS is not available here (use --device cpu, or auto)")
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():

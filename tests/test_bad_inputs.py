@@ -413,3 +413,27 @@ def test_an_image_too_large_to_decode_is_skipped_by_name(run, tmp_path, capsys):
 def test_predict_with_the_wrong_number_of_thresholds(demo_dir, run, capsys):
     fails(capsys, ["predict", demo_dir / "images", "--model", run / "model.pt", "--thresholds", "0.1,0.2"],
           "expected 1 or 4 thresholds", unchanged=[demo_dir, run])
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_a_device_that_is_not_here_is_named_before_anything_is_read(demo_dir, tmp_path, capsys, monkeypatch, command):
+    import aimonk.data.folder
+
+    monkeypatch.setattr(aimonk.data.folder, "read_labels", lambda *a, **k: pytest.fail("read the labels first"))
+    extra = ["--cv", "2"] if command == "evaluate" else []
+    fails(capsys, [command, demo_dir, "--out", tmp_path / "run", *extra, "--device", "cuda"],
+          "--device cuda: no CUDA GPU is available here", unchanged=[demo_dir])
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_option_has_help_and_no_word_is_cut():
+    from aimonk.cli import build_parser
+
+    parser = build_parser()
+    commands = next(action for action in parser._actions if action.dest == "command").choices
+    for name, command in commands.items():
+        for action in command._actions:
+            assert action.help, f"aimonk {name} {action.dest}"
+        text = command.format_help()
+        assert "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2" in text if name == "train" else True

@@ -195,5 +195,6 @@ def test_ctrl_c_in_a_resumed_run_names_the_epoch_its_checkpoint_holds(data, tiny
     interrupt_in_epoch(monkeypatch, 1)  # the first epoch after resuming
     with pytest.raises(TrainingInterrupted) as second:
         fit(config, data, tmp_path, progress=False, resume=load_last(tmp_path))
-    assert f"(epoch {kept}) is kept in {tmp_path / 'model.pt'}" in str(second.value) and "--resume" in str(second.value)
+    assert f"(epoch {kept}) is kept in {tmp_path / 'model.pt'}" in str(second.value)
+    assert f"continue with: aimonk train {data.labels.source.parent} --out {tmp_path} --resume" in str(second.value)
     assert Checkpoint.load(tmp_path / "model.pt").provenance.epoch == kept

@@ -200,7 +200,8 @@ def cmd_cache(args) -> int:
     entries = cache_entries()
     print(f"{root}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {megabytes(entries)}")
     for entry in entries:
-        print(f"  {entry.kind:<9} {entry.size / 2**20:>8.1f} MB  {entry.age_days:>5.1f} days  {entry.what}  ({entry.source})")
+        print(f"  {entry.kind:<9} {entry.size / 2**20:>8.1f} MB  {entry.age_days:>5.1f} days  {entry.what}  "
+              f"({entry.source})")
     return 0
 
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import re
+import textwrap
 
-from aimonk.config import FINAL_MODELS, PRESETS, TrainConfig, preset
+from aimonk.config import DEVICES, FINAL_MODELS, PRESETS, TrainConfig, preset
 from aimonk.version import __version__
 
 
@@ -52,35 +54,51 @@ def config_from_args(args) -> TrainConfig:
         raise
 
 
+PRESET_HELP = ("the recipe the options change: default (frozen EfficientNet-Lite0/1/2 features, a linear probe), "
+               "finetune (Lite0 trained from its third stage) or reference (the first public solution)")
+
+
+class WholeWords(argparse.HelpFormatter):
+    """Help wrapped between words only: a long name (efficientnet_lite0+efficientnet_lite1) is never cut."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False, break_on_hyphens=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aimonk", description="Multilabel image classification with missing labels and imbalanced classes: "
-                                     "`aimonk summary|train|evaluate|predict|explain|export|notebooks|cache|demo`.")
+    parser = argparse.ArgumentParser(
+        prog="aimonk", formatter_class=WholeWords,
+        description="Multilabel image classification with missing labels and imbalanced classes: "
+                    "`aimonk summary|train|evaluate|predict|explain|export|notebooks|cache|demo`.")
     parser.add_argument("--version", action="version", version=f"aimonk {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    command = functools.partial(commands.add_parser, formatter_class=WholeWords)
 
-    summary = commands.add_parser("summary", help="the imbalance table of a labelled folder")
+    summary = command("summary", help="the imbalance table of a labelled folder")
     summary.add_argument("data", help="folder with labels.txt/labels.csv (and images/), or the label file")
-    summary.add_argument("--format", choices=("text", "csv", "json"), default="text")
-    summary.add_argument("--unknown-as-na", action="store_true", help=TrainConfig.__dataclass_fields__["unknown_as_na"].metadata["help"])
+    summary.add_argument("--format", choices=("text", "csv", "json"), default="text",
+                         help="a table to read (text), or csv / json to process")
+    summary.add_argument("--unknown-as-na", action="store_true",
+                         help=TrainConfig.__dataclass_fields__["unknown_as_na"].metadata["help"])
     summary.set_defaults(run="summary")
 
-    train = commands.add_parser("train", help="train a model; keeps the best checkpoint in OUT/model.pt")
-    train.add_argument("data")
+    train = command("train", help="train a model; keeps the best checkpoint in OUT/model.pt")
+    train.add_argument("data", help="the labelled folder (labels.txt or labels.csv, and images/), or its label file")
     train.add_argument("--out", required=True, help="output folder for model.pt, history and figures")
-    train.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    train.add_argument("--preset", choices=sorted(PRESETS), default="default", help=PRESET_HELP)
     train.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in OUT")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT from its last.pt "
                                                              "(same data; its own configuration)")
     add_config_options(train)
     train.set_defaults(run="train")
 
-    evaluate = commands.add_parser("evaluate", help="score a checkpoint on a labelled folder, or cross-validate")
-    evaluate.add_argument("data")
+    evaluate = command("evaluate", help="score a checkpoint on a labelled folder, or cross-validate")
+    evaluate.add_argument("data", help="the labelled folder (labels.txt or labels.csv, and images/), or its label file")
     evaluate.add_argument("--model", help="the checkpoint to score (not with --cv)")
     evaluate.add_argument("--cv", type=int, metavar="K", help="K-fold cross-validation of the training recipe")
     evaluate.add_argument("--final", choices=FINAL_MODELS, default="retrain",
                           help="with --cv: the model saved as OUT/model.pt (default: retrained on all images)")
-    evaluate.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    evaluate.add_argument("--preset", choices=sorted(PRESETS), default="default", help=PRESET_HELP)
     evaluate.add_argument("--subset", choices=("auto", "val", "all"), default="auto",
                           help="auto: the validation split if DATA is the training folder, else all images")
     evaluate.add_argument("--thresholds", help="override the stored thresholds: one value or one per attribute")
@@ -89,17 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(evaluate)
     evaluate.set_defaults(run="evaluate")
 
-    predict = commands.add_parser("predict", help="predict attributes of an image or a folder of images")
+    predict = command("predict", help="predict attributes of an image or a folder of images")
     predict.add_argument("path", help="an image file or a folder")
     predict.add_argument("--model", required=True, help="a checkpoint (.pt) or an exported model (.onnx)")
     choice = predict.add_mutually_exclusive_group()
     choice.add_argument("--threshold", type=float, help="one threshold for every attribute")
     choice.add_argument("--thresholds", help="comma-separated thresholds, one per attribute")
-    predict.add_argument("--format", choices=("text", "json", "csv"), default="text")
-    predict.add_argument("--device", default="auto")
+    predict.add_argument("--format", choices=("text", "json", "csv"), default="text",
+                         help="text (a report per image), json or csv")
+    predict.add_argument("--device", default="auto", choices=DEVICES, help="where the model runs (auto: a GPU if any)")
     predict.set_defaults(run="predict")
 
-    notebooks = commands.add_parser("notebooks", help="run the numbered notebooks headless with papermill")
+    notebooks = command("notebooks", help="run the numbered notebooks headless with papermill")
     notebooks.add_argument("--data", required=True, help="the labelled folder")
     notebooks.add_argument("--out", required=True, help="folder for the executed notebooks and the run")
     notebooks.add_argument("--figures", help="folder for the PNG figures (default OUT/figures)")
@@ -111,34 +130,34 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      "of an earlier run")
     notebooks.set_defaults(run="notebooks")
 
-    explain = commands.add_parser("explain", help="Grad-CAM heatmaps: where the model sees each attribute")
+    explain = command("explain", help="Grad-CAM heatmaps: where the model sees each attribute")
     explain.add_argument("path", help="an image file or a folder")
-    explain.add_argument("--model", required=True)
+    explain.add_argument("--model", required=True, help="the checkpoint (.pt) to explain")
     explain.add_argument("--out", required=True, help="folder for one PNG per image")
     explain.add_argument("--overwrite", action="store_true", help="replace earlier explanations of the same names")
-    explain.add_argument("--device", default="auto")
+    explain.add_argument("--device", default="auto", choices=DEVICES, help="where the model runs (auto: a GPU if any)")
     explain.set_defaults(run="explain")
 
-    export = commands.add_parser("export", help="export a checkpoint for deployment (ONNX, run by onnxruntime)")
+    export = command("export", help="export a checkpoint for deployment (ONNX, run by onnxruntime)")
     export.add_argument("--model", required=True, help="the checkpoint to export")
-    export.add_argument("--format", choices=("onnx",), default="onnx")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="onnx (the one format)")
     export.add_argument("--out", required=True, help="the .onnx file to write")
     export.add_argument("--overwrite", action="store_true", help="replace an existing file")
     export.set_defaults(run="export")
 
-    cache = commands.add_parser(
-        "cache", help="list or clear the cache of decoded images and backbone features",
+    cache = command("cache", help="list or clear the cache of decoded images and backbone features",
         description="The cache of decoded images and backbone features that later runs reuse: in $AIMONK_CACHE, else "
                     "$XDG_CACHE_HOME/aimonk, else ~/.cache/aimonk; AIMONK_CACHE=off turns it off.")
     cache.add_argument("--clear", action="store_true", help="remove the entries (all, or with --older-than)")
     cache.add_argument("--older-than", type=float, metavar="DAYS", help="with --clear: only entries unused for DAYS")
     cache.set_defaults(run="cache")
 
-    demo = commands.add_parser("demo", help="generate the synthetic demo dataset into a new or empty folder")
-    demo.add_argument("--out", default="data/demo")
-    demo.add_argument("--count", type=int, default=400)
-    demo.add_argument("--size", type=int, default=128)
-    demo.add_argument("--seed", type=int, default=0)
+    demo = command("demo", help="generate the synthetic demo dataset into a new or empty folder")
+    demo.add_argument("--out", default="data/demo", help="a new or empty folder (default data/demo)")
+    demo.add_argument("--count", type=int, default=400, help="labelled images (3 of them left missing, as in the "
+                                                              "reference data; default 400)")
+    demo.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the images and labels (default 0)")
     demo.set_defaults(run="demo")
     return parser
 

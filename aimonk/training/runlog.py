@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 from pathlib import Path
 
 import torch
 
 from aimonk.config import TrainConfig
-from aimonk.data.folder import LabelledImages
+from aimonk.data.folder import LABEL_FILE_NAMES, LabelledImages
 from aimonk.files import atomic_path, write_text
 from aimonk.metrics import majority_classes
 from aimonk.model.checkpoint import Checkpoint, Provenance, read_torch_file
@@ -66,7 +67,14 @@ class RunLog:
         if self.saved_epoch is None or not self.checkpoint.is_file():
             return "interrupted before the first epoch ended: nothing was saved"
         return (f"interrupted: the best checkpoint so far (epoch {self.saved_epoch}) is kept in {self.checkpoint}"
-                + (f"; continue with: aimonk train DATA --out {self.out_dir} --resume" if self.last.is_file() else ""))
+                + (f"; continue with: aimonk train {self.data_argument()} --out {self.out_dir} --resume"
+                   if self.last.is_file() else ""))
+
+    def data_argument(self) -> str:
+        """The data folder as `aimonk train` takes it (the label file where it has a name of its own), quoted for
+        a shell."""
+        source = Path(self.origin.split["label_file"])
+        return shlex.quote(str(source.parent if source.name.lower() in LABEL_FILE_NAMES else source))
 
     def finished(self) -> None:
         if self.last:
