@@ -32,9 +32,10 @@ class NotebookError(RuntimeError):
 
 
 def notebook_folder() -> Path:
-    """The repository's notebooks/ (beside the package in a checkout), else ./notebooks."""
+    """The repository's notebooks/ (beside the package in a checkout), else the copies an installed package
+    ships (aimonk/_notebooks)."""
     beside_package = Path(__file__).resolve().parents[1] / "notebooks"
-    return beside_package if beside_package.is_dir() else Path.cwd() / "notebooks"
+    return beside_package if beside_package.is_dir() else Path(__file__).resolve().parent / "_notebooks"
 
 
 def run_notebooks(parameters: dict, out_dir, notebooks_dir=None, names=NOTEBOOKS, progress: bool = True,

@@ -76,3 +76,22 @@ def test_a_headless_run_says_which_notebook_runs_and_shows_the_run_lines(demo_di
     assert "[1/1] 02_train.ipynb" in err  # the notebook's progress bar names it
     assert "\n  epoch   1  train loss" in out and "\n  thresholds " in out  # the training cell's lines, as it runs
     assert "Executing Cell" not in out + err and "without encryption" not in out + err  # no kernel-transport warning
+
+
+def test_a_wheel_ships_the_four_notebooks(tmp_path):
+    """`pip install .` (not editable) then `aimonk notebooks` needs them inside the package."""
+    import subprocess
+    import sys
+    import zipfile
+
+    import shutil
+
+    source = tmp_path / "source"  # a copy: setuptools builds in the source tree
+    shutil.copytree(NOTEBOOK_DIR.parent, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".*", "build", "*.egg-info", "runs", "data", "figures", "benchmarks", "tests", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = tmp_path.glob("aimonk-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert sorted(n for n in names if n.endswith(".ipynb")) == [f"aimonk/_notebooks/{n}" for n in NOTEBOOKS]
+    assert not [n for n in names if n.startswith("tests/")]
