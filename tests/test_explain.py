@@ -52,3 +52,10 @@ def test_explain_cli_writes_one_figure_per_image_and_keeps_earlier_ones(trained_
     assert all((tmp_path / "why" / name).read_bytes().startswith(b"\x89PNG") for name in written)
     assert main(["explain", str(folder), "--model", model, "--out", str(tmp_path / "why")]) == 2
     assert "already holds" in capsys.readouterr().err
+
+
+def test_explanation_names_never_collide():
+    from aimonk.cli.commands import explanation_names
+
+    names = explanation_names(["x/a.jpg", "x/a.png", "x/a_2.png", "y/a.jpg"])
+    assert len(set(names)) == 4 and names[0] == "a_explained.png" and "a_2_explained.png" in names

@@ -139,12 +139,17 @@ def cmd_explain(args) -> int:
 
 
 def explanation_names(paths) -> list[str]:
-    """One PNG name per image: its stem, made unique when two images share one."""
-    names, seen = [], {}
+    """One PNG name per image, all different: STEM_explained.png, or STEM_N_explained.png with the first N that no
+    other image's name has taken (a.jpg, a.png and a_2.png give three files)."""
+    names, taken = [], set()
     for path in paths:
-        stem = Path(path).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(f"{stem}_explained.png" if seen[stem] == 1 else f"{stem}_{seen[stem]}_explained.png")
+        stem, number = Path(path).stem, 1
+        name = f"{stem}_explained.png"
+        while name in taken:
+            number += 1
+            name = f"{stem}_{number}_explained.png"
+        taken.add(name)
+        names.append(name)
     return names
 
 
