@@ -19,3 +19,20 @@ def test_an_image_grid_keeps_every_image_and_its_caption_inside_the_figure_witho
     assert boxes[6].y0 - caption_height >= 0  # the last captions stay on the figure
     assert 1 - first_row.y1 < 0.6 / figure.get_figheight()  # only the title's band above the first row
     plots.plt.close(figure)
+
+
+def test_the_f1_comparison_value_labels_never_overlap():
+    import itertools
+
+    import pandas as pd
+
+    from aimonk.plots import plot_f1_comparison
+
+    table = pd.DataFrame({"f1@0.5": [1.0, 0.95, 0.99, 0.5], "f1@stored": [1.0, 0.97, 1.0, 0.7],
+                          "baseline_f1": [1.0, 0.9, 0.0, 0.0]}, index=["Attr1", "Attr2", "Attr3", "Attr4"])
+    figure = plot_f1_comparison(table)
+    figure.canvas.draw()
+    ax = figure.axes[0]
+    boxes = [text.get_window_extent() for text in ax.texts]
+    assert len(boxes) == 12 and not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+    assert all(box.y1 <= ax.get_window_extent().y1 for box in boxes)  # inside the axes, under the title
