@@ -17,6 +17,7 @@ import hashlib
 import json
 import mmap
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -107,6 +108,10 @@ def release_pages(array: np.ndarray) -> None:
         mapping.madvise(mmap.MADV_DONTNEED)
 
 
+CACHE_KINDS = ("images", "features")  # the folders the cache writes; nothing else under its root is touched
+KEY = re.compile(r"[0-9a-f]{32}")  # files_key's names
+
+
 @dataclass
 class CacheEntry:
     """One entry: its kind (images, features), what it holds, the folder it was made from, bytes, last use."""
@@ -131,8 +136,8 @@ def cache_entries() -> list[CacheEntry]:
     if root is None or not root.is_dir():
         return []
     entries = []
-    for kind in sorted(p for p in root.iterdir() if p.is_dir()):
-        for array in kind.glob("*.npy"):
+    for kind in [root / name for name in CACHE_KINDS if (root / name).is_dir()]:
+        for array in (path for path in kind.glob("*.npy") if KEY.fullmatch(path.stem)):
             meta_path = array.with_suffix(".json")
             try:
                 meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"what": "incomplete"}

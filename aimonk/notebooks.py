@@ -5,14 +5,13 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import re
 import tempfile
 import uuid
 from pathlib import Path
 
-from jupyter_client.manager import KernelManager
 from tqdm.auto import tqdm
-from traitlets import default
 
 from aimonk.config import TrainConfig
 from aimonk.data.demo import demo_folder
@@ -59,7 +58,7 @@ def run_notebooks(parameters: dict, out_dir, notebooks_dir=None, names=NOTEBOOKS
                 papermill.execute_notebook(str(source), str(target), parameters=passed, cwd=str(notebooks_dir),
                                            kernel_name=kernel_name, log_output=progress,
                                            progress_bar={"desc": f"[{index}/{len(names)}] {name}"} if progress
-                                           else False, kernel_manager_class=LocalKernelManager)
+                                           else False, **local_kernels())
         except PapermillExecutionError as error:
             first_line = error.source.strip().splitlines()[0] if error.source.strip() else ""
             raise NotebookError(
@@ -70,17 +69,25 @@ def run_notebooks(parameters: dict, out_dir, notebooks_dir=None, names=NOTEBOOKS
     return executed
 
 
-class LocalKernelManager(KernelManager):
-    """A kernel reached over local sockets (IPC, files in the temporary folder) rather than TCP: nothing to
-    encrypt, so no 'Kernel is running over TCP without encryption' warning per notebook."""
+def local_kernels() -> dict:
+    """On POSIX systems, papermill's option for kernels reached over local sockets (IPC, files in the temporary
+    folder) rather than TCP: nothing to encrypt, so no 'Kernel is running over TCP without encryption' warning
+    per notebook. Elsewhere (Windows has no IPC transport) none."""
+    if os.name != "posix":
+        return {}
+    from jupyter_client.manager import KernelManager
+    from traitlets import default
 
-    @default("transport")
-    def _local_sockets(self) -> str:
-        return "ipc"
+    class LocalKernelManager(KernelManager):
+        @default("transport")
+        def _local_sockets(self) -> str:
+            return "ipc"
 
-    @default("ip")
-    def _socket_prefix(self) -> str:
-        return str(Path(tempfile.gettempdir()) / f"aimonk-kernel-{uuid.uuid4().hex}")  # its files go at shutdown
+        @default("ip")
+        def _socket_prefix(self) -> str:  # short, under the 104-byte socket path limit; its files go at shutdown
+            return str(Path(tempfile.gettempdir()) / f"aimonk-{uuid.uuid4().hex[:12]}")
+
+    return {"kernel_manager_class": LocalKernelManager}
 
 
 # the lines a run prints as it goes (aimonk.training.runlog, aimonk.training.run, aimonk.workflows)
@@ -93,7 +100,7 @@ class RunLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         for line in record.getMessage().splitlines():
-            if RUN_LINE.match(line):
+            if RUN_LINE.match(line) or record.levelno >= logging.WARNING or "Warning: " in line:
                 tqdm.write(f"  {line}")
 
 

@@ -1,9 +1,9 @@
 """Figures: the loss curve, per-epoch curves, the imbalance chart, sample predictions."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -103,13 +103,22 @@ def plot_imbalance(summary: pd.DataFrame):
 
 
 def save_figure(figure, path, show: bool = True) -> None:
-    """Write `figure` to `path` (atomically). In a notebook it then shows below the cell (the inline backend
-    shows every open figure once and closes it) unless show=False; elsewhere it is closed here."""
+    """Write `figure` to `path` (atomically); in a notebook (a Jupyter kernel, whatever matplotlib's backend) it
+    also shows below the cell unless show=False. The figure is closed either way, so it shows once."""
     path = Path(path)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-    if not (show and "inline" in matplotlib.get_backend()):
-        plt.close(figure)
+    if show and in_a_notebook():
+        from IPython.display import display
+
+        display(figure)
+    plt.close(figure)
+
+
+def in_a_notebook() -> bool:
+    """Running in a Jupyter kernel (JupyterLab, Colab, papermill), where a displayed figure becomes an image."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
 
 
 def _label_mark(truth: float, predicted: bool) -> tuple[str, str]:

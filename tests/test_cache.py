@@ -80,7 +80,12 @@ def test_the_cache_command_lists_and_clears_entries(folder, monkeypatch, tmp_pat
     assert f"{tmp_path / 'cache'}: 1 entry" in listed and "images" in listed and "images at 32px" in listed
     assert str(folder / "images") in listed  # the folder the entry was made from
     assert main(["cache", "--clear", "--older-than", "30"]) == 0 and "removed 0 entries" in capsys.readouterr().out
+    strays = [tmp_path / "cache" / "mine" / "array.npy", tmp_path / "cache" / "images" / "notes.npy"]
+    for stray in strays:  # files the cache did not write, in and beside its folders
+        stray.parent.mkdir(parents=True, exist_ok=True)
+        stray.write_bytes(b"mine")
     assert main(["cache", "--clear"]) == 0 and "removed 1 entry" in capsys.readouterr().out
+    assert all(stray.read_bytes() == b"mine" for stray in strays)
     assert main(["cache"]) == 0 and ": 0 entries, 0.0 MB" in capsys.readouterr().out
     assert main(["cache", "--older-than", "3"]) == 2 and "--older-than goes with --clear" in capsys.readouterr().err
     monkeypatch.setenv("AIMONK_CACHE", "off")

@@ -87,11 +87,14 @@ def test_a_wheel_ships_the_four_notebooks(tmp_path):
     import shutil
 
     source = tmp_path / "source"  # a copy: setuptools builds in the source tree
-    shutil.copytree(NOTEBOOK_DIR.parent, source, symlinks=True, ignore=shutil.ignore_patterns(
-        ".*", "build", "*.egg-info", "runs", "data", "figures", "benchmarks", "tests", "__pycache__"))
+    root = NOTEBOOK_DIR.parent
+    left_out = {".git", ".venv", "build", "runs", "data", "figures", "benchmarks", "tests"}  # of the root alone
+    shutil.copytree(root, source, symlinks=True, ignore=lambda folder, names: [
+        name for name in names if (Path(folder) == root and name in left_out) or name == "__pycache__"
+        or name.endswith(".egg-info")])
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path)
     (wheel,) = tmp_path.glob("aimonk-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert sorted(n for n in names if n.endswith(".ipynb")) == [f"aimonk/_notebooks/{n}" for n in NOTEBOOKS]
-    assert not [n for n in names if n.startswith("tests/")]
+    assert "aimonk/data/folder.py" in names and "aimonk/cli/commands.py" in names  # the whole package

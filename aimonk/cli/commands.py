@@ -133,7 +133,7 @@ def cmd_explain(args) -> int:
         for offset, (heatmap, probability) in enumerate(zip(heatmaps, probabilities)):
             index = start + offset
             save_figure(plot_explanation(images[index], heatmap, predictor.attributes, probability,
-                                         predictor.thresholds, str(paths[index])), out / names[index])
+                                         predictor.thresholds, str(paths[index])), out / names[index], show=False)
     print(f"wrote {len(names)} explanation(s) (Grad-CAM per attribute) to {out}")
     return 0
 

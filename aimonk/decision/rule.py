@@ -35,9 +35,9 @@ class DecisionRule:
 
     def fit(self, held_out: HeldOut, attributes=None) -> "DecisionRule":
         """Fit the calibration map on the held-out predictions (none for 'none'), then tune the thresholds on
-        the calibrated ones. An attribute whose precision or recall floor is met only by a threshold that decides
-        every known held-out image the same way (calling everything PRESENT, say) is named in source_ and in a
-        warning: such a threshold tells nothing about an image."""
+        the calibrated ones. An attribute whose precision or recall floor gives a threshold that decides every
+        known held-out image the same way (a common attribute meets precision:P by calling everything PRESENT)
+        is named in source_ and in a warning: such a threshold tells nothing about an image."""
         parse_strategy(self.strategy)
         mapping = fit_calibration(held_out.targets, held_out.probabilities, self.calibration)
         probabilities = mapping(held_out.probabilities) if mapping else held_out.probabilities

@@ -67,12 +67,15 @@ class RunLog:
         if self.saved_epoch is None or not self.checkpoint.is_file():
             return "interrupted before the first epoch ended: nothing was saved"
         return (f"interrupted: the best checkpoint so far (epoch {self.saved_epoch}) is kept in {self.checkpoint}"
-                + (f"; continue with: aimonk train {self.data_argument()} --out {self.out_dir} --resume"
+                + (f"; continue with: aimonk train {self.data_argument()} --out {shlex.quote(str(self.out_dir))} "
+                   "--resume"
                    if self.last.is_file() else ""))
 
     def data_argument(self) -> str:
         """The data folder as `aimonk train` takes it (the label file where it has a name of its own), quoted for
         a shell."""
+        if not self.origin.split.get("label_file"):  # labels made in memory, not read from a file
+            return "DATA"
         source = Path(self.origin.split["label_file"])
         return shlex.quote(str(source.parent if source.name.lower() in LABEL_FILE_NAMES else source))
 
