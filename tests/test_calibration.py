@@ -69,3 +69,15 @@ def test_a_steep_map_on_a_confident_logit_gives_0_or_1_without_an_overflow_warni
         warnings.simplefilter("error")  # numpy's "overflow encountered in exp" was printed in evaluate
         mapped = steep(np.array([[1e-9], [0.5], [1 - 1e-9]]))
     assert mapped[0, 0] == 0.0 and mapped[2, 0] == 1.0 and 0 < mapped[1, 0] < 1e-20
+
+
+def test_the_rule_applies_to_extreme_logits_without_an_overflow_warning():
+    import warnings
+
+    from aimonk.decision.rule import DecisionRule
+
+    rule = DecisionRule.untuned(2, "a test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # float32 exp(200) overflowed in the rule's own sigmoid
+        probabilities, present = rule.apply(np.array([[-200.0, 200.0]], dtype=np.float32))
+    assert probabilities.tolist() == [[0.0, 1.0]] and present.tolist() == [[False, True]]

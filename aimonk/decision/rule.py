@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aimonk.config import CALIBRATIONS, TrainConfig, parse_strategy
-from aimonk.decision.calibration import EPSILON, Calibration, fit_calibration
+from aimonk.decision.calibration import EPSILON, Calibration, fit_calibration, sigmoid
 from aimonk.decision.thresholds import HeldOut, tune_thresholds
 
 
@@ -38,14 +38,13 @@ class DecisionRule:
         the calibrated ones. An attribute whose precision or recall floor gives a threshold that decides every
         known held-out image the same way (a common attribute meets precision:P by calling everything PRESENT)
         is named in source_ and in a warning: such a threshold tells nothing about an image."""
-        parse_strategy(self.strategy)
+        floor = parse_strategy(self.strategy)[1] is not None
         mapping = fit_calibration(held_out.targets, held_out.probabilities, self.calibration)
         probabilities = mapping(held_out.probabilities) if mapping else held_out.probabilities
         after = f", after {self.calibration} calibration on them" if mapping else ""
         self.calibration_ = mapping
         self.thresholds_ = tune_thresholds(held_out.targets, probabilities, self.strategy)
         self.source_ = f"tuned ({self.strategy}) on {held_out.description}{after}"
-        floor = parse_strategy(self.strategy)[1] is not None
         same = floor and one_decision_for_all(held_out.targets, probabilities, self.thresholds_, attributes)
         if same:
             note = (f"{self.strategy} decides every known held-out image the same way for "
@@ -74,8 +73,7 @@ class DecisionRule:
 
     def apply(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated probabilities, decisions) for the model's logits (N, K)."""
-        raw = (1 / (1 + np.exp(-np.asarray(logits, dtype=np.float32)))).astype(np.float32)
-        probabilities = self.calibrate(raw)
+        probabilities = self.calibrate(sigmoid(np.asarray(logits, dtype=np.float32)))
         return probabilities, self.decide(probabilities)
 
     def logit_map(self, attributes: int) -> tuple[np.ndarray, np.ndarray, float]:

@@ -93,16 +93,18 @@ def out_of_fold(cv: CrossValidation) -> HeldOut:
 
 
 def final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, how: str, rule: DecisionRule | None,
-                progress: bool = True, processes: Processes = Processes()) -> Checkpoint:
+                progress: bool = True, processes: Processes = Processes()) -> Checkpoint | None:
     """The model to use after cross-validation, with the decision rule fitted on the out-of-fold predictions.
 
     retrain: one model trained on every image for the same schedule (config.for_final_model()), by all the
-    processes; ensemble: the fold models, their logits averaged.
+    processes (the others return None); ensemble: the fold models, their logits averaged.
     """
     if how not in FINAL_MODELS[:2]:
         raise ValueError(f"final model must be one of {', '.join(FINAL_MODELS[:2])}")
     if how == "retrain":
         result = fit(config.for_final_model(), data, None, progress=progress, processes=processes)
+        if not processes.main:  # it trained the model with the others; the main process keeps it
+            return None
         model, history, recipe = result.model, result.history, result.recipe
     else:
         if not cv.fold_states:
