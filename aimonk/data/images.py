@@ -96,7 +96,7 @@ def cache_images(paths: list[Path], size: int, workers: int = 4, progress: bool 
             return len(kept)
 
         cached = store_array("images", key, (len(paths), size, size, 3), np.uint8, decode_into,
-                             {"kept": kept, "failures": failures, "source": str(Path(paths[0]).parent),
+                             {"kept": kept, "failures": failures, "source": str(Path(paths[0]).parent.resolve()),
                               "what": f"{len(paths)} images at {size}px"})
     images, meta = cached
     if meta["failures"]:

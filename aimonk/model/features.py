@@ -63,7 +63,7 @@ def cached_features(model, data, config, device, progress: bool = False,
 
             shape = (2, len(data), feature_width(model, config.image_size, device))
             cached = store_array("features" if on_disk and processes.main else None, disk_key, shape, np.float32,
-                                 compute, {"source": str(data.image_dir),
+                                 compute, {"source": str(data.image_dir.resolve()),
                                            "what": f"{config.backbone} features at {config.image_size}px"})
         data.feature_cache[key] = torch.from_numpy(cached[0])  # a cache entry is mapped, not copied
     return data.feature_cache[key]
