@@ -13,8 +13,17 @@ __all__ = ["main", "build_parser", "config_from_args", "option_flag"]
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    warnings.simplefilter("always", UserWarning)
-    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
+    with warnings.catch_warnings():  # the caller's warning settings come back when the command ends
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = show_warning
+        return run_command(args)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
+def run_command(args) -> int:
     try:
         return COMMANDS[args.run](args)
     except (ValueError, OSError, RuntimeError) as error:

@@ -1,14 +1,13 @@
 """A labelled image folder: label file + images, decoded once into memory."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from aimonk.data.images import DataWarning, cache_images, images_key
+from aimonk.data.images import cache_images, images_key, warn_about_data
 from aimonk.files import file_digest
 from aimonk.data.labels import LabelFileError, LabelTable, check_trainable, read_labels, summarize
 
@@ -67,6 +66,11 @@ class LabelledImages:
     def summary(self):
         return summarize(self.values, self.attributes)
 
+    def notes(self) -> list[str]:
+        """What a run on these images says about the data: listed images not on disk."""
+        note = missing_note(self.missing, self.labels.source, self.image_dir)
+        return [note] if note else []
+
     def digests(self, rows=None) -> list[str]:
         """Content hashes of the image files of `rows` (all by default), to recognise them under other paths."""
         rows = range(len(self)) if rows is None else rows
@@ -74,18 +78,24 @@ class LabelledImages:
 
 
 def read_label_folder(data, unknown_as_na: bool = False) -> tuple[LabelTable, Path, list[str]]:
-    """Labels, the image folder, and the listed files that are missing on disk (with one warning)."""
+    """Labels, the image folder, and the listed files that are missing on disk (see missing_note)."""
     label_file = find_label_file(data)
     table = read_labels(label_file, unknown_as_na=unknown_as_na)
     for message in table.warnings:
-        warnings.warn(message, DataWarning, stacklevel=2)
+        warn_about_data(message, label_file)
     image_dir = find_image_folder(label_file)
     check_inside(table, image_dir)
     missing = [name for name in table.filenames if not (image_dir / name).is_file()]
-    if missing:
-        warnings.warn(f"{len(missing)} image(s) listed in {label_file} are missing in {image_dir} and are skipped: "
-                      + ", ".join(missing), DataWarning, stacklevel=2)
     return table, image_dir, missing
+
+
+def missing_note(missing: list[str], label_file, image_dir) -> str | None:
+    """The line a run prints about listed images that are not on disk (a fact of the data, as in the reference
+    folder's 3 of 975, so a note among the run's lines rather than a warning)."""
+    if not missing:
+        return None
+    shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+    return f"{len(missing)} image(s) listed in {label_file} are not in {image_dir} and are skipped: {shown}"
 
 
 def check_inside(table: LabelTable, image_dir: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
-from tqdm.auto import tqdm
+from aimonk.progress import progress_bar
 
 from aimonk.cache import files_key, load_array, release_pages, store_array
 
@@ -18,6 +18,12 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # MA
 
 class DataWarning(UserWarning):
     """Something in the user's data was skipped or repaired."""
+
+
+def warn_about_data(message: str, source, line: int = 0) -> None:
+    """A DataWarning located at the user's file (and line), not at aimonk's code: shown, it names the data and
+    echoes no line of aimonk's source."""
+    warnings.warn_explicit(message, DataWarning, str(source), line, module="aimonk.data")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -83,8 +89,8 @@ def cache_images(paths: list[Path], size: int, workers: int = 4, progress: bool 
         def decode_into(out: np.ndarray) -> int:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 results = pool.map(lambda p: _try_load(p, size), paths)
-                for index, (array, message) in enumerate(tqdm(results, total=len(paths), leave=False,
-                                                             desc=f"decoding images at {size}px", disable=not progress)):
+                for index, (array, message) in enumerate(progress_bar(results, total=len(paths), leave=False,
+                                                                          desc=f"decoding images at {size}px", disable=not progress)):
                     if array is None:
                         failures.append(message)
                     else:
@@ -100,8 +106,8 @@ def cache_images(paths: list[Path], size: int, workers: int = 4, progress: bool 
                               "what": f"{len(paths)} images at {size}px"})
     images, meta = cached
     if meta["failures"]:
-        warnings.warn(f"skipped {len(meta['failures'])} unreadable image(s): " + "; ".join(meta["failures"]),
-                      DataWarning, stacklevel=2)
+        warn_about_data(f"skipped {len(meta['failures'])} unreadable image(s): " + "; ".join(meta["failures"]),
+                        Path(paths[0]).parent)
     return images, meta["kept"]
 
 

@@ -65,7 +65,9 @@ def evaluate_checkpoint(data, model, subset: str = "auto", thresholds=None, devi
     if not isinstance(data, LabelledImages):
         data = load_labelled_folder(find_label_file(data), predictor.image_size,
                                     predictor.config.unknown_as_na, progress)
-    data, notes = matched_attributes(data, predictor.attributes)
+    notes = data.notes()
+    data, matching = matched_attributes(data, predictor.attributes)
+    notes += matching
     rows, used = rows_to_score(data, predictor.checkpoint, subset)
     targets = data.values[rows]
     if used == "out-of-fold":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from aimonk.progress import progress_bar
 
 from aimonk.cache import files_key, load_array, release_pages, store_array
 from aimonk.model.inference import mirror
@@ -28,7 +28,7 @@ def backbone_features(model, images: np.ndarray, device: torch.device, batch_siz
     model.eval()
     if out is None:
         out = np.zeros((2, len(images), feature_width(model, images.shape[1], device)), np.float32)
-    for start in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
         batch = torch.from_numpy(images[start:start + batch_size]).to(device, non_blocking=True)
         with autocast(device, amp):
             out[0, start:start + len(batch)] = model.features(batch).float().cpu().numpy()

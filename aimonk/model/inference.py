@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from aimonk.progress import progress_bar
 from aimonk.runtime import autocast, use_channels_last
 from aimonk.model.classifier import classifiers
 
@@ -38,7 +38,7 @@ def predict_logits(model, images: np.ndarray, device: torch.device, batch_size: 
     (place_model); tta averages in the mirror image."""
     model.eval()
     outputs = [torch.zeros((0, model.num_outputs))]
-    for start in tqdm(range(0, len(images), batch_size), desc="predicting", disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(images), batch_size), desc="predicting", disable=not progress, leave=False):
         batch = torch.from_numpy(images[start:start + batch_size]).to(device, non_blocking=True)
         with autocast(device, amp):
             logits = with_mirror_averaged(model, batch, tta)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from aimonk.progress import progress_bar
 
 from aimonk.config import TrainConfig
 from aimonk.data.folder import LabelledImages
@@ -42,7 +42,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, h
     Each step's loss goes into the history and the epoch's mean is returned, both averaged over the processes."""
     model.train()
     losses, total, count = [], 0.0, 0
-    bar = tqdm(loader, desc=description, leave=False, disable=not progress)
+    bar = progress_bar(loader, desc=description, leave=False, disable=not progress)
     for images, targets in bar:
         loss = training_step(model, images.to(device, non_blocking=True), targets.to(device, non_blocking=True),
                              loss_fn, optimizer, scaler, device, config.amp)
