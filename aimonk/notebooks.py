@@ -17,11 +17,12 @@ from aimonk.config import TrainConfig
 from aimonk.data.demo import demo_folder
 from aimonk.data.folder import find_label_file
 from aimonk.files import check_output_folder
+from aimonk.plots import TRAINING_FIGURES
 from aimonk.workflows import TRAIN_OUTPUTS
 
 NOTEBOOKS = ("01_eda.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_predict.ipynb")
 FIGURES = ("imbalance.png", "na_per_image.png", "cooccurrence.png", "label_patterns.png", "image_sizes.png",
-           "samples.png", "loss_curve.png", "epoch_curves.png", "confusion_matrices.png", "cv_f1_intervals.png",
+           "samples.png", "loss_curve.png", *TRAINING_FIGURES, "confusion_matrices.png", "cv_f1_intervals.png",
            "f1_comparison.png", "precision_recall.png", "sample_predictions.png", "worst_mistakes.png", "reliability.png", "cv_reliability.png",
            "label_issues.png", "explanation.png")
 
@@ -91,7 +92,7 @@ def local_kernels() -> dict:
 
 
 # the lines a run prints as it goes (aimonk.training.runlog, aimonk.training.run, aimonk.workflows)
-RUN_LINE = re.compile(r"^(training |epoch +\d|fold \d|thresholds|out-of-fold|kept |early stopping|interrupted|\d+-fold )")
+RUN_LINE = re.compile(r"^(training |note: |epoch +\d|linear probe solved|fold \d|thresholds|out-of-fold|kept |early stopping|interrupted|\d+-fold )")
 
 
 class RunLines(logging.Handler):

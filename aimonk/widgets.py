@@ -13,6 +13,7 @@ from aimonk.serve.explain import overlay
 from aimonk.data.images import load_image, to_rgb
 
 PLACEHOLDER = "— pick an image from the dataset —"
+LISTED = 300  # the most names the dataset list holds at once; the search box narrows any number of images
 
 
 def decode_upload(content: bytes) -> np.ndarray:
@@ -57,8 +58,12 @@ class PredictionApp:
         self.name, self.probabilities = None, None
         self.picture, self.heatmaps = None, None  # the image shown, and its Grad-CAM maps once asked "why?"
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload image")
-        self.picker = widgets.Dropdown(options=[(PLACEHOLDER, "")] + [(Path(p).name, str(p)) for p in image_paths],
-                                       description="Dataset", layout=widgets.Layout(width="360px"))
+        self.paths = [str(p) for p in image_paths]
+        self.search = widgets.Text(placeholder="part of a file name", description="Find",
+                                   layout=widgets.Layout(width="240px"))
+        self.picker = widgets.Dropdown(description="Dataset", layout=widgets.Layout(width="360px"))
+        self.listed = widgets.Label()
+        self.list_matching("")
         self.sliders = [
             widgets.FloatSlider(value=t, min=0.0, max=1.0, step=0.01, description=name, readout_format=".2f",
                                 continuous_update=True, style={"description_width": "initial"})
@@ -71,15 +76,25 @@ class PredictionApp:
         self.result = widgets.HTML("<i>Upload an image or pick one from the dataset.</i>")
         self.upload.observe(self._on_upload, names="value")
         self.picker.observe(self._on_pick, names="value")
+        self.search.observe(lambda change: self.list_matching(change["new"]), names="value")
         for slider in self.sliders:
             slider.observe(lambda _: self.render(), names="value")
         for control in (self.why, self.why_attribute):
             control.observe(lambda _: self.render_image(), names="value")
         self.widget = widgets.VBox([
-            widgets.HBox([self.upload, self.picker]),
+            widgets.HBox([self.upload, self.search, self.picker, self.listed]),
             widgets.HBox([widgets.VBox([self.image, widgets.HBox([self.why, self.why_attribute])]),
                           widgets.VBox([self.result, widgets.Label("Thresholds"), *self.sliders])]),
         ])
+
+    def list_matching(self, text: str) -> None:
+        """The dataset list: the images whose file name contains `text` (any case), the first LISTED of them."""
+        wanted = text.strip().lower()
+        matching = [p for p in self.paths if wanted in Path(p).name.lower()]
+        self.picker.options = [(PLACEHOLDER, "")] + [(Path(p).name, p) for p in matching[:LISTED]]
+        shown = f"{len(matching)} of {len(self.paths)} images" if wanted else f"{len(self.paths)} images"
+        self.listed.value = shown + (f", the first {LISTED} listed: type in Find to narrow"
+                                     if len(matching) > LISTED else "")
 
     @property
     def thresholds(self) -> list[float]:

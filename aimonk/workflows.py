@@ -27,8 +27,7 @@ from aimonk.evaluation.label_issues import label_issues, na_suggestions
 from aimonk.evaluation.tables import cv_report
 from aimonk.files import check_output_folder, write_text
 from aimonk.model.checkpoint import Checkpoint
-from aimonk.model.recipe import Recipe
-from aimonk.plots import plot_epoch_curves, plot_loss_curve, save_figure
+from aimonk.plots import TRAINING_FIGURES, plot_epoch_curves, plot_loss_curve, save_figure, save_training_figure
 from aimonk.runtime import select_device
 from aimonk.serve.predictions import parse_thresholds
 from aimonk.serve.predictor import Predictor
@@ -37,7 +36,7 @@ from aimonk.training.loop import TrainingInterrupted
 from aimonk.training.run import TrainedModel, train as train_and_fit_rule
 from aimonk.training.runlog import load_last
 
-TRAIN_OUTPUTS = ("model.pt", "last.pt", "config.json", "history.json", "loss_curve.png", "epoch_curves.png")
+TRAIN_OUTPUTS = ("model.pt", "last.pt", "config.json", "history.json", "loss_curve.png", *TRAINING_FIGURES)
 CV_OUTPUTS = ("model.pt", "config.json", "cv_metrics.csv", "cv_metrics.json", "oof_predictions.csv",
               "label_issues.csv", "na_suggestions.csv")
 EVALUATE_OUTPUTS = ("metrics.csv", "metrics.json")
@@ -67,23 +66,28 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
               + (f" -> {out}" if out else "")
               + (f" (resumed after epoch {resumed['state']['epoch']})" if resumed else "")
               + (f"; {processes.world} processes" if processes.distributed else ""), flush=True)
+        print_notes(data)
     try:
         trained = train_and_fit_rule(config, data, out, progress, resumed, processes)
     except TrainingInterrupted as stopped:
         if stopped.result is not None and out is not None and processes.main:
-            write_run_outputs(config, stopped.result.history, stopped.result.recipe, Path(out))
+            write_run_outputs(config, stopped.result.history, Path(out))
+            if stopped.result.recipe.by_epochs and stopped.result.history["epochs"]:
+                save_figure(plot_epoch_curves(stopped.result.history, stopped.result.recipe),
+                            Path(out) / "epoch_curves.png", show=False)
         raise
     if out is not None and processes.main:
-        write_run_outputs(config, trained.history, trained.checkpoint.recipe, Path(out))
+        write_run_outputs(config, trained.history, Path(out))
+        save_training_figure(trained, out, show=False)
     return trained
 
 
-def write_run_outputs(config: TrainConfig, history: dict, recipe: Recipe, out: Path) -> None:
-    """config.json and the loss and epoch figures of a run (history.json is the run log's)."""
+def write_run_outputs(config: TrainConfig, history: dict, out: Path) -> None:
+    """config.json and the loss curve of a run (history.json is the run log's; the files of the run folder, so
+    not shown in a notebook)."""
     write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if history["iteration_loss"]:
-        save_figure(plot_loss_curve(history), out / "loss_curve.png", show=False)  # files of the run folder
-        save_figure(plot_epoch_curves(history, recipe), out / "epoch_curves.png", show=False)
+        save_figure(plot_loss_curve(history), out / "loss_curve.png", show=False)
 
 
 def training_data(data, config: TrainConfig) -> tuple[Processes, LabelledImages]:
@@ -102,6 +106,11 @@ def training_data(data, config: TrainConfig) -> tuple[Processes, LabelledImages]
         return processes, data
     with processes.main_first():
         return processes, load_labelled_folder(data, config.image_size, config.unknown_as_na, trainable=True)
+
+
+def print_notes(data: LabelledImages) -> None:
+    for note in data.notes():
+        print(f"note: {note}", flush=True)
 
 
 def check_same_data(data: LabelledImages, resumed: dict, out: Path) -> None:
@@ -146,6 +155,7 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
         print(f"{folds}-fold cross-validation of {config.backbone} on {len(data)} images"
               + (f" -> {out}" if out else "")
               + (f"; folds spread over {processes.world} processes" if processes.distributed else ""), flush=True)
+        print_notes(data)
     cv = run_folds(config, data, folds, keep_models=final == "ensemble", progress=progress, processes=processes)
     rule = DecisionRule.of(config).fit(out_of_fold(cv), cv.attributes)
     if not processes.main:
@@ -169,10 +179,8 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
 
 
 def write_cv_tables(run: CrossValidationRun, data: LabelledImages, out: Path) -> list[Path]:
-    oof = data.labels.to_frame()
-    for k, name in enumerate(run.cv.attributes):
-        oof[f"{name}_probability"] = run.cv.probabilities[:, k]
-    oof["fold"] = run.cv.folds
+    probabilities = pd.DataFrame(run.cv.probabilities, columns=[f"{name}_probability" for name in run.cv.attributes])
+    oof = pd.concat([data.labels.to_frame(), probabilities, pd.DataFrame({"fold": run.cv.folds})], axis=1)
     return [*write_tables(run.table, out, "cv_metrics"),
             write_text(out / "oof_predictions.csv", oof.to_csv(index=False)),
             write_text(out / "label_issues.csv", run.label_issues.to_csv(index=False)),

@@ -18,8 +18,8 @@ TINY = dict(image_size=48, epochs=1, batch_size=16, device="cpu", num_workers=0)
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory):
-    """A small synthetic dataset in the reference format (with 3 listed files missing)."""
-    return make_demo_dataset(tmp_path_factory.mktemp("demo"), count=60, size=48, seed=1)
+    """A small synthetic dataset in the reference format (no header: Attr1..Attr4; 3 listed files missing)."""
+    return make_demo_dataset(tmp_path_factory.mktemp("demo"), count=60, size=48, seed=1, header=False)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 import aimonk
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("data", "decision", "model", "training", "serve", "evaluation")
+SUBPACKAGES = ("data", "decision", "model", "training", "serve", "evaluation", "plots", "cli")
 
 
 def test_the_layers_contract_is_kept():

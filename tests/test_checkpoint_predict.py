@@ -1,5 +1,6 @@
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -118,8 +119,17 @@ def test_text_report_keeps_the_reference_form():
     report = predictions.report(0)
     assert "Image: img.jpg" in report
     assert "✓ Attr1: PRESENT  (confidence: 61.9%)" in report
-    assert "✗ Attr2: ABSENT   (confidence: 20.0%)" in report
+    assert "✗ Attr2: ABSENT   (confidence: 80.0%)" in report  # the probability of the answer given: 1 - P(present)
     assert "Attributes present: Attr1" in report
+
+
+def test_a_frame_of_many_attributes_is_built_whole_without_pandas_fragmentation_warning():
+    attributes = [f"attribute_{k}" for k in range(150)]
+    predictions = Predictions(["a", "b"], attributes, np.full((2, 150), 0.7), [0.5] * 150)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' PerformanceWarning: 'DataFrame is highly fragmented'
+        frame = predictions.to_frame()
+    assert frame.shape == (2, 301) and list(frame.columns[:3]) == ["image", "attribute_0_probability", "attribute_0"]
 
 
 def test_json_and_csv_formats_agree():

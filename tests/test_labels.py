@@ -78,3 +78,14 @@ def test_summary_table_matches_counts():
     assert table.loc["A"].tolist()[:3] == [2, 1, 1]
     assert table.loc["B"].tolist()[:3] == [2, 1, 1]
     assert table.loc["A", "positive_rate"] == pytest.approx(2 / 3)
+
+
+def test_the_demo_names_its_attributes_in_a_header_and_can_write_the_reference_form(tmp_path):
+    from aimonk.data.demo import make_demo_dataset
+    from aimonk.data.folder import read_label_folder
+
+    named, _, _ = read_label_folder(make_demo_dataset(tmp_path / "named", count=12, size=32))
+    assert named.attributes == ["coloured", "long_sleeves", "striped", "emblem"] and len(named) == 12
+    plain, _, _ = read_label_folder(make_demo_dataset(tmp_path / "plain", count=12, size=32, header=False))
+    assert plain.attributes == ["Attr1", "Attr2", "Attr3", "Attr4"]
+    assert (tmp_path / "plain" / "labels.txt").read_text().split()[0] == "image_0.jpg"

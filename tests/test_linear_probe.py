@@ -54,3 +54,17 @@ def test_c_is_chosen_per_attribute_from_the_grid(rng):
     chosen = choose_c(features, targets, flip=False, folds=3, grid=(1e-4, 1e-1, 10.0))
     assert chosen.shape == (3,) and set(chosen) <= {1e-4, 1e-1, 10.0}
     assert (chosen > 1e-4).all()  # a useful signal is never best ignored
+
+
+def test_the_default_reports_its_one_solve_as_a_solve_and_plots_its_out_of_fold_scores(demo_dir, tmp_path, capsys):
+    import aimonk
+
+    config = aimonk.preset("default", image_size=48, device="cpu", backbone="efficientnet_lite0")
+    trained = aimonk.train(demo_dir, config, tmp_path)
+    printed = capsys.readouterr().out
+    assert "linear probe solved (" in printed and "epoch" not in printed  # no 'epoch 1' for a closed-form solve
+    assert trained.kept() == "the linear probe, solved in one pass"
+    table = trained.learning_table()
+    assert list(table.index) == [*trained.checkpoint.attributes, "macro"] and {"precision", "recall", "f1"} <= set(table)
+    assert f"macro {table.loc['macro', 'f1']:.3f}" in printed  # the figure shows what the run printed
+    assert (tmp_path / "out_of_fold.png").is_file() and not (tmp_path / "epoch_curves.png").exists()

@@ -4,6 +4,8 @@ import numpy as np
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot  # noqa: E402
+
 from aimonk import plots  # noqa: E402
 
 
@@ -18,7 +20,7 @@ def test_an_image_grid_keeps_every_image_and_its_caption_inside_the_figure_witho
     assert second_row.y1 <= first_row.y0 - caption_height  # the captions of a row end above the next row
     assert boxes[6].y0 - caption_height >= 0  # the last captions stay on the figure
     assert 1 - first_row.y1 < 0.6 / figure.get_figheight()  # only the title's band above the first row
-    plots.plt.close(figure)
+    matplotlib.pyplot.close(figure)
 
 
 def test_the_f1_comparison_value_labels_never_overlap():

@@ -17,9 +17,9 @@ def load_benchmark():
 
 
 def test_quality_reports_f1_below_its_ceiling_and_reuses_runs(tmp_path, capsys):
-    train = make_demo_dataset(tmp_path / "train", count=60, size=48, seed=11)
+    train = make_demo_dataset(tmp_path / "train", count=60, size=48, seed=11, header=False)
     for index, name in enumerate(("part2", "part3")):
-        make_demo_dataset(tmp_path / "parts" / name, count=40, size=48, seed=20 + index)
+        make_demo_dataset(tmp_path / "parts" / name, count=40, size=48, seed=20 + index, header=False)
     quality, out = load_benchmark(), tmp_path / "out"
     argv = [str(train), "--parts", str(tmp_path / "parts"), "--choose", "part2", "--report", "part3",
             "--seeds", "1", "--recipes", "lite0-probe", "--rounds", "50", "--out", str(out)]

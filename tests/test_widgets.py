@@ -52,6 +52,17 @@ def test_picking_a_dataset_image(app):
     assert app.name == path.split("/")[-1] and app.name in app.result.value
 
 
+def test_the_dataset_list_finds_any_of_many_images_by_name(app):
+    many = PredictionApp(app.predictor, [f"/photos/image_{i}.jpg" for i in range(1000)])
+    assert len(many.picker.options) == 1 + 300 and "1000 images, the first 300 listed" in many.listed.value
+    many.search.value = "IMAGE_99"  # any case
+    names = [name for name, _ in many.picker.options[1:]]
+    assert names == ["image_99.jpg"] + [f"image_{i}.jpg" for i in range(990, 1000)]
+    assert many.listed.value == "11 of 1000 images"
+    many.search.value = ""
+    assert len(many.picker.options) == 301
+
+
 def test_a_broken_upload_says_so(app):
     upload(app, b"not an image", "broken.jpg")
     assert "Cannot read broken.jpg" in app.result.value

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from aimonk.progress import progress_bar
 
 from aimonk.cli.parser import config_from_args, option_flag
 from aimonk.config import TrainConfig
@@ -48,10 +48,7 @@ def cmd_train(args) -> int:
         return 130
     if trained.path is None:  # a worker process: the main one saved and reports
         return 0
-    chosen = trained.result.validated and trained.checkpoint.config.keep == "best"
-    epoch = trained.result.best_epoch
-    kept = f"best epoch {epoch}" if chosen else f"kept the last epoch ({epoch})"
-    print(f"{kept}; {(time.perf_counter() - started) / 60:.1f} min; checkpoint {trained.path}; "
+    print(f"kept {trained.kept()}; {(time.perf_counter() - started) / 60:.1f} min; checkpoint {trained.path}; "
           f"figures in {args.out}")
     return 0
 
@@ -128,7 +125,7 @@ def cmd_explain(args) -> int:
     images, paths = load_image_folder(args.path, predictor.image_size, progress=False)
     names = explanation_names(paths)
     out = check_output_folder(args.out, args.overwrite, names=names)
-    for start in tqdm(range(0, len(images), 8), desc="explaining", disable=len(images) <= 8, leave=False):
+    for start in progress_bar(range(0, len(images), 8), desc="explaining", disable=len(images) <= 8, leave=False):
         heatmaps, probabilities = predictor.explain(images[start:start + 8])
         for offset, (heatmap, probability) in enumerate(zip(heatmaps, probabilities)):
             index = start + offset

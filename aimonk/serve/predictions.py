@@ -42,11 +42,11 @@ class Predictions:
         return self.probabilities >= np.asarray(self.thresholds)
 
     def to_frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame({"image": self.names})
+        columns = {"image": self.names}  # built whole: a column added at a time fragments a wide frame
         for k, name in enumerate(self.attributes):
-            frame[f"{name}_probability"] = np.round(self.probabilities[:, k], 4)
-            frame[name] = self.present[:, k].astype(int)
-        return frame
+            columns[f"{name}_probability"] = np.round(self.probabilities[:, k], 4)
+            columns[name] = self.present[:, k].astype(int)
+        return pd.DataFrame(columns)
 
     def to_json(self) -> str:
         records = [
@@ -67,14 +67,16 @@ class Predictions:
         return "\n".join(self.report(i) for i in range(len(self.names)))
 
     def report(self, index: int) -> str:
-        """The reference's report: a header, one ✓/✗ line per attribute, the attributes present."""
+        """The reference's report: a header, one ✓/✗ line per attribute, the attributes present. Its confidence
+        is the (calibrated) probability of the answer given: P(present) on a PRESENT line, 1 - P(present) on an
+        ABSENT one."""
         lines = ["=" * 60, f"Image: {self.names[index]}",
                  "Thresholds: " + ", ".join(f"{name}={t:.2f}" for name, t in zip(self.attributes, self.thresholds)),
                  "-" * 60]
         width = max(len(name) for name in self.attributes)
         for name, probability, flag in zip(self.attributes, self.probabilities[index], self.present[index]):
-            mark, state = ("✓", "PRESENT") if flag else ("✗", "ABSENT ")
-            lines.append(f"{mark} {name + ':':<{width + 1}} {state}  (confidence: {probability:.1%})")
+            mark, state, confidence = ("✓", "PRESENT", probability) if flag else ("✗", "ABSENT ", 1 - probability)
+            lines.append(f"{mark} {name + ':':<{width + 1}} {state}  (confidence: {confidence:.1%})")
         present = [name for name, flag in zip(self.attributes, self.present[index]) if flag]
         lines.append("Attributes present: " + (", ".join(present) if present else "none"))
         return "\n".join(lines) + "\n"

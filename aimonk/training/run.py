@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 from aimonk.config import TrainConfig
 from aimonk.data.folder import LabelledImages
 from aimonk.decision.rule import DecisionRule
@@ -17,10 +19,12 @@ from aimonk.training.loop import TrainingInterrupted, TrainResult, fit
 
 @dataclass
 class TrainedModel:
-    """A finished run: what fit() kept, the checkpoint (saved to `path` when the run had a folder)."""
+    """A finished run: what fit() kept, the checkpoint (saved to `path` when the run had a folder), and the
+    out-of-fold precision, recall and F1 per attribute (and macro) where the thresholds were cross-validated."""
 
     result: TrainResult
     checkpoint: Checkpoint
+    out_of_fold_metrics: pd.DataFrame | None = None
 
     @property
     def rule(self) -> DecisionRule:
@@ -33,6 +37,22 @@ class TrainedModel:
     @property
     def path(self):
         return self.result.checkpoint_path
+
+    def kept(self) -> str:
+        """What the run kept, as its last line says: the one solve, the best epoch, or the last epoch."""
+        if not self.result.recipe.by_epochs:
+            return "the linear probe, solved in one pass"
+        if self.result.validated and self.checkpoint.config.keep == "best":
+            return f"best epoch {self.result.best_epoch} (by validation F1)"
+        return f"the last epoch ({self.result.best_epoch})"
+
+    def learning_table(self) -> pd.DataFrame:
+        """How it learned, as a table: a row per epoch; for the one solve of the linear probe, its out-of-fold
+        (else its validation) scores per attribute."""
+        if self.result.recipe.by_epochs or self.out_of_fold_metrics is None:
+            return pd.DataFrame(self.history["epochs"]).drop(columns=["val_f1", "val_precision", "val_recall"],
+                                                              errors="ignore")
+        return self.out_of_fold_metrics
 
 
 def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True,
@@ -59,11 +79,14 @@ def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: boo
     else:
         rule = DecisionRule.of(config).fit(held_out, data.attributes)
     trained = finish(config, data, result, held_out, rule)
+    if trained.checkpoint.out_of_fold:
+        trained.out_of_fold_metrics = metrics_decided_by_fold(held_out.targets, held_out.probabilities,
+                                                              held_out.folds, config.threshold_strategy, data.attributes)
     if progress:
         print("thresholds " + ", ".join(f"{name} {value:.3f}" for name, value in
                                          zip(data.attributes, rule.thresholds)) + f": {rule.source_}")
-        if trained.checkpoint.out_of_fold:
-            print(describe_out_of_fold(held_out, config.threshold_strategy, data.attributes))
+        if trained.out_of_fold_metrics is not None:
+            print(describe_out_of_fold(trained.out_of_fold_metrics))
     return trained
 
 
@@ -79,12 +102,11 @@ def finish(config: TrainConfig, data: LabelledImages, result: TrainResult, held_
     return TrainedModel(result, checkpoint)
 
 
-def describe_out_of_fold(held_out: HeldOut, strategy: str, attributes) -> str:
+def describe_out_of_fold(metrics: pd.DataFrame) -> str:
     """The out-of-fold F1 per attribute and macro, each fold decided by thresholds tuned on the others: how
     good the recipe is on images it did not learn from, printed as the run ends."""
-    f1 = metrics_decided_by_fold(held_out.targets, held_out.probabilities, held_out.folds, strategy, attributes)["f1"]
     return ("out-of-fold F1 (each fold decided by thresholds from the other folds): "
-            + ", ".join(f"{name} {value:.3f}" for name, value in f1.items()))
+            + ", ".join(f"{name} {value:.3f}" for name, value in metrics["f1"].items()))
 
 
 def held_out_predictions(config: TrainConfig, data: LabelledImages, result: TrainResult,

@@ -47,7 +47,7 @@ class RunLog:
             print(text, flush=True)
 
     def epoch_end(self, state: TrainState, record: dict, improved: bool) -> None:
-        self.say(describe_epoch(record, improved))
+        self.say(describe_epoch(record, improved, self.recipe, len(state.history["iteration_loss"])))
         if not self.out_dir:
             return
         if improved:
@@ -93,12 +93,16 @@ def load_last(run_dir) -> dict:
     return read_torch_file(path, (LAST_FORMAT,), "aimonk training state")
 
 
-def describe_epoch(record: dict, improved: bool) -> str:
-    text = f"epoch {record['epoch']:>3}  train loss {record['train_loss']:.4f}"
+def describe_epoch(record: dict, improved: bool, recipe: Recipe = Recipe.WHOLE_NETWORK, steps: int = 0) -> str:
+    """The line a finished epoch prints; the linear probe's one solve is said as a solve, not as epoch 1."""
+    if recipe.by_epochs:
+        text = f"epoch {record['epoch']:>3}  train loss {record['train_loss']:.4f}"
+    else:
+        text = f"linear probe solved ({steps} L-BFGS evaluations)  train loss {record['train_loss']:.4f}"
     if "val_loss" in record:
         per_attribute = " ".join(f"{v:.2f}" for v in record["val_f1"].values())
         text += f"  val loss {record['val_loss']:.4f}  val F1 {record['val_macro_f1']:.3f} [{per_attribute}]"
-    return text + f"  {record['seconds']:.0f}s" + ("  *" if improved else "")
+    return text + f"  {record['seconds']:.0f}s" + ("  *" if improved and recipe.by_epochs else "")
 
 
 def write_history(history: dict, out_dir: Path) -> None:
