@@ -85,7 +85,7 @@ def plot_metrics_per_attribute(table: pd.DataFrame, ylabel: str, title: str):
                                                          color=["tab:blue", "tab:orange", "tab:green"])
     ax.set(ylabel=ylabel, ylim=(0, 1.2), xlabel="", title=title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     for container in ax.containers:
         ax.bar_label(container, fmt="%.2f", fontsize=7, rotation=90, padding=2)
     ax.figure.tight_layout()

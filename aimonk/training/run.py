@@ -52,7 +52,7 @@ class TrainedModel:
         if self.result.recipe.by_epochs or self.out_of_fold_metrics is None:
             return pd.DataFrame(self.history["epochs"]).drop(columns=["val_f1", "val_precision", "val_recall"],
                                                               errors="ignore")
-        return self.out_of_fold_metrics
+        return self.out_of_fold_metrics.drop(columns="threshold")  # decided by each fold's own thresholds
 
 
 def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True,
