@@ -110,3 +110,82 @@ def write_bytes(path, data: bytes) -> Path:
 def file_digest(path) -> str:
     """A short content hash of a file (to recognise the same image under another path)."""
     return hashlib.blake2b(Path(path).read_bytes(), digest_size=10).hexdigest()
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs as a formula (OWASP, CSV injection)
+
+
+def spreadsheet_safe(value):
+    """A text value that a spreadsheet would run as a formula, prefixed with a single quote; anything else as
+    it is (numbers, negative ones included, are never text here)."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def csv_text(frame, index: bool = True) -> str:
+    """A pandas frame as CSV text with every text cell, column name and index label that starts with = + - @ tab
+    or CR written with a leading ' (OWASP's advice against CSV injection): a reader drops one leading ' from
+    such a text cell to get the value back."""
+    safe = frame.rename(index=spreadsheet_safe, columns=spreadsheet_safe)
+    for column in safe.columns:
+        if safe[column].dtype.kind not in "biufcmM":  # text (object or string dtype), not numbers or times
+            safe[column] = safe[column].map(spreadsheet_safe)
+    safe.index = safe.index.set_names([spreadsheet_safe(name) for name in safe.index.names])
+    return safe.to_csv(index=index)
+
+
+def write_csv(path, frame, index: bool = True) -> Path:
+    """csv_text(frame) written atomically to path."""
+    return write_text(path, csv_text(frame, index))
+
+
+LOCK_NAME = ".aimonk.lock"
+
+
+class FolderInUseError(ValueError):
+    """An output folder another live aimonk run holds."""
+
+
+@contextmanager
+def folder_lock(folder, option: str = "--out"):
+    """Hold `folder` (made if missing, and removed again if it is left empty) for this run alone: a second run
+    on it refuses in one line naming the folder and the holder; a lock whose process has ended (this machine)
+    is cleared. The lock is the file .aimonk.lock holding PID@HOST@, put in place whole by a hard link."""
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_NAME
+    while not _take(lock):
+        holder = _read_holder(lock)
+        if holder is not None and not writer_gone(holder):
+            pid, host = holder.split("@")[:2]
+            raise FolderInUseError(f"{option} {folder} is in use by another aimonk run (process {pid} on {host}): "
+                                   "wait for it to end, or choose another folder")
+        lock.unlink(missing_ok=True)  # its run has ended: take it over
+    try:
+        yield folder
+    finally:
+        if _read_holder(lock) == _WRITER:
+            lock.unlink(missing_ok=True)
+        if created and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _take(lock: Path) -> bool:
+    """Create `lock` holding this process's name, whole, unless it exists."""
+    handle, temporary = tempfile.mkstemp(dir=lock.parent, prefix=f"{lock.name}.{_WRITER}", suffix=".tmp")
+    try:
+        os.write(handle, _WRITER.encode("utf-8"))
+        os.close(handle)
+        os.link(temporary, lock)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _read_holder(lock: Path) -> str | None:
+    try:
+        return lock.read_text(encoding="utf-8")
+    except OSError:
+        return None

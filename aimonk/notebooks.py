@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from aimonk.config import TrainConfig
+from aimonk.config import TrainConfig, preset
 from aimonk.data.demo import demo_folder
 from aimonk.data.folder import find_label_file
 from aimonk.files import check_output_folder
@@ -151,4 +152,32 @@ def run_notebook_job(data, out, figures=None, parameters=(), only: str | None = 
         except json.JSONDecodeError:
             given[name] = value
     names = [n for n in NOTEBOOKS if not only or any(n.startswith(p) for p in only.split(","))]
+    if not names:
+        raise ValueError(f"--only {only}: no notebook starts with it (the notebooks: {', '.join(NOTEBOOKS)})")
+    check_parameters(given, [name for name, _ in parameters], names,
+                     Path(notebooks_dir) if notebooks_dir else notebook_folder())
     return run_notebooks(given, out, notebooks_dir, names), out, figures
+
+
+def check_parameters(given: dict, named, names, notebooks_dir: Path) -> None:
+    """Before any notebook runs: every -p NAME is a parameter of a selected notebook (or, with notebook 02, a
+    TrainConfig field its options take), and the training options build a valid configuration."""
+    import papermill
+
+    declared = {name: papermill.inspect_notebook(str(notebooks_dir / name)) for name in names}
+    known = set().union(*declared.values())
+    takes_options = [name for name, parameters in declared.items() if "options" in parameters]
+    if takes_options:
+        known |= {item.name for item in dataclasses.fields(TrainConfig)}
+    for name in named:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            raise ValueError(f"-p {name}: no parameter of {', '.join(names)} has that name"
+                             + (f" (did you mean {close[0]}?)" if close else
+                                f"; they take {', '.join(sorted(known - {'options'}))}"))
+    for name in takes_options:
+        passed = declared_parameters(given, declared[name])
+        try:
+            preset(passed.get("preset_name", "default"), **passed.get("options", {}))
+        except ValueError as error:  # it names the field: as `-p FIELD ...`
+            raise ValueError(f"-p {'preset_name: ' if str(error).startswith('unknown preset') else ''}{error}") from None

@@ -7,6 +7,7 @@ returns what it computed; progress lines go to stdout when `progress` is on.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -25,7 +26,7 @@ from aimonk.distributed import Processes
 from aimonk.evaluation.folder import Evaluation, evaluate_checkpoint
 from aimonk.evaluation.label_issues import label_issues, na_suggestions
 from aimonk.evaluation.tables import cv_report
-from aimonk.files import check_output_folder, write_text
+from aimonk.files import check_output_folder, folder_lock, write_csv, write_text
 from aimonk.model.checkpoint import Checkpoint
 from aimonk.plots import TRAINING_FIGURES, plot_epoch_curves, plot_loss_curve, save_figure, save_training_figure
 from aimonk.runtime import select_device
@@ -58,28 +59,30 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
     config = config or preset("default")
     if out is not None and not resume:
         out = check_output_folder(out, overwrite, names=TRAIN_OUTPUTS)
-    processes, data = training_data(data, config)
-    if resumed is not None:
-        check_same_data(data, resumed, Path(out))
-    if progress and processes.main:
-        print(f"training {config.backbone} on {len(data)} images, {len(data.attributes)} attributes"
-              + (f" -> {out}" if out else "")
-              + (f" (resumed after epoch {resumed['state']['epoch']})" if resumed else "")
-              + (f"; {processes.world} processes" if processes.distributed else ""), flush=True)
-        print_notes(data)
-    try:
-        trained = train_and_fit_rule(config, data, out, progress, resumed, processes)
-    except TrainingInterrupted as stopped:
-        if stopped.result is not None and out is not None and processes.main:
-            write_run_outputs(config, stopped.result.history, Path(out))
-            if stopped.result.recipe.by_epochs and stopped.result.history["epochs"]:
-                save_figure(plot_epoch_curves(stopped.result.history, stopped.result.recipe),
-                            Path(out) / "epoch_curves.png", show=False)
-        raise
-    if out is not None and processes.main:
-        write_run_outputs(config, trained.history, Path(out))
-        save_training_figure(trained, out, show=False)
-    return trained
+    processes = training_processes(config)
+    with locked(out, processes):
+        data = training_images(data, config, processes)
+        if resumed is not None:
+            check_same_data(data, resumed, Path(out))
+        if progress and processes.main:
+            print(f"training {config.backbone} on {len(data)} images, {len(data.attributes)} attributes"
+                  + (f" -> {out}" if out else "")
+                  + (f" (resumed after epoch {resumed['state']['epoch']})" if resumed else "")
+                  + (f"; {processes.world} processes" if processes.distributed else ""), flush=True)
+            print_notes(data)
+        try:
+            trained = train_and_fit_rule(config, data, out, progress, resumed, processes)
+        except TrainingInterrupted as stopped:
+            if stopped.result is not None and out is not None and processes.main:
+                write_run_outputs(config, stopped.result.history, Path(out))
+                if stopped.result.recipe.by_epochs and stopped.result.history["epochs"]:
+                    save_figure(plot_epoch_curves(stopped.result.history, stopped.result.recipe),
+                                Path(out) / "epoch_curves.png", show=False)
+            raise
+        if out is not None and processes.main:
+            write_run_outputs(config, trained.history, Path(out))
+            save_training_figure(trained, out, show=False)
+        return trained
 
 
 def write_run_outputs(config: TrainConfig, history: dict, out: Path) -> None:
@@ -90,22 +93,31 @@ def write_run_outputs(config: TrainConfig, history: dict, out: Path) -> None:
         save_figure(plot_loss_curve(history), out / "loss_curve.png", show=False)
 
 
-def training_data(data, config: TrainConfig) -> tuple[Processes, LabelledImages]:
-    """(the processes torchrun started, or this one alone; the labelled folder decoded for training). The
-    processes are checked against the batch size before any work; as in torchvision's references only the
-    main process prints (errors still show from every process); it decodes the images into the cache first."""
+def training_processes(config: TrainConfig) -> Processes:
+    """The processes torchrun started, or this one alone, checked against the batch size before any work; as
+    in torchvision's references only the main process prints (errors still show from every process)."""
     processes = Processes.join(select_device(config.device))
     processes.batch_size(config.batch_size)
     if not processes.main:
         sys.stdout = open(os.devnull, "w")
         warnings.simplefilter("ignore")
+    return processes
+
+
+def training_images(data, config: TrainConfig, processes: Processes) -> LabelledImages:
+    """The labelled folder decoded for training (the main process decodes into the cache first)."""
     if isinstance(data, LabelledImages):
         if data.images.shape[1] != config.image_size:
             raise ValueError(f"the images were decoded at {data.images.shape[1]}px, the configuration trains at "
                              f"{config.image_size}px: load the folder at --image-size {config.image_size}")
-        return processes, data
+        return data
     with processes.main_first():
-        return processes, load_labelled_folder(data, config.image_size, config.unknown_as_na, trainable=True)
+        return load_labelled_folder(data, config.image_size, config.unknown_as_na, trainable=True)
+
+
+def locked(out, processes: Processes = Processes()):
+    """The run's output folder held for it alone (the main process holds it), or nothing without one."""
+    return folder_lock(out) if out is not None and processes.main else contextlib.nullcontext()
 
 
 def print_notes(data: LabelledImages) -> None:
@@ -150,41 +162,43 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
         raise ValueError(f"--final must be one of {', '.join(FINAL_MODELS)}, not {final!r}")
     if out is not None:
         out = check_output_folder(out, overwrite, names=CV_OUTPUTS)
-    processes, data = training_data(data, config)
-    if progress and processes.main:
-        print(f"{folds}-fold cross-validation of {config.backbone} on {len(data)} images"
-              + (f" -> {out}" if out else "")
-              + (f"; folds spread over {processes.world} processes" if processes.distributed else ""), flush=True)
-        print_notes(data)
-    cv = run_folds(config, data, folds, keep_models=final == "ensemble", progress=progress, processes=processes)
-    rule = DecisionRule.of(config).fit(out_of_fold(cv), cv.attributes)
-    if not processes.main:
-        if final == "retrain":  # the final model trains in every process
-            final_model(cv, config, data, final, rule, progress=False, processes=processes)
-        return None
-    calibrated = cv.calibrated(config.calibration)
-    run = CrossValidationRun(cv, cv_report(cv, config.threshold_strategy, calibration=config.calibration), rule,
-                             label_issues(cv.targets, cv.probabilities, cv.names, cv.attributes),
-                             na_suggestions(cv.targets, calibrated, cv.names, cv.attributes))
-    if out is not None:
-        run.written += write_cv_tables(run, data, out)
-    if on_report is not None:
-        on_report(run)
-    if final != "none":
-        run.checkpoint = final_model(cv, config, data, final, rule, progress=progress, processes=processes)
+    processes = training_processes(config)
+    with locked(out, processes):
+        data = training_images(data, config, processes)
+        if progress and processes.main:
+            print(f"{folds}-fold cross-validation of {config.backbone} on {len(data)} images"
+                  + (f" -> {out}" if out else "")
+                  + (f"; folds spread over {processes.world} processes" if processes.distributed else ""), flush=True)
+            print_notes(data)
+        cv = run_folds(config, data, folds, keep_models=final == "ensemble", progress=progress, processes=processes)
+        rule = DecisionRule.of(config).fit(out_of_fold(cv), cv.attributes)
+        if not processes.main:
+            if final == "retrain":  # the final model trains in every process
+                final_model(cv, config, data, final, rule, progress=False, processes=processes)
+            return None
+        calibrated = cv.calibrated(config.calibration)
+        run = CrossValidationRun(cv, cv_report(cv, config.threshold_strategy, calibration=config.calibration), rule,
+                                 label_issues(cv.targets, cv.probabilities, cv.names, cv.attributes),
+                                 na_suggestions(cv.targets, calibrated, cv.names, cv.attributes))
         if out is not None:
-            run.written += [run.checkpoint.save(out / "model.pt"),
-                            write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))]
-    return run
+            run.written += write_cv_tables(run, data, out)
+        if on_report is not None:
+            on_report(run)
+        if final != "none":
+            run.checkpoint = final_model(cv, config, data, final, rule, progress=progress, processes=processes)
+            if out is not None:
+                run.written += [run.checkpoint.save(out / "model.pt"),
+                                write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))]
+        return run
 
 
 def write_cv_tables(run: CrossValidationRun, data: LabelledImages, out: Path) -> list[Path]:
     probabilities = pd.DataFrame(run.cv.probabilities, columns=[f"{name}_probability" for name in run.cv.attributes])
     oof = pd.concat([data.labels.to_frame(), probabilities, pd.DataFrame({"fold": run.cv.folds})], axis=1)
     return [*write_tables(run.table, out, "cv_metrics"),
-            write_text(out / "oof_predictions.csv", oof.to_csv(index=False)),
-            write_text(out / "label_issues.csv", run.label_issues.to_csv(index=False)),
-            write_text(out / "na_suggestions.csv", run.na_suggestions.to_csv(index=False))]
+            write_csv(out / "oof_predictions.csv", oof, index=False),
+            write_csv(out / "label_issues.csv", run.label_issues, index=False),
+            write_csv(out / "na_suggestions.csv", run.na_suggestions, index=False)]
 
 
 def evaluate(data, model, *, subset: str = "auto", thresholds=None, out=None, overwrite: bool = False,
@@ -198,13 +212,14 @@ def evaluate(data, model, *, subset: str = "auto", thresholds=None, out=None, ov
     if thresholds is not None:
         text = thresholds if isinstance(thresholds, str) else ",".join(map(str, np.atleast_1d(thresholds).astype(float)))
         thresholds = parse_thresholds(text, len(predictor.attributes))
-    evaluation = evaluate_checkpoint(data, predictor, subset, thresholds, progress=progress)
-    if out is not None:
-        write_tables(evaluation.table, out, "metrics", evaluation.notes)
+    with locked(out):
+        evaluation = evaluate_checkpoint(data, predictor, subset, thresholds, progress=progress)
+        if out is not None:
+            write_tables(evaluation.table, out, "metrics", evaluation.notes)
     return evaluation
 
 
 def write_tables(table: pd.DataFrame, out: Path, stem: str, notes=()) -> list[Path]:
     records = json.loads(table.reset_index().to_json(orient="records"))
-    return [write_text(out / f"{stem}.csv", table.to_csv()),
+    return [write_csv(out / f"{stem}.csv", table),
             write_text(out / f"{stem}.json", json.dumps({"metrics": records, "notes": list(notes)}, indent=2))]

@@ -69,3 +69,14 @@ def interrupt_call(monkeypatch, name: str, call: int, calls: list | None = None)
 def interrupt_in_epoch(monkeypatch, epoch: int):
     """Ctrl-C in the epoch-th epoch (aimonk.training.strategies.train_one_epoch); returns the real function."""
     return interrupt_call(monkeypatch, "train_one_epoch", epoch)
+
+
+@pytest.fixture(scope="session")
+def run(demo_dir, tmp_path_factory):
+    """A tiny trained run folder (head-only Lite0, thresholds at 0.5) to evaluate and predict with."""
+    from aimonk.cli import main
+
+    out = tmp_path_factory.mktemp("bad_inputs_run")
+    assert main(["train", str(demo_dir), "--out", str(out), "--backbone", "efficientnet_lite0",
+                 "--threshold-source", "none", "--image-size", "48", "--batch-size", "8"]) == 0
+    return out

@@ -62,15 +62,6 @@ def image_folder(root: Path, lines=LINES, label_name="labels.txt", text=None) ->
     return root
 
 
-@pytest.fixture(scope="module")
-def run(demo_dir, tmp_path_factory):
-    """A tiny trained run (head-only Lite0, thresholds at 0.5) to evaluate and predict with."""
-    out = tmp_path_factory.mktemp("bad_inputs_run")
-    assert main(["train", str(demo_dir), "--out", str(out), "--backbone", "efficientnet_lite0",
-                 "--threshold-source", "none", *TINY]) == 0
-    return out
-
-
 # ---- label files ------------------------------------------------------------------------------------------
 
 def test_unknown_token_names_file_line_and_column(tmp_path, capsys):

@@ -10,7 +10,7 @@ from aimonk.progress import progress_bar
 
 from aimonk.cli.parser import config_from_args, option_flag
 from aimonk.config import TrainConfig
-from aimonk.files import check_output_folder
+from aimonk.files import check_output_folder, csv_text
 
 
 def cmd_summary(args) -> int:
@@ -20,7 +20,7 @@ def cmd_summary(args) -> int:
     table, image_dir, missing = read_label_folder(args.data, args.unknown_as_na)
     summary = summarize(table.values, table.attributes)
     if args.format == "csv":
-        print(summary.to_csv(), end="")
+        print(csv_text(summary), end="")
     elif args.format == "json":
         print(summary.reset_index().to_json(orient="records", indent=2))
     else:

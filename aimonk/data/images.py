@@ -28,7 +28,9 @@ def warn_about_data(message: str, source, line: int = 0) -> None:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode (L, P, RGBA, CMYK, 16-bit, float) to 8-bit RGB; transparency goes on white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if image.mode == "F":
+        image = Image.fromarray(float_to_uint8(np.asarray(image, dtype=np.float32)))
+    elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float32)
         top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
         image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
@@ -38,6 +40,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
     return image.convert("RGB")
+
+
+def float_to_uint8(array: np.ndarray) -> np.ndarray:
+    """A float image by the range its values use: [0, 1] (the usual convention) and [0, 255] as they are, any
+    other range stretched from its minimum to its maximum; NaN and infinities as 0."""
+    array = np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(array.min()), float(array.max())
+    if low >= 0 and high <= 1:
+        array = array * 255.0
+    elif low < 0 or high > 255:
+        array = (array - low) / ((high - low) or 1.0) * 255.0
+    return np.clip(np.round(array), 0, 255).astype(np.uint8)
 
 
 def load_image(path, size: int | None = None) -> np.ndarray:

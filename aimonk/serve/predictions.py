@@ -2,7 +2,6 @@
 exported ONNX model predicts with onnxruntime alone."""
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ import pandas as pd
 
 from aimonk.data.images import load_image_folder
 from aimonk.decision.rule import DecisionRule
+from aimonk.files import csv_text
 
 FORMATS = ("text", "json", "csv")
 
@@ -59,9 +59,7 @@ class Predictions:
         return json.dumps(records, indent=2) + "\n"
 
     def to_csv(self) -> str:
-        buffer = io.StringIO()
-        self.to_frame().to_csv(buffer, index=False)
-        return buffer.getvalue()
+        return csv_text(self.to_frame(), index=False)
 
     def to_text(self) -> str:
         return "\n".join(self.report(i) for i in range(len(self.names)))

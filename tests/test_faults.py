@@ -1,0 +1,98 @@
+"""The second fault catalogue: no two runs on one folder, notebook parameters checked before any notebook runs,
+no formula reaches a spreadsheet, float images decoded by their range. Each case failed before its fix."""
+import csv
+import io
+import os
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aimonk.cli import main
+from aimonk.data.images import load_image
+from aimonk.files import LOCK_NAME, folder_lock
+from test_bad_inputs import fails, image_folder
+
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
+
+
+# ---- one run per output folder --------------------------------------------------------------------------
+
+def test_a_second_run_on_a_folder_in_use_is_refused_naming_the_folder_and_the_holder(demo_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    with folder_lock(out):  # a run of this process holds it, as another live run would
+        message = fails(capsys, ["train", demo_dir, "--out", out, "--image-size", "48"],
+                        f"--out {out} is in use by another aimonk run", f"process {os.getpid()} on",
+                        unchanged=[demo_dir, out])
+        assert "choose another folder" in message
+        fails(capsys, ["evaluate", demo_dir, "--cv", "2", "--out", out, "--image-size", "48"], "is in use",
+              unchanged=[demo_dir, out])
+    assert not out.exists()  # the lock made the folder for its run and removed it, empty, when released
+
+
+def test_the_lock_of_a_run_that_died_is_cleared(demo_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_NAME).write_text(f"999999999@{socket.gethostname()}@")  # no such process
+    assert main(["train", str(demo_dir), "--out", str(out), "--image-size", "48", "--backbone",
+                 "efficientnet_lite0", "--threshold-source", "none"]) == 0
+    assert (out / "model.pt").is_file() and not (out / LOCK_NAME).exists()
+
+
+# ---- notebook parameters ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("parameters, words", [
+    (["-p", "epoch", "1"], ["-p epoch: no parameter of", "did you mean epochs?"]),
+    (["-p", "imagesize", "64"], ["-p imagesize", "did you mean image_size?"]),
+    (["-p", "epochs", "0"], ["-p epochs must be at least 1"]),
+    (["-p", "image_size", "big"], ["-p image_size must be an integer, not 'big'"]),
+    (["-p", "preset_name", "fast"], ["-p preset_name: unknown preset 'fast'"]),
+])
+def test_notebook_parameters_are_checked_before_any_notebook_runs(demo_dir, tmp_path, capsys, parameters, words):
+    fails(capsys, ["notebooks", "--data", demo_dir, "--out", tmp_path / "nb", *parameters], *words,
+          unchanged=[demo_dir])
+    assert not (tmp_path / "nb").exists()  # not even notebook 01 ran
+
+
+def test_only_matching_no_notebook_is_an_error(demo_dir, tmp_path, capsys):
+    fails(capsys, ["notebooks", "--data", demo_dir, "--out", tmp_path / "nb", "--only", "05"],
+          "--only 05: no notebook starts with it", unchanged=[demo_dir])
+
+
+# ---- CSV injection --------------------------------------------------------------------------------------
+
+def read_csv(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_no_csv_cell_starts_a_spreadsheet_formula(run, tmp_path, capsys, monkeypatch):
+    for name in ("=HYPERLINK(1).png", "+1.png", "-2.png", "@sum.png", "plain.png"):
+        Image.new("RGB", (40, 40), "red").save(tmp_path / name)
+    monkeypatch.chdir(tmp_path)  # `aimonk predict .`: the image column holds the names as they are
+    assert main(["predict", ".", "--model", str(run / "model.pt"), "--format", "csv"]) == 0
+    rows = read_csv(capsys.readouterr().out)
+    assert sorted(row[0] for row in rows[1:]) == ["'+1.png", "'-2.png", "'=HYPERLINK(1).png", "'@sum.png", "plain.png"]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+    assert all(0 <= float(row[1]) <= 1 for row in rows[1:])  # numbers stay numbers
+
+
+def test_attribute_names_that_look_like_formulas_are_neutralised_in_every_table(tmp_path, capsys):
+    data = image_folder(tmp_path / "data", label_name="labels.csv",
+                        text="filename,=cmd|' /C calc'!A0,-x,@y,z\n" + "".join(
+                            f"image_{i}.jpg,{i % 2},{(i + 1) % 2},{i % 2},{(i // 2) % 2}\n" for i in range(10)))
+    assert main(["summary", str(data), "--format", "csv"]) == 0
+    rows = read_csv(capsys.readouterr().out)
+    assert [row[0] for row in rows[1:]] == ["'=cmd|' /C calc'!A0", "'-x", "'@y", "z"]
+
+
+# ---- float images ---------------------------------------------------------------------------------------
+
+def test_a_float_tiff_in_0_1_is_decoded_by_its_range_not_as_black(tmp_path):
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
+    Image.fromarray(ramp, mode="F").save(tmp_path / "ramp.tif")
+    decoded = load_image(tmp_path / "ramp.tif")
+    assert decoded.shape == (64, 64, 3) and decoded[:, 0].max() == 0 and decoded[:, -1].min() == 255
+    wide = np.tile(np.linspace(-50, 1000, 64, dtype=np.float32), (64, 1))
+    Image.fromarray(wide, mode="F").save(tmp_path / "wide.tif")
+    assert load_image(tmp_path / "wide.tif")[:, -1].min() == 255  # any other range stretched min..max
