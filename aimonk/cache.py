@@ -13,6 +13,7 @@ run folders); AIMONK_CACHE=off turns it off (everything is then computed in memo
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import mmap
@@ -73,18 +74,49 @@ def store_array(kind: str, key: str, shape, dtype, fill, meta: dict | None = Non
     root = cache_root() if kind else None
     folder = writable_folder(root / kind) if root else None
     if folder is None:
-        array = np.zeros(shape, dtype)
-        rows = fill(array)
-        return array[:rows], {**(meta or {}), "rows": rows}
-    with atomic_path(folder / f"{key}.npy") as temporary:
-        writable = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=tuple(shape))
-        rows = fill(writable)
-        writable.flush()
-        del writable
+        return in_memory(shape, dtype, fill, meta)
+    try:
+        with atomic_path(folder / f"{key}.npy") as temporary:
+            writable = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=tuple(shape))
+            reserve(temporary)
+            rows = fill(writable)
+            writable.flush()
+            del writable
+    except NoRoom as error:
+        warnings.warn(f"the aimonk cache {folder.parent} has no room for {error} more: working in memory (free "
+                      "space there, or set AIMONK_CACHE to another folder, or to off)", stacklevel=3)
+        return in_memory(shape, dtype, fill, meta)
     meta = {**(meta or {}), "rows": rows}
     with atomic_path(folder / f"{key}.json") as temporary:
         temporary.write_text(json.dumps(meta))
     return load_array(kind, key)
+
+
+def in_memory(shape, dtype, fill, meta: dict | None):
+    array = np.zeros(shape, dtype)
+    rows = fill(array)
+    return array[:rows], {**(meta or {}), "rows": rows}
+
+
+class NoRoom(OSError):
+    """The disk cannot hold a cache entry (its message: the size asked for)."""
+
+
+def reserve(path: Path) -> None:
+    """Allocate the disk blocks of the file at `path` before it is written through a memory map: writing
+    into a map of blocks the disk cannot provide kills the process with SIGBUS, a failed allocation is an
+    error to handle. File systems without the call reserve nothing (as before)."""
+    size = os.path.getsize(path)
+    if not hasattr(os, "posix_fallocate"):
+        return
+    handle = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(handle, 0, size)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoRoom(f"{size / 2**20:.0f} MB") from error
+    finally:
+        os.close(handle)
 
 
 def writable_folder(folder: Path) -> Path | None:

@@ -5,6 +5,7 @@ The convention for every command that writes: a file it would write must not exi
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
@@ -91,6 +92,11 @@ def atomic_path(path):
         yield Path(temporary)
         os.chmod(temporary, _default_mode())
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):  # named as the file the user asked for, not the temporary
+            raise OSError(error.errno, "no space left on the device: the earlier file, if any, is unchanged",
+                          str(path)) from error
+        raise
     finally:
         Path(temporary).unlink(missing_ok=True)
 

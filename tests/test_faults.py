@@ -1,6 +1,7 @@
 """The second fault catalogue: no two runs on one folder, notebook parameters checked before any notebook runs,
 no formula reaches a spreadsheet, float images decoded by their range. Each case failed before its fix."""
 import csv
+import errno
 import io
 import os
 import socket
@@ -11,7 +12,7 @@ from PIL import Image
 
 from aimonk.cli import main
 from aimonk.data.images import load_image
-from aimonk.files import LOCK_NAME, folder_lock
+from aimonk.files import LOCK_NAME, atomic_path, folder_lock
 from test_bad_inputs import fails, image_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
@@ -96,3 +97,36 @@ def test_a_float_tiff_in_0_1_is_decoded_by_its_range_not_as_black(tmp_path):
     wide = np.tile(np.linspace(-50, 1000, 64, dtype=np.float32), (64, 1))
     Image.fromarray(wide, mode="F").save(tmp_path / "wide.tif")
     assert load_image(tmp_path / "wide.tif")[:, -1].min() == 255  # any other range stretched min..max
+
+
+# ---- a full disk --------------------------------------------------------------------------------------
+
+def test_a_cache_disk_without_room_is_a_warning_and_work_in_memory_never_a_sigbus(tmp_path, monkeypatch):
+    from aimonk.data.images import cache_images
+
+    monkeypatch.setenv("AIMONK_CACHE", str(tmp_path / "cache"))
+    paths = []
+    for i in range(3):
+        Image.new("RGB", (30, 30), (i * 80, 0, 0)).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+
+    def no_room(handle, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_room)  # what a full disk answers before any page is mapped
+    with pytest.warns(UserWarning, match=r"the aimonk cache .*cache has no room for .* more: working in memory"):
+        images, kept = cache_images(paths, 16, progress=False)
+    assert kept == [0, 1, 2] and images.shape == (3, 16, 16, 3) and images[2, 0, 0, 0] == 160
+    assert not list((tmp_path / "cache").rglob("*.tmp")) and not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_a_full_output_disk_names_the_file_and_keeps_the_earlier_one(tmp_path):
+    from aimonk.files import write_text
+
+    target = write_text(tmp_path / "metrics.json", "earlier")
+    with pytest.raises(OSError, match="no space left on the device") as raised:
+        with atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise OSError(errno.ENOSPC, "No space left on device", str(temporary))
+    assert raised.value.filename == str(target) and target.read_text() == "earlier"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
