@@ -130,3 +130,35 @@ def test_a_full_output_disk_names_the_file_and_keeps_the_earlier_one(tmp_path):
             raise OSError(errno.ENOSPC, "No space left on device", str(temporary))
     assert raised.value.filename == str(target) and target.read_text() == "earlier"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
+
+
+# ---- what an interruption says was kept -------------------------------------------------------------------
+
+@pytest.mark.parametrize("interrupted_save, said", [(1, "interrupted before the first epoch ended: nothing was saved"),
+                                                    (2, "the best checkpoint so far (epoch 1) is kept in")])
+def test_ctrl_c_while_an_epoch_is_being_saved_claims_only_what_is_on_disk(demo_dir, tmp_path, monkeypatch,
+                                                                          interrupted_save, said):
+    """Ctrl-C after an epoch's line is printed, while its model.pt is written: the message names what the folder
+    holds, which the checkpoint on disk confirms."""
+    from aimonk.config import preset
+    from aimonk.data.folder import load_labelled_folder
+    from aimonk.model.checkpoint import Checkpoint
+    from aimonk.training.loop import TrainingInterrupted, fit
+
+    real_save, saves = Checkpoint.save, []
+
+    def save(self, path):
+        saves.append(path)
+        if len(saves) == interrupted_save:
+            raise KeyboardInterrupt
+        return real_save(self, path)
+
+    monkeypatch.setattr(Checkpoint, "save", save)
+    config = preset("finetune", image_size=48, epochs=3, batch_size=16, device="cpu", keep="last")
+    with pytest.raises(TrainingInterrupted) as stopped:
+        fit(config, load_labelled_folder(demo_dir, 48, progress=False), tmp_path, progress=False)
+    assert said in str(stopped.value)
+    if interrupted_save == 1:
+        assert not (tmp_path / "model.pt").exists()
+    else:
+        assert Checkpoint.load(tmp_path / "model.pt").provenance.epoch == 1
