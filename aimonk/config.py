@@ -133,7 +133,8 @@ class TrainConfig:
                                       "every image, and `aimonk evaluate` on its folder scores the out-of-fold "
                                       "predictions its thresholds were tuned on; the finetune and reference presets "
                                       "hold out 0.15 to choose their epoch on)", low=0.0, below=1.0)
-    seed: int = option(42, "random seed of the split, the weights and the augmentation", low=0)
+    seed: int = option(42, "random seed of the split, the weights and the augmentation", low=0,
+                       high=2**32 - 1)  # numpy's seed range
     device: str = option("auto", "where to train", choices=DEVICES)
     amp: bool = option(True, "mixed precision where the device computes it natively (CUDA; CPUs with AVX-512 BF16 "
                              "or AMX)")

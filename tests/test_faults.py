@@ -162,3 +162,36 @@ def test_ctrl_c_while_an_epoch_is_being_saved_claims_only_what_is_on_disk(demo_d
         assert not (tmp_path / "model.pt").exists()
     else:
         assert Checkpoint.load(tmp_path / "model.pt").provenance.epoch == 1
+
+
+# ---- signals ----------------------------------------------------------------------------------------------
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_with_exit_code_143(demo_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "aimonk", "train", str(demo_dir), "--out", str(out), "--preset", "finetune",
+               "--epochs", "50", "--image-size", "48", "--batch-size", "16", "--device", "cpu"]
+    root = str(Path(__file__).resolve().parents[1])
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": root})
+    lines = []
+    for line in process.stdout:  # the first epoch's line: model.pt of epoch 1 is on its way
+        lines.append(line)
+        if line.startswith("epoch   2"):
+            process.send_signal(signal.SIGTERM)
+            break
+    rest, err = process.communicate(timeout=300)
+    assert process.returncode == 143, err[-2000:]
+    said = "".join(lines) + rest
+    assert "interrupted: the best checkpoint so far (epoch " in said and "--resume" in said, said[-2000:]
+    assert "Traceback" not in err and (out / "model.pt").is_file() and (out / "last.pt").is_file()
+
+
+def test_a_seed_outside_numpys_range_is_refused_before_any_work(demo_dir, tmp_path, capsys):
+    fails(capsys, ["train", demo_dir, "--out", tmp_path / "run", "--seed", str(2**40)],
+          "--seed must be at least 0 and at most 4294967295", unchanged=[demo_dir])
+    assert not (tmp_path / "run").exists()

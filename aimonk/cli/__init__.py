@@ -2,7 +2,10 @@
 aimonk`). It parses options and reports; what a command does lives in aimonk.workflows and the layers below."""
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import warnings
 
 from aimonk.cli.commands import COMMANDS
@@ -11,12 +14,36 @@ from aimonk.cli.parser import build_parser, config_from_args, option_flag
 __all__ = ["main", "build_parser", "config_from_args", "option_flag"]
 
 
+INTERRUPTED, TERMINATED = 130, 143  # the shell's codes for SIGINT and SIGTERM
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():  # the caller's warning settings come back when the command ends
+    with warnings.catch_warnings(), sigterm_as_ctrl_c() as terminated:  # the caller's settings come back after
         warnings.simplefilter("always", UserWarning)
         warnings.showwarning = show_warning
-        return run_command(args)
+        code = run_command(args)
+    return TERMINATED if code == INTERRUPTED and terminated else code
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """SIGTERM (a scheduler's or `kill`'s stop) handled as Ctrl-C: the run says what it kept, exit code 143.
+    Yields a list that holds the signal once one came."""
+    received: list[int] = []
+
+    def stop(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield received
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -31,7 +58,7 @@ def run_command(args) -> int:
         return 2
     except KeyboardInterrupt:  # training says what it kept; anything else stops without a traceback
         print(f"aimonk {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
 
 
 def one_line(error: Exception) -> str:
