@@ -195,3 +195,43 @@ def test_a_seed_outside_numpys_range_is_refused_before_any_work(demo_dir, tmp_pa
     fails(capsys, ["train", demo_dir, "--out", tmp_path / "run", "--seed", str(2**40)],
           "--seed must be at least 0 and at most 4294967295", unchanged=[demo_dir])
     assert not (tmp_path / "run").exists()
+
+
+# ---- damaged checkpoints and weights: one line, the file and what is wrong ------------------------------------
+
+def damaged(run, tmp_path, kind: str):
+    import pickle
+
+    import torch
+
+    path = tmp_path / f"{kind}.pt"
+    if kind == "truncated":
+        path.write_bytes((run / "model.pt").read_bytes()[:100_000])
+    elif kind == "pickle":
+        path.write_bytes(pickle.dumps({"state_dict": {"w": [1.0]}}, protocol=4))
+    elif kind == "no_config":
+        torch.save({"format": "aimonk-checkpoint/2"}, path)
+    return path
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("truncated", ["truncated.pt is not a readable aimonk checkpoint (not a file torch.save wrote: truncated"]),
+    ("pickle", ["pickle.pt is not a readable aimonk checkpoint (not a file torch.save wrote"]),
+    ("no_config", ["no_config.pt is not a complete aimonk checkpoint (it has no 'config')"]),
+])
+def test_a_damaged_checkpoint_is_one_line_naming_the_file_and_what_is_wrong(run, demo_dir, tmp_path, capsys, kind,
+                                                                           words):
+    path = damaged(run, tmp_path, kind)
+    message = fails(capsys, ["predict", demo_dir / "images" / "image_0.jpg", "--model", path], *words,
+                    unchanged=[demo_dir, run])
+    assert message.endswith(")") and "warning" not in capsys.readouterr().err  # whole, and no torch warning
+
+
+def test_a_pickle_given_as_weights_is_refused_before_any_image_is_decoded(run, demo_dir, tmp_path, capsys,
+                                                                          monkeypatch):
+    import aimonk.data.folder as folder
+
+    monkeypatch.setattr(folder, "cache_images", lambda *a, **k: pytest.fail("decoded images first"))
+    fails(capsys, ["train", demo_dir, "--out", tmp_path / "run", "--backbone", "efficientnet_lite0", "--weights",
+                   damaged(run, tmp_path, "pickle"), "--image-size", "48"],
+          "pickle.pt is not a readable weights file", unchanged=[demo_dir])

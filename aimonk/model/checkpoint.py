@@ -20,6 +20,7 @@ from aimonk.files import atomic_path
 from aimonk.model.classifier import EnsembleClassifier, classifiers
 from aimonk.model.recipe import Recipe, decide_recipe
 from aimonk.model.registry import build_model
+from aimonk.model.torchfile import load_torch_file
 from aimonk.version import __version__
 
 FORMAT = "aimonk-checkpoint/2"
@@ -135,7 +136,8 @@ class Checkpoint:
         try:
             return cls.from_payload(payload)
         except (KeyError, TypeError, AttributeError) as error:
-            raise ValueError(f"{path} is not a complete aimonk checkpoint ({type(error).__name__}: {error})") from None
+            why = f"it has no {error}" if isinstance(error, KeyError) else f"{type(error).__name__}: {error}"
+            raise ValueError(f"{path} is not a complete aimonk checkpoint ({why})") from None
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
 
@@ -176,25 +178,10 @@ def read_torch_file(path, formats: tuple[str, ...], what: str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for empty, truncated, foreign or malicious files
-        raise ValueError(f"{path} is not a readable {what} ({load_failure(error)})") from None
+    payload = load_torch_file(path, what)
     if not isinstance(payload, dict) or payload.get("format") not in formats:
         raise ValueError(f"{path} is not an {what} (expected format {formats[0]})")
     return payload
-
-
-def load_failure(error: Exception) -> str:
-    """Why torch.load refused a file, in a few words (never its advice to turn weights_only off)."""
-    text = str(error)
-    if "GLOBAL" in text or "Unsupported global" in text:
-        return "it would run code or build Python objects, which is refused"
-    if "Weights only load failed" in text or "invalid load key" in text or "magic number" in text:
-        return "not a PyTorch file, or a corrupt one"
-    if isinstance(error, EOFError) or not text.strip():
-        return "the file is empty or truncated"
-    return f"{type(error).__name__}: {text.strip().splitlines()[0][:100]}"
 
 
 def network_from_config(config: TrainConfig, outputs: int, state: dict | None = None) -> torch.nn.Module:
