@@ -130,9 +130,23 @@ def print_notes(data: LabelledImages) -> None:
 
 
 def check_same_data(data: LabelledImages, resumed: dict, out: Path) -> None:
+    """A run resumes on the images, attributes and labels it was trained on (one line saying what differs)."""
     if list(data.filenames) != list(resumed["filenames"]):
         raise ValueError(f"{out} was trained on {resumed['label_file']} with other images than {data.labels.source}: "
                          "resume it with the same data folder")
+    attributes = resumed.get("attributes", list(data.attributes))  # training states before 0.2 kept no labels
+    if list(data.attributes) != list(attributes):
+        raise ValueError(f"{out} was trained on the attributes {', '.join(attributes)}; {data.labels.source} has "
+                         f"{', '.join(data.attributes)}: resume it with the same labels")
+    if "labels" in resumed:
+        stored = resumed["labels"].numpy()
+        changed = ~((stored == data.values) | (np.isnan(stored) & np.isnan(data.values)))
+        if changed.any():
+            rows, columns = np.nonzero(changed)
+            raise ValueError(f"{out} was trained on other labels than {data.labels.source} holds: {int(changed.sum())} "
+                             f"changed, e.g. {data.filenames[rows[0]]} {data.attributes[columns[0]]} "
+                             f"(was {stored[rows[0], columns[0]]:g}, now {data.values[rows[0], columns[0]]:g}): resume "
+                             "it with the labels it was trained on, or train anew with --overwrite")
 
 
 @dataclass

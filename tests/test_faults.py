@@ -235,3 +235,48 @@ def test_a_pickle_given_as_weights_is_refused_before_any_image_is_decoded(run, d
     fails(capsys, ["train", demo_dir, "--out", tmp_path / "run", "--backbone", "efficientnet_lite0", "--weights",
                    damaged(run, tmp_path, "pickle"), "--image-size", "48"],
           "pickle.pt is not a readable weights file", unchanged=[demo_dir])
+
+
+# ---- resume checks the data it resumes on ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def interrupted_run(demo_dir, tmp_path_factory):
+    """A finetune run stopped by Ctrl-C in its second epoch: last.pt and model.pt of epoch 1."""
+    monkeypatch = pytest.MonkeyPatch()
+    from conftest import interrupt_in_epoch
+
+    interrupt_in_epoch(monkeypatch, 2)
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+    try:
+        assert main(["train", str(demo_dir), "--out", str(out), "--preset", "finetune", "--epochs", "3",
+                     "--image-size", "48", "--batch-size", "16", "--device", "cpu"]) == 130
+    finally:
+        monkeypatch.undo()
+    assert (out / "last.pt").is_file()
+    return out
+
+
+def relabelled(demo_dir, target, change):
+    import shutil
+
+    shutil.copytree(demo_dir, target)
+    lines = (target / "labels.txt").read_text().splitlines()
+    (target / "labels.txt").write_text("\n".join(change(lines)) + "\n")
+    return target
+
+
+def test_resume_on_changed_labels_says_which_changed(interrupted_run, demo_dir, tmp_path, capsys):
+    def flip_first_label(lines):
+        name, first, *rest = lines[0].split()
+        return [" ".join([name, "0" if first == "1" else "1", *rest])] + lines[1:]
+
+    data = relabelled(demo_dir, tmp_path / "data", flip_first_label)
+    fails(capsys, ["train", data, "--out", interrupted_run, "--resume"], "was trained on other labels than",
+          "1 changed, e.g. image_0.jpg Attr1", unchanged=[data, interrupted_run])
+
+
+def test_resume_on_other_attributes_names_them(interrupted_run, demo_dir, tmp_path, capsys):
+    data = relabelled(demo_dir, tmp_path / "data", lambda lines: ["filename a b c d"] + lines)
+    fails(capsys, ["train", data, "--out", interrupted_run, "--resume"],
+          "was trained on the attributes Attr1, Attr2, Attr3, Attr4", "has a, b, c, d",
+          unchanged=[data, interrupted_run])

@@ -58,6 +58,7 @@ class RunLog:
         with atomic_path(self.last) as temporary:
             torch.save({"format": LAST_FORMAT, "config": self.config.to_dict(), "rows": self.rows,
                         "label_file": self.origin.split["label_file"], "filenames": list(self.data.filenames),
+                        "attributes": list(self.data.attributes), "labels": torch.from_numpy(self.data.values.copy()),
                         "state": state.state_dict()}, temporary)
 
     def interrupted(self) -> str:
