@@ -63,6 +63,7 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
     processes = training_processes(config)
     with locked(out, processes):
         data = training_images(data, config, processes)
+        check_folds(data, config)
         if resumed is not None:
             check_same_data(data, resumed, Path(out))
         if progress and processes.main:
@@ -124,6 +125,16 @@ def locked(out, processes: Processes = Processes()):
     return folder_lock(out) if out is not None and processes.main else contextlib.nullcontext()
 
 
+def check_folds(data: LabelledImages, config: TrainConfig, folds: int | None = None) -> None:
+    """Before any training: no more folds than images (--cv, and --threshold-folds where thresholds are
+    cross-validated)."""
+    asked = [("--cv", folds), ("--threshold-folds", config.threshold_folds if config.threshold_source == "cv" else None)]
+    for option, count in asked:
+        if count is not None and count > len(data):
+            raise ValueError(f"{option} {count} asks for more folds than the {len(data)} images of "
+                             f"{data.labels.source}: at most {len(data)}")
+
+
 def print_notes(data: LabelledImages) -> None:
     for note in data.notes():
         print(f"note: {note}", flush=True)
@@ -183,6 +194,7 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
     processes = training_processes(config)
     with locked(out, processes):
         data = training_images(data, config, processes)
+        check_folds(data, config, folds)
         if progress and processes.main:
             print(f"{folds}-fold cross-validation of {config.backbone} on {len(data)} images"
                   + (f" -> {out}" if out else "")

@@ -280,3 +280,16 @@ def test_resume_on_other_attributes_names_them(interrupted_run, demo_dir, tmp_pa
     fails(capsys, ["train", data, "--out", interrupted_run, "--resume"],
           "was trained on the attributes Attr1, Attr2, Attr3, Attr4", "has a, b, c, d",
           unchanged=[data, interrupted_run])
+
+
+# ---- options against the data ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["evaluate", "{data}", "--cv", "100", "--out", "{out}"], ["--cv 100 asks for more folds than the 57 images"]),
+    (["train", "{data}", "--out", "{out}", "--threshold-folds", "100"], ["--threshold-folds 100 asks for more folds"]),
+])
+def test_more_folds_than_images_is_refused_naming_the_option(demo_dir, tmp_path, capsys, args, words):
+    out = tmp_path / "out"
+    fails(capsys, [a.format(data=demo_dir, out=out) for a in args] + ["--image-size", "48"], *words,
+          unchanged=[demo_dir])
+    assert not out.exists()
