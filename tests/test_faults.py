@@ -293,3 +293,28 @@ def test_more_folds_than_images_is_refused_naming_the_option(demo_dir, tmp_path,
     fails(capsys, [a.format(data=demo_dir, out=out) for a in args] + ["--image-size", "48"], *words,
           unchanged=[demo_dir])
     assert not out.exists()
+
+
+# ---- label files: the right line, readable messages -------------------------------------------------------
+
+@pytest.mark.parametrize("text, words", [
+    ("image_0.jpg 1 0 1 0\f\nimage_1.jpg 1 0 1 0\nimage_2.jpg 1 0 maybe 0\n",
+     ["labels.txt, line 3: unknown label 'maybe'"]),  # a form feed ending line 1 is no line of its own
+    ("image_0.jpg 1 0 1 0\u2028\nimage_1.jpg 1 0 1 0\nimage_2.jpg 1 0 maybe 0\n", ["labels.txt, line 3"]),
+    ("image_0.jpg 1 0 1 0 \u2028 image_1.jpg 1 0 1 0\n", ["labels.txt, line 1: unknown label 'image_1.jpg'"]),
+    ("image_0.jpg 1 0 1 0\nimage\x00_1.jpg 1 0 1 0\n", ["line 2: filename 'image\\x00_1.jpg' holds a NUL byte"]),
+    ("image_0.jpg 1 0 1 0\nimage_1.jpg 1 0 " + "x" * 200_000 + " 0\n",
+     ["line 2: unknown label 'xxxxxxxx", "... (200,000 characters)"]),
+    ("filename NA none yes no\nimage_0.jpg 1 0 1 0\n", ["line 1: this looks like a header", "use labels.csv"]),
+    ("image_0.jpg " + "1 " * 20_000 + "\n", ["20,000 attributes is more than the 10,000 aimonk takes"]),
+])
+def test_label_file_errors_name_the_right_line_readably(tmp_path, capsys, text, words):
+    data = image_folder(tmp_path / "data", text=text.encode("utf-8"))
+    message = fails(capsys, ["summary", data], *words, unchanged=[data])
+    assert len(message) < 400
+
+
+def test_a_fifo_given_as_the_label_file_is_called_what_it_is(tmp_path, capsys):
+    fifo = tmp_path / "labels.txt"
+    os.mkfifo(fifo)
+    fails(capsys, ["summary", fifo], "is not a regular file (a FIFO")

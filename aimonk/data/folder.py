@@ -19,6 +19,8 @@ def find_label_file(data) -> Path:
     data = Path(data)
     if data.is_file():
         return data
+    if data.exists() and not data.is_dir():
+        raise ValueError(f"{data} is not a regular file (a FIFO, socket or device): give a label file or a folder")
     if not data.is_dir():
         raise FileNotFoundError(f"no such data folder or label file: {data}")
     for name in LABEL_FILE_NAMES:

@@ -18,6 +18,14 @@ import pandas as pd
 POSITIVE_TOKENS = {"1", "1.0", "true", "yes"}
 NEGATIVE_TOKENS = {"0", "0.0", "false", "no"}
 MISSING_TOKENS = {"na", "nan", "n/a", "none", "null", "", "?", "-"}
+MAX_ATTRIBUTES = 10_000  # far beyond any labelling effort; a runaway line of tokens stops here, not in memory
+HEADER_WORDS = {"filename", "file", "image", "images", "name", "path"}  # how a header line starts
+SHOWN = 80  # the most characters of a user's token an error message quotes
+
+
+def shown(text: str) -> str:
+    """A token as an error message quotes it: repr, cut to a readable length."""
+    return repr(text) if len(text) <= SHOWN else f"{text[:SHOWN]!r}... ({len(text):,} characters)"
 
 
 class LabelFileError(ValueError):
@@ -87,7 +95,7 @@ def read_labels(path, unknown_as_na: bool = False) -> LabelTable:
     if path.suffix.lower() == ".csv":
         rows, attributes = _csv_rows(path, text)
     else:
-        rows, attributes = _whitespace_rows(text)
+        rows, attributes = _whitespace_rows(path, text)
     if not rows:
         raise LabelFileError(path, None, "the file holds no labelled images")
     return _build_table(path, rows, attributes, unknown_as_na)
@@ -106,10 +114,17 @@ def _read_text(path: Path) -> str:
                                          "UTF-8") from None
 
 
-def _whitespace_rows(text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None]:
-    rows = [(number, line.split()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+def _whitespace_rows(path: Path, text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None]:
+    """Rows of (line number, fields). Lines end at \n, \r\n or \r only: a form feed or U+2028 inside a line
+    separates fields like any whitespace and never shifts the line numbers an error names."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    rows = [(number, line.split()) for number, line in enumerate(lines, start=1) if line.strip()]
     if rows and len(rows[0][1]) > 1 and all(parse_token(token) is None for token in rows[0][1][1:]):
         return rows[1:], [name for name in rows[0][1][1:]]  # a header line: no label among its fields
+    if rows and rows[0][1][0].lower() in HEADER_WORDS:
+        raise LabelFileError(path, rows[0][0], f"this looks like a header (it starts with {rows[0][1][0]!r}), but "
+                                               "its attribute names read as labels (1, 0, NA, yes, no, none, ...): "
+                                               "name the attributes with other words, or use labels.csv")
     return rows, None
 
 
@@ -140,9 +155,11 @@ def _check_attribute_names(path, line, attributes: list[str]) -> None:
 
 def clean_filename(path, line: int, name: str) -> str:
     """The filename as a relative POSIX path ('./a.jpg' -> 'a.jpg'); paths leaving the image folder are refused."""
+    if "\x00" in name:
+        raise LabelFileError(path, line, f"filename {shown(name)} holds a NUL byte, which no file name can")
     relative = PurePosixPath(name.strip().replace("\\", "/"))
     if relative.is_absolute() or ".." in relative.parts or PureWindowsPath(name.strip()).drive:
-        raise LabelFileError(path, line, f"filename {name!r} points outside the image folder; give paths "
+        raise LabelFileError(path, line, f"filename {shown(name)} points outside the image folder; give paths "
                                          "relative to it")
     return relative.as_posix()
 
@@ -152,6 +169,9 @@ def _build_table(path, rows, attributes, unknown_as_na) -> LabelTable:
         _check_attribute_names(path, rows[0][0] - 1 if rows else 1, attributes)
     counts = Counter(len(fields) for _, fields in rows)
     expected = len(attributes) + 1 if attributes else counts.most_common(1)[0][0]
+    if expected - 1 > MAX_ATTRIBUTES:
+        raise LabelFileError(path, rows[0][0], f"{expected - 1:,} attributes is more than the {MAX_ATTRIBUTES:,} "
+                                               "aimonk takes: is this a label file?")
     if expected < 2:
         raise LabelFileError(path, rows[0][0], "expected a filename followed by at least one label")
     filenames, values, lines, seen, replaced = [], [], [], {}, 0
@@ -161,7 +181,7 @@ def _build_table(path, rows, attributes, unknown_as_na) -> LabelTable:
                                                f"{'' if attributes else ', as on most lines'}), found {len(fields)}")
         name = clean_filename(path, number, fields[0])
         if name in seen:
-            raise LabelFileError(path, number, f"duplicate filename {name!r} (first on line {seen[name]})")
+            raise LabelFileError(path, number, f"duplicate filename {shown(name)} (first on line {seen[name]})")
         seen[name] = number
         parsed = []
         for column, token in enumerate(fields[1:], start=1):
@@ -170,7 +190,7 @@ def _build_table(path, rows, attributes, unknown_as_na) -> LabelTable:
                 if not unknown_as_na:
                     raise LabelFileError(
                         path, number,
-                        f"unknown label {token!r} in column {column + 1}; expected 1, 0 or NA "
+                        f"unknown label {shown(token)} in column {column + 1}; expected 1, 0 or NA "
                         "(use --unknown-as-na to read it as missing)",
                     )
                 value, replaced = math.nan, replaced + 1
