@@ -318,3 +318,27 @@ def test_a_fifo_given_as_the_label_file_is_called_what_it_is(tmp_path, capsys):
     fifo = tmp_path / "labels.txt"
     os.mkfifo(fifo)
     fails(capsys, ["summary", fifo], "is not a regular file (a FIFO")
+
+
+@pytest.mark.parametrize("edit, words", [
+    ("shape", ["its weights do not fit efficientnet_lite0 (size mismatch for head.1.bias"]),
+    ("missing", ["its weights are not a state dict of efficientnet_lite0: 1 missing (e.g. ['head.1.bias'])"]),
+])
+def test_a_checkpoint_whose_weights_were_edited_is_one_short_line(run, demo_dir, tmp_path, capsys, edit, words):
+    import torch
+
+    payload = torch.load(run / "model.pt", weights_only=True)
+    if edit == "shape":
+        payload["state_dict"]["head.1.bias"] = torch.zeros(7)
+    else:
+        payload["state_dict"].pop("head.1.bias")
+    torch.save(payload, tmp_path / "model.pt")
+    message = fails(capsys, ["predict", demo_dir / "images" / "image_0.jpg", "--model", tmp_path / "model.pt"],
+                    f"{tmp_path / 'model.pt'}: ", *words, unchanged=[demo_dir, run])
+    assert len(message) < 400  # not torch's list of every key
+
+
+def test_a_filename_with_spaces_in_labels_txt_points_to_labels_csv(tmp_path, capsys):
+    data = image_folder(tmp_path / "data", text=b"image_0.jpg 1 0 1 0\nmy photo.jpg 1 0 1 0\nimage_2.jpg 0 1 0 1\n")
+    fails(capsys, ["summary", data], "line 2: expected 5 fields", "a filename with spaces?", "use labels.csv",
+          unchanged=[data])

@@ -177,8 +177,11 @@ def _build_table(path, rows, attributes, unknown_as_na) -> LabelTable:
     filenames, values, lines, seen, replaced = [], [], [], {}, 0
     for number, fields in rows:
         if len(fields) != expected:
+            spaced = len(fields) > expected and parse_token(fields[1]) is None  # 'my photo.jpg 1 0'
             raise LabelFileError(path, number, f"expected {expected} fields (filename and {expected - 1} labels"
-                                               f"{'' if attributes else ', as on most lines'}), found {len(fields)}")
+                                               f"{'' if attributes else ', as on most lines'}), found {len(fields)}"
+                                 + ("; a filename with spaces? labels.txt separates fields by whitespace: use "
+                                    "labels.csv (comma-separated) for such names" if spaced else ""))
         name = clean_filename(path, number, fields[0])
         if name in seen:
             raise LabelFileError(path, number, f"duplicate filename {shown(name)} (first on line {seen[name]})")

@@ -109,7 +109,7 @@ class Checkpoint:
         """The network rebuilt (nothing downloaded: the weights are the checkpoint's), in eval mode."""
         members = [network_from_config(self.config, len(self.attributes)) for _ in range(self.ensemble_size or 1)]
         model = EnsembleClassifier(members) if self.ensemble_size else members[0]
-        model.load_state_dict(self.state_dict)
+        load_weights(model, self.state_dict, self.config.backbone)
         for member in classifiers(model):
             member.mean.copy_(torch.tensor(self.normalization["mean"]).view(1, 3, 1, 1))
             member.std.copy_(torch.tensor(self.normalization["std"]).view(1, 3, 1, 1))
@@ -189,5 +189,18 @@ def network_from_config(config: TrainConfig, outputs: int, state: dict | None = 
     model = build_model(config.backbone, outputs, weights="none", dropout=config.dropout, freeze=0,
                         image_size=config.image_size)
     if state is not None:
-        model.load_state_dict(state)
+        load_weights(model, state, config.backbone)
     return model
+
+
+def load_weights(model: torch.nn.Module, state: dict, name: str) -> None:
+    """`state` into `model`, or one short ValueError saying how it does not fit (torch's lists every key)."""
+    missing, unexpected = model.state_dict().keys() - state.keys(), state.keys() - model.state_dict().keys()
+    if missing or unexpected:
+        raise ValueError(f"its weights are not a state dict of {name}: {len(missing)} missing (e.g. "
+                         f"{sorted(missing)[:2]}), {len(unexpected)} unexpected (e.g. {sorted(unexpected)[:2]})")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # shapes that differ
+        first = str(error).split("\n\t")[1] if "\n\t" in str(error) else str(error)[:200]
+        raise ValueError(f"its weights do not fit {name} ({first.strip().rstrip('.')})") from None

@@ -28,7 +28,11 @@ class Predictor(PredictsImages):
     @classmethod
     def load(cls, path, device: str = "auto") -> "Predictor":
         """The checkpoint in `path` (one-line errors naming it when it is not one) on `device`."""
-        return cls(Checkpoint.load(path), device)
+        checkpoint = Checkpoint.load(path)
+        try:
+            return cls(checkpoint, device)
+        except ValueError as error:  # its weights do not fit its own architecture: a damaged or edited file
+            raise ValueError(f"{path}: {error}") from None
 
     def probabilities(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         """Calibrated probabilities (N, K) for uint8 images (N, H, W, 3) at the model's size."""
