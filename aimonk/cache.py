@@ -60,11 +60,25 @@ def load_array(kind: str, key: str) -> tuple[np.ndarray, dict] | None:
     try:
         meta = json.loads(meta_path.read_text())
         array = np.load(array_path, mmap_mode="c")  # copy-on-write: writable here (torch wants that), never on disk
-    except (OSError, ValueError):  # a damaged entry is recomputed
+        rows = meta["rows"]
+        intact = isinstance(rows, int) and 0 <= rows <= len(array) and meta["digest"] == content_digest(array[:rows])
+    except (OSError, ValueError, KeyError, TypeError):
+        intact = False
+    if not intact:  # damaged (or written before entries had a digest): recomputed, and replaced
         return None
     with contextlib.suppress(OSError):  # its last use, for `aimonk cache --clear --older-than DAYS`
         os.utime(meta_path)
-    return array[: meta.get("rows", len(array))], meta
+    return array[:rows], meta
+
+
+def content_digest(array: np.ndarray) -> str:
+    """A checksum of the array's bytes, read block by block (so a memory-mapped entry never sits in memory)."""
+    digest = hashlib.blake2b(digest_size=16)
+    step = max(1, (64 << 20) // max(1, array[:1].nbytes))
+    for start in range(0, len(array), step):
+        digest.update(np.ascontiguousarray(array[start:start + step]).data)
+    release_pages(array)
+    return digest.hexdigest()
 
 
 def store_array(kind: str, key: str, shape, dtype, fill, meta: dict | None = None):
@@ -81,12 +95,13 @@ def store_array(kind: str, key: str, shape, dtype, fill, meta: dict | None = Non
             reserve(temporary)
             rows = fill(writable)
             writable.flush()
+            digest = content_digest(writable[:rows])
             del writable
     except NoRoom as error:
         warnings.warn(f"the aimonk cache {folder.parent} has no room for {error} more: working in memory (free "
                       "space there, or set AIMONK_CACHE to another folder, or to off)", stacklevel=3)
         return in_memory(shape, dtype, fill, meta)
-    meta = {**(meta or {}), "rows": rows}
+    meta = {**(meta or {}), "rows": rows, "digest": digest}
     with atomic_path(folder / f"{key}.json") as temporary:
         temporary.write_text(json.dumps(meta))
     return load_array(kind, key)

@@ -342,3 +342,31 @@ def test_a_filename_with_spaces_in_labels_txt_points_to_labels_csv(tmp_path, cap
     data = image_folder(tmp_path / "data", text=b"image_0.jpg 1 0 1 0\nmy photo.jpg 1 0 1 0\nimage_2.jpg 0 1 0 1\n")
     fails(capsys, ["summary", data], "line 2: expected 5 fields", "a filename with spaces?", "use labels.csv",
           unchanged=[data])
+
+
+# ---- a damaged cache entry is recomputed, never used --------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["content", "metadata"])
+def test_a_damaged_cache_entry_is_detected_and_recomputed(tmp_path, monkeypatch, damage):
+    import json
+
+    from aimonk.data.images import cache_images
+
+    monkeypatch.setenv("AIMONK_CACHE", str(tmp_path / "cache"))
+    paths = []
+    for i in range(4):
+        Image.new("RGB", (30, 30), (40 * i, 200, 0)).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    first, _ = cache_images(paths, 16, progress=False)
+    first = np.array(first)
+    [entry] = (tmp_path / "cache" / "images").glob("*.npy")
+    if damage == "content":  # the same size, other bytes: only a checksum tells
+        data = bytearray(entry.read_bytes())
+        data[-100:] = bytes(100)
+        entry.write_bytes(bytes(data))
+    else:
+        meta = entry.with_suffix(".json")
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "rows": "many"}))
+    again, kept = cache_images(paths, 16, progress=False)
+    np.testing.assert_array_equal(again, first)
+    assert kept == [0, 1, 2, 3]
