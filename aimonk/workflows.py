@@ -39,8 +39,12 @@ from aimonk.training.run import TrainedModel, train as train_and_fit_rule
 from aimonk.training.runlog import load_last
 
 TRAIN_OUTPUTS = ("model.pt", "last.pt", "config.json", "history.json", "loss_curve.png", *TRAINING_FIGURES)
+INCOMPLETE = "INCOMPLETE.txt"  # what an interrupted `evaluate --cv --out` leaves to say so
+INCOMPLETE_NOTE = ("This cross-validation was interrupted while its final model ({final}) trained: cv_metrics, "
+                   "oof_predictions, label_issues and na_suggestions are complete; model.pt is missing.\n"
+                   "Run the same `aimonk evaluate --cv` again with --overwrite to finish it.\n")
 CV_OUTPUTS = ("model.pt", "config.json", "cv_metrics.csv", "cv_metrics.json", "oof_predictions.csv",
-              "label_issues.csv", "na_suggestions.csv")
+              "label_issues.csv", "na_suggestions.csv", INCOMPLETE)
 EVALUATE_OUTPUTS = ("metrics.csv", "metrics.json")
 
 
@@ -215,8 +219,17 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
         if on_report is not None:
             on_report(run)
         if final != "none":
-            run.checkpoint = final_model(cv, config, data, final, rule, progress=progress, processes=processes)
+            try:
+                run.checkpoint = final_model(cv, config, data, final, rule, progress=progress, processes=processes)
+            except KeyboardInterrupt:
+                if out is not None and processes.main:
+                    run.written.append(write_text(out / INCOMPLETE, INCOMPLETE_NOTE.format(final=final)))
+                    raise KeyboardInterrupt(f"interrupted while the final model trained: the cross-validation's "
+                                            f"tables are complete in {out}, model.pt is missing ({out / INCOMPLETE} "
+                                            "says so); run again with --overwrite for it") from None
+                raise
             if out is not None:
+                (out / INCOMPLETE).unlink(missing_ok=True)  # an earlier interrupted run's note
                 run.written += [run.checkpoint.save(out / "model.pt"),
                                 write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))]
         return run

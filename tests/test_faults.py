@@ -370,3 +370,20 @@ def test_a_damaged_cache_entry_is_detected_and_recomputed(tmp_path, monkeypatch,
     again, kept = cache_images(paths, 16, progress=False)
     np.testing.assert_array_equal(again, first)
     assert kept == [0, 1, 2, 3]
+
+
+def test_an_interrupted_cross_validation_leaves_a_folder_that_says_it_is_incomplete(demo_dir, tmp_path, capsys,
+                                                                                   monkeypatch):
+    import aimonk.workflows as workflows
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workflows, "final_model", interrupted)  # Ctrl-C while the final model trains
+    out = tmp_path / "cv"
+    code = main(["evaluate", str(demo_dir), "--cv", "2", "--out", str(out), "--image-size", "48", "--backbone",
+                 "efficientnet_lite0"])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted while the final model trained" in err and "--overwrite" in err
+    assert (out / "cv_metrics.csv").is_file() and not (out / "model.pt").exists()
+    assert "model.pt is missing" in (out / "INCOMPLETE.txt").read_text()

@@ -56,8 +56,8 @@ def run_command(args) -> int:
     except (ValueError, OSError, RuntimeError) as error:
         print(f"aimonk {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # training says what it kept; anything else stops without a traceback
-        print(f"aimonk {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as stopped:  # training says what it kept; anything else stops without a traceback
+        print(f"aimonk {args.command}: {stopped or 'interrupted'}", file=sys.stderr)
         return INTERRUPTED
 
 
