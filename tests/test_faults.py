@@ -387,3 +387,10 @@ def test_an_interrupted_cross_validation_leaves_a_folder_that_says_it_is_incompl
     assert code == 130 and "interrupted while the final model trained" in err and "--overwrite" in err
     assert (out / "cv_metrics.csv").is_file() and not (out / "model.pt").exists()
     assert "model.pt is missing" in (out / "INCOMPLETE.txt").read_text()
+
+
+def test_a_folder_with_two_label_files_is_named_not_silently_resolved(tmp_path, capsys):
+    data = image_folder(tmp_path / "data")
+    (data / "labels.csv").write_text("filename,a,b,c,d\nimage_0.jpg,1,0,1,0\n")
+    fails(capsys, ["summary", data], "holds labels.csv and labels.txt: give the label file to use", unchanged=[data])
+    assert main(["summary", str(data / "labels.csv")]) == 0  # the one given is used

@@ -23,10 +23,10 @@ def find_label_file(data) -> Path:
         raise ValueError(f"{data} is not a regular file (a FIFO, socket or device): give a label file or a folder")
     if not data.is_dir():
         raise FileNotFoundError(f"no such data folder or label file: {data}")
-    for name in LABEL_FILE_NAMES:
-        if (data / name).is_file():
-            return data / name
     found = [p for p in sorted(data.iterdir()) if p.name.lower() in LABEL_FILE_NAMES and p.is_file()]
+    if len(found) > 1:  # never silently one of them
+        raise ValueError(f"{data} holds {' and '.join(p.name for p in found)}: give the label file to use, e.g. "
+                         f"{found[0]}")
     if found:
         return found[0]
     raise FileNotFoundError(f"{data} holds no label file ({' or '.join(LABEL_FILE_NAMES)})")
