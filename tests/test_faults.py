@@ -394,3 +394,39 @@ def test_a_folder_with_two_label_files_is_named_not_silently_resolved(tmp_path, 
     (data / "labels.csv").write_text("filename,a,b,c,d\nimage_0.jpg,1,0,1,0\n")
     fails(capsys, ["summary", data], "holds labels.csv and labels.txt: give the label file to use", unchanged=[data])
     assert main(["summary", str(data / "labels.csv")]) == 0  # the one given is used
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("attributes", ["a", "b", "c"], ["its metadata does not match the graph: 3 attributes for 4 outputs"]),
+    ("image_size", 96, ["its metadata does not match the graph: image size 96 for inputs of 48x48"]),
+])
+def test_an_onnx_model_whose_metadata_was_edited_is_refused(run, demo_dir, tmp_path, capsys, field, value, words):
+    import json
+
+    import onnx
+
+    exported = tmp_path / "model.onnx"
+    assert main(["export", "--model", str(run / "model.pt"), "--format", "onnx", "--out", str(exported)]) == 0
+    model = onnx.load(exported)
+    [entry] = [item for item in model.metadata_props if item.key == "aimonk"]
+    entry.value = json.dumps({**json.loads(entry.value), field: value})
+    edited = tmp_path / "edited.onnx"
+    onnx.save(model, edited)
+    capsys.readouterr()
+    fails(capsys, ["predict", demo_dir / "images" / "image_0.jpg", "--model", edited], f"{edited}: ", *words,
+          unchanged=[demo_dir, run])
+
+
+def test_a_listed_link_loop_is_named_with_its_line(tmp_path, capsys):
+    data = image_folder(tmp_path / "data")
+    (data / "images" / "loop.jpg").symlink_to(data / "images" / "loop.jpg")
+    (data / "labels.txt").write_text("image_0.jpg 1 0 1 0\nloop.jpg 1 0 1 0\nimage_2.jpg 0 1 0 1\n")
+    fails(capsys, ["summary", data], "labels.txt, line 2: 'loop.jpg' cannot be followed", unchanged=[data])
+
+
+def test_one_image_listed_under_two_names_is_warned_about(tmp_path, capsys):
+    data = image_folder(tmp_path / "data")
+    (data / "images" / "again.jpg").symlink_to(data / "images" / "image_0.jpg")
+    (data / "labels.txt").write_text("image_0.jpg 1 0 1 0\nimage_1.jpg 0 1 0 1\nagain.jpg 1 0 1 0\n")
+    assert main(["summary", str(data)]) == 0
+    assert "warning: 'again.jpg' is the same file as 'image_0.jpg' (a link): it counts twice" in capsys.readouterr().err

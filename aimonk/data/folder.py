@@ -101,13 +101,22 @@ def missing_note(missing: list[str], label_file, image_dir) -> str | None:
 
 
 def check_inside(table: LabelTable, image_dir: Path) -> None:
-    """Every listed file must resolve (links and '..' followed) inside the image folder."""
-    root = image_dir.resolve()
+    """Every listed file must resolve (links and '..' followed) inside the image folder, through no link loop;
+    one file listed under two names (a link) is warned about, as it counts twice."""
+    root, first_name = image_dir.resolve(), {}
     for name, line in zip(table.filenames, table.lines or [None] * len(table)):
-        target = (image_dir / name).resolve()
+        try:
+            target = (image_dir / name).resolve()
+        except (RuntimeError, OSError) as error:  # Python raises either for a loop of symbolic links
+            raise LabelFileError(table.source, line, f"{name!r} cannot be followed ({error.__class__.__name__}: "
+                                                     "a loop of symbolic links?)") from None
         if not target.is_relative_to(root):
             raise LabelFileError(table.source, line, f"{name!r} resolves to {target}, outside the image folder "
                                                      f"{image_dir}")
+        if target in first_name and target.is_file():
+            warn_about_data(f"{name!r} is the same file as {first_name[target]!r} (a link): it counts twice",
+                            table.source, line or 0)
+        first_name.setdefault(target, name)
 
 
 def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, progress: bool = True,

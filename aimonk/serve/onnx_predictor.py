@@ -31,6 +31,7 @@ class OnnxPredictor(PredictsImages):
             self.attributes, self.image_size = list(stored["attributes"]), int(stored["image_size"])
         except Exception as error:  # onnxruntime raises its own kinds for foreign or corrupt files
             raise ValueError(f"{path} is not an ONNX model exported by aimonk ({type(error).__name__})") from None
+        check_metadata_fits_graph(self.session, path, self.attributes, self.image_size)
         try:  # the map is in the graph: the rule here only decides
             self.rule = DecisionRule.from_dict({**stored, "source": stored.get("thresholds_source", ""),
                                                 "calibration": "none"}, len(self.attributes))
@@ -38,6 +39,20 @@ class OnnxPredictor(PredictsImages):
             raise ValueError(f"{path}: {error}") from None
 
     def probabilities(self, images: np.ndarray, progress: bool = False, batch_size: int = 64) -> np.ndarray:
+        """Calibrated probabilities (N, K) for uint8 images (N, size, size, 3), from the graph alone."""
         outputs = [self.session.run(None, {"images": np.ascontiguousarray(images[start:start + batch_size])})[0]
                    for start in range(0, len(images), batch_size)]
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.attributes)), np.float32)
+
+
+def check_metadata_fits_graph(session, path: Path, attributes: list, image_size: int) -> None:
+    """The metadata's attributes and image size against the graph's own output and input shapes (an edited
+    metadata would otherwise name or size the predictions wrongly)."""
+    _, height, width, _ = session.get_inputs()[0].shape
+    outputs = session.get_outputs()[0].shape[-1]
+    if isinstance(outputs, int) and outputs != len(attributes):
+        raise ValueError(f"{path}: its metadata does not match the graph: {len(attributes)} attributes for "
+                         f"{outputs} outputs")
+    if any(isinstance(side, int) and side != image_size for side in (height, width)):
+        raise ValueError(f"{path}: its metadata does not match the graph: image size {image_size} for inputs of "
+                         f"{height}x{width}")
