@@ -430,3 +430,15 @@ def test_one_image_listed_under_two_names_is_warned_about(tmp_path, capsys):
     (data / "labels.txt").write_text("image_0.jpg 1 0 1 0\nimage_1.jpg 0 1 0 1\nagain.jpg 1 0 1 0\n")
     assert main(["summary", str(data)]) == 0
     assert "warning: 'again.jpg' is the same file as 'image_0.jpg' (a link): it counts twice" in capsys.readouterr().err
+
+
+def test_the_macro_baseline_leaves_out_an_attribute_with_no_known_label_and_says_so():
+    from aimonk.evaluation.folder import unscorable
+    from aimonk.evaluation.tables import score
+
+    targets = np.array([[1, np.nan], [0, np.nan], [1, np.nan]], dtype=np.float32)
+    probabilities = np.array([[0.9, 0.5], [0.2, 0.5], [0.8, 0.5]], dtype=np.float32)
+    table = score(targets, probabilities, [0.5, 0.5], ["seen", "unlabelled"], [1, 0])
+    assert np.isnan(table.loc["unlabelled", "baseline_f1"]) and table.loc["macro", "baseline_f1"] == pytest.approx(0.8)
+    [note] = unscorable(targets, ["seen", "unlabelled"])
+    assert "'unlabelled'" in note and "baseline are NaN, left out of the macro row" in note

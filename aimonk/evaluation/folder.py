@@ -149,7 +149,8 @@ def training_overlap(data: LabelledImages, rows, provenance: Provenance) -> list
 
 
 def unscorable(targets: np.ndarray, attributes) -> list[str]:
-    return [f"attribute {name!r} has no known label among the scored images: its metrics are NaN"
+    return [f"attribute {name!r} has no known label among the scored images: its metrics and baseline are NaN, "
+            "left out of the macro row"
             for column, name in enumerate(attributes) if np.isnan(targets[:, column]).all()]
 
 

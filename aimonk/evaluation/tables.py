@@ -9,11 +9,18 @@ from aimonk.metrics import attribute_metrics, bootstrap_f1, majority_baseline_f1
 from aimonk.training.crossval import CrossValidation
 
 
+def macro_of(values: np.ndarray) -> float:
+    """The macro mean over the attributes that could be scored (as the F1's macro: an attribute with no known
+    label is NaN, left out, and named in the evaluation's notes)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else float("nan")
+
+
 def score(targets, probabilities, thresholds, attributes, majority) -> pd.DataFrame:
     table = attribute_metrics(targets, probabilities, thresholds, attributes)
     table["ece"] = with_macro(expected_calibration_error(targets, probabilities))
     baseline = majority_baseline_f1(np.asarray(majority), targets)
-    table["baseline_f1"] = list(baseline) + [baseline.mean()]
+    table["baseline_f1"] = list(baseline) + [macro_of(baseline)]
     table["lift"] = table["f1"] - table["baseline_f1"]
     return table
 
