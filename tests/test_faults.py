@@ -442,3 +442,20 @@ def test_the_macro_baseline_leaves_out_an_attribute_with_no_known_label_and_says
     assert np.isnan(table.loc["unlabelled", "baseline_f1"]) and table.loc["macro", "baseline_f1"] == pytest.approx(0.8)
     [note] = unscorable(targets, ["seen", "unlabelled"])
     assert "'unlabelled'" in note and "baseline are NaN, left out of the macro row" in note
+
+
+def test_json_predictions_are_valid_json_even_for_a_non_finite_probability():
+    import json
+
+    from aimonk.serve.predictions import Predictions
+
+    text = Predictions(["a.jpg"], ["x", "y"], np.array([[np.nan, 0.7]]), [0.5, 0.5]).format("json")
+    [record] = json.loads(text, parse_constant=lambda constant: pytest.fail(f"bare {constant}"))
+    assert record["attributes"]["x"]["probability"] is None and record["attributes"]["y"]["present"] is True
+
+
+def test_a_filename_longer_than_a_file_name_can_be_is_a_label_file_error(tmp_path, capsys):
+    data = image_folder(tmp_path / "data", text=("image_0.jpg 1 0 1 0\n" + "a" * 10_000 + ".jpg 1 0 1 0\n").encode())
+    message = fails(capsys, ["summary", data], "line 2: filename 'aaaa", "is longer than a file name can be",
+                    unchanged=[data])
+    assert len(message) < 400

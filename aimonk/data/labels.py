@@ -157,6 +157,10 @@ def clean_filename(path, line: int, name: str) -> str:
     """The filename as a relative POSIX path ('./a.jpg' -> 'a.jpg'); paths leaving the image folder are refused."""
     if "\x00" in name:
         raise LabelFileError(path, line, f"filename {shown(name)} holds a NUL byte, which no file name can")
+    if len(name.encode("utf-8", "surrogateescape")) > 4096 or any(len(part.encode("utf-8", "surrogateescape")) > 255
+                                                                   for part in name.replace("\\", "/").split("/")):
+        raise LabelFileError(path, line, f"filename {shown(name)} is longer than a file name can be (255 bytes a "
+                                         "name, 4096 a path)")
     relative = PurePosixPath(name.strip().replace("\\", "/"))
     if relative.is_absolute() or ".." in relative.parts or PureWindowsPath(name.strip()).drive:
         raise LabelFileError(path, line, f"filename {shown(name)} points outside the image folder; give paths "

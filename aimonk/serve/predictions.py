@@ -51,12 +51,13 @@ class Predictions:
     def to_json(self) -> str:
         records = [
             {"image": image, "thresholds": dict(zip(self.attributes, self.thresholds)),
-             "attributes": {name: {"probability": round(float(p), 4), "present": bool(flag)}
+             "attributes": {name: {"probability": round(float(p), 4) if np.isfinite(p) else None,
+                                   "present": bool(flag)}
                             for name, p, flag in zip(self.attributes, probs, flags)},
              "present": [name for name, flag in zip(self.attributes, flags) if flag]}
             for image, probs, flags in zip(self.names, self.probabilities, self.present)
         ]
-        return json.dumps(records, indent=2) + "\n"
+        return json.dumps(records, indent=2, allow_nan=False) + "\n"  # valid JSON: no bare NaN
 
     def to_csv(self) -> str:
         return csv_text(self.to_frame(), index=False)
