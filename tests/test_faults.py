@@ -459,3 +459,8 @@ def test_a_filename_longer_than_a_file_name_can_be_is_a_label_file_error(tmp_pat
     message = fails(capsys, ["summary", data], "line 2: filename 'aaaa", "is longer than a file name can be",
                     unchanged=[data])
     assert len(message) < 400
+
+
+def test_export_out_that_is_a_folder_is_refused_naming_the_option(run, tmp_path, capsys):
+    fails(capsys, ["export", "--model", run / "model.pt", "--format", "onnx", "--out", tmp_path],
+          f"--out {tmp_path} must end in .onnx", unchanged=[run, tmp_path])
