@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -92,13 +93,23 @@ def atomic_path(path):
         yield Path(temporary)
         os.chmod(temporary, _default_mode())
         os.replace(temporary, path)
-    except OSError as error:
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):  # named as the file the user asked for, not the temporary
-            raise OSError(error.errno, "no space left on the device: the earlier file, if any, is unchanged",
+    except Exception as error:  # torch.save says a full disk as a RuntimeError ('unexpected pos ...')
+        if disk_full(error, path.parent):  # named as the file the user asked for, not the temporary
+            raise OSError(errno.ENOSPC, "no space left on the device: the earlier file, if any, is unchanged",
                           str(path)) from error
         raise
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+def disk_full(error: Exception, folder: Path) -> bool:
+    """Whether a failed write failed for want of space: the error says so, or the disk has (almost) none left."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return isinstance(error, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
 
 
 def write_text(path, text: str) -> Path:

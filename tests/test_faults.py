@@ -464,3 +464,23 @@ def test_a_filename_longer_than_a_file_name_can_be_is_a_label_file_error(tmp_pat
 def test_export_out_that_is_a_folder_is_refused_naming_the_option(run, tmp_path, capsys):
     fails(capsys, ["export", "--model", run / "model.pt", "--format", "onnx", "--out", tmp_path],
           f"--out {tmp_path} must end in .onnx", unchanged=[run, tmp_path])
+
+
+def test_a_checkpoint_that_does_not_fit_the_disk_is_one_line_naming_it(tmp_path, monkeypatch):
+    """torch.save reports a full disk as a RuntimeError ('unexpected pos ...'), as a 2 MB tmpfs showed."""
+    import shutil
+    from collections import namedtuple
+
+    import torch
+
+    def torch_on_a_full_disk(payload, target):
+        open(target, "wb").write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1932288 vs 1932184")
+
+    monkeypatch.setattr(torch, "save", torch_on_a_full_disk)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: namedtuple("Usage", "total used free")(2 << 20, 2 << 20, 0))
+    target = tmp_path / "model.pt"
+    with pytest.raises(OSError, match="no space left on the device") as raised:
+        with atomic_path(target) as temporary:
+            torch.save({}, temporary)
+    assert raised.value.filename == str(target) and not list(tmp_path.iterdir())
