@@ -2,6 +2,7 @@
 final text (or nothing, for leave=False) in the saved notebook instead of a frozen '0%' copy of its first state."""
 from __future__ import annotations
 
+import functools
 import sys
 
 from tqdm.auto import tqdm as auto_tqdm
@@ -13,6 +14,7 @@ def in_jupyter_kernel() -> bool:
     return shell is not None and hasattr(shell, "kernel")
 
 
+@functools.cache
 def notebook_bar_class():
     """tqdm's notebook bar whose display is replaced by its final text when it closes: a saved notebook (papermill's
     executed copy, or one saved without widget state) shows what the bar ended at."""
@@ -45,8 +47,3 @@ def progress_bar(iterable=None, **options):
         except ImportError:  # no ipywidgets: tqdm's text bar
             pass
     return auto_tqdm(iterable, **options)
-
-
-def write_line(line: str) -> None:
-    """Print a line above any running text bar."""
-    auto_tqdm.write(line)

@@ -8,13 +8,10 @@ import sys
 import threading
 import warnings
 
-from aimonk.cli.commands import COMMANDS
+from aimonk.cli.commands import COMMANDS, INTERRUPTED, TERMINATED
 from aimonk.cli.parser import build_parser, config_from_args, option_flag
 
 __all__ = ["main", "build_parser", "config_from_args", "option_flag"]
-
-
-INTERRUPTED, TERMINATED = 130, 143  # the shell's codes for SIGINT and SIGTERM
 
 
 def main(argv=None) -> int:

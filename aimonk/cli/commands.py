@@ -6,11 +6,12 @@ import sys
 import time
 from pathlib import Path
 
-from aimonk.progress import progress_bar
-
 from aimonk.cli.parser import config_from_args, option_flag
 from aimonk.config import TrainConfig
 from aimonk.files import check_output_folder, csv_text
+from aimonk.progress import progress_bar
+
+INTERRUPTED, TERMINATED = 130, 143  # the shell's codes for SIGINT and SIGTERM
 
 
 def cmd_summary(args) -> int:
@@ -45,7 +46,7 @@ def cmd_train(args) -> int:
         trained = train(args.data, config, args.out, resume=args.resume, overwrite=args.overwrite)
     except TrainingInterrupted as stopped:
         print(f"\n{stopped}", flush=True)
-        return 130
+        return INTERRUPTED
     if trained.path is None:  # a worker process: the main one saved and reports
         return 0
     print(f"kept {trained.kept()}; {(time.perf_counter() - started) / 60:.1f} min; checkpoint {trained.path}; "

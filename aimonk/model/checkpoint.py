@@ -195,7 +195,8 @@ def network_from_config(config: TrainConfig, outputs: int, state: dict | None = 
 
 def load_weights(model: torch.nn.Module, state: dict, name: str) -> None:
     """`state` into `model`, or one short ValueError saying how it does not fit (torch's lists every key)."""
-    missing, unexpected = model.state_dict().keys() - state.keys(), state.keys() - model.state_dict().keys()
+    expected = model.state_dict().keys()
+    missing, unexpected = expected - state.keys(), state.keys() - expected
     if missing or unexpected:
         raise ValueError(f"its weights are not a state dict of {name}: {len(missing)} missing (e.g. "
                          f"{sorted(missing)[:2]}), {len(unexpected)} unexpected (e.g. {sorted(unexpected)[:2]})")
