@@ -5,7 +5,8 @@ A labelled folder is decoded once per image size into `<cache>/images/<key>.npy`
 than memory trains without holding it, and the next run on the same folder skips decoding. The key covers
 every file's path, size and modification time and the image size, so a changed, added or removed file makes
 a new entry. Backbone features are cached the same way, keyed by the image entry and the backbone, its
-weights, the precision and the layout they were computed with.
+weights and the engine that computed them; so are the ONNX graphs the CPU engine runs backbones with
+(aimonk.model.engine), keyed by the weights' checksum.
 
 The cache lives in $AIMONK_CACHE, else $XDG_CACHE_HOME/aimonk, else ~/.cache/aimonk (never in your data or
 run folders); AIMONK_CACHE=off turns it off (everything is then computed in memory, as before).
@@ -157,7 +158,7 @@ def release_pages(array: np.ndarray) -> None:
         mapping.madvise(mmap.MADV_DONTNEED)
 
 
-CACHE_KINDS = ("images", "features")  # the folders the cache writes; nothing else under its root is touched
+CACHE_KINDS = ("images", "features", "graphs")  # the folders the cache writes; nothing else under its root is touched
 KEY = re.compile(r"[0-9a-f]{32}")  # files_key's names
 
 

@@ -136,8 +136,8 @@ class TrainConfig:
     seed: int = option(42, "random seed of the split, the weights and the augmentation", low=0,
                        high=2**32 - 1)  # numpy's seed range
     device: str = option("auto", "where to train", choices=DEVICES)
-    amp: bool = option(True, "mixed precision where the device computes it natively (CUDA; CPUs with AVX-512 BF16 "
-                             "or AMX)")
+    amp: bool = option(True, "mixed precision in training steps where the device computes it natively (CUDA; "
+                             "CPUs with AVX-512 BF16 or AMX); predictions are float32 on every route")
     channels_last: bool | None = option(None, "NHWC memory layout (default: on for CUDA and the CPU)")
     compile: bool = option(False, "torch.compile the model for training (a slow first epoch)")
     num_workers: int = option(-1, "DataLoader worker processes (-1 = automatic)", low=-1, high=256)

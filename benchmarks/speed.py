@@ -5,7 +5,9 @@
 
 All figures come from one run on the same data, model (the reference's freezing), batch size and
 augmentations, so their ratios are comparable. Add --quality-data data/demo to check that mixed
-precision does not lower validation F1 (same seed, same split).
+precision does not lower validation F1 (same seed, same split). On the CPU the default recipe's rows follow
+(benchmarks/serving_speed.py: features, `aimonk predict` with .pt and .onnx, one image, the widget);
+--default-only prints only those.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import serving_speed  # noqa: E402 (benchmarks/serving_speed.py, beside this file)
 
 from aimonk.model.checkpoint import Checkpoint
 from aimonk.model.recipe import decide_recipe
@@ -74,14 +78,15 @@ def model_only_training(config, k, device, amp, channels_last, steps):
     return steps * config.batch_size / (time.perf_counter() - started)
 
 
-def model_only_forward(config, k, device, amp, channels_last, steps):
+def model_only_forward(config, k, device, channels_last, steps):
+    """Prediction of uint8 images already in memory (aimonk.model.inference: the engine, float32), images/s."""
     model = new_model(config, k, device, channels_last).eval()
     images = np.random.default_rng(0).integers(0, 256, (config.batch_size * 2 * steps, config.image_size,
                                                         config.image_size, 3), dtype=np.uint8)
-    predict_logits(model, images[: config.batch_size * 2], device, config.batch_size * 2, amp, tta=config.tta)
+    predict_logits(model, images[: config.batch_size * 2], device, tta=config.tta)
     synchronize(device)
     started = time.perf_counter()
-    predict_logits(model, images, device, config.batch_size * 2, amp, tta=config.tta)
+    predict_logits(model, images, device, tta=config.tta)
     synchronize(device)
     return len(images) / (time.perf_counter() - started)
 
@@ -212,6 +217,9 @@ def main(argv=None):
     parser.add_argument("--quality-size", type=int, default=128)
     parser.add_argument("--quality-epochs", type=int, default=6)
     parser.add_argument("--quality-seeds", type=int, default=3, help="seeds (each its own split) for the check")
+    parser.add_argument("--default-only", action="store_true",
+                        help="run only the default recipe's rows (benchmarks/serving_speed.py)")
+    parser.add_argument("--folder-images", type=int, default=256, help="images predicted by the whole processes")
     args = parser.parse_args(argv)
 
     warnings.simplefilter("ignore", DataWarning)  # the missing files are reported by `aimonk summary`
@@ -219,6 +227,8 @@ def main(argv=None):
     if args.quality_only:
         args.quality_data = args.quality_data or args.data
         return report_quality(args, device)
+    if args.default_only:
+        return serving_speed.run(Path(args.data), args.folder_images)
     # training through the backbone with strong augmentation, as the reference pipeline does
     config = preset("finetune", backbone=args.backbone, image_size=args.size, batch_size=args.batch_size, freeze=-1,
                     device=str(device))
@@ -247,7 +257,7 @@ def main(argv=None):
         config, data, device, args.epochs)
     rate, head_epochs = head_only_pipeline(config, data, device)
     results[f"head only, the default recipe ({head_epochs} epochs, features once)"] = rate
-    forward = model_only_forward(config, k, device, True, channels_last, max(2, args.steps // 2))
+    forward = model_only_forward(config, k, device, channels_last, max(2, args.steps // 2))
     folder_rate, latency = prediction(config, model, data, device, len(data))
 
     bound = results["model alone, float32"]
@@ -257,11 +267,13 @@ def main(argv=None):
     for name, rate in results.items():
         print(f"{name:<62}{rate:>10.1f}{rate / bound:>14.2f}{rate / reference:>13.2f}")
     print(f"\n{'prediction':<62}{'images/s':>10}{'x forward bound':>17}")
-    print(f"{'model alone, forward (' + fastest + (', with the mirror image' if config.tta else '') + ')':<62}"
+    print(f"{'model alone, forward (float32' + (', with the mirror image' if config.tta else '') + ')':<62}"
           f"{forward:>10.1f}{1.0:>17.2f}")
     print(f"{'a folder of ' + str(len(data)) + ' images (decode included)':<62}{folder_rate:>10.1f}"
           f"{folder_rate / forward:>17.2f}")
     print(f"one image in a warm process: {latency:.0f} ms median")
+    if device.type == "cpu":
+        serving_speed.run(Path(args.data), args.folder_images)
 
     if args.quality_data:
         report_quality(args, device)

@@ -36,10 +36,8 @@ def test_training_on_cuda_with_mixed_precision_and_channels_last(data, tiny_conf
 
 def test_features_on_cuda_match_the_cpu(data):
     model = build_model("efficientnet_lite0", 4, weights="imagenet", freeze="all", image_size=48).eval()
-    on_cpu = backbone_features(place_model(model, torch.device("cpu")), data.images[:32], torch.device("cpu"),
-                               amp=False)
-    on_gpu = backbone_features(place_model(model, torch.device("cuda")), data.images[:32], torch.device("cuda"),
-                               amp=False)
+    on_cpu = backbone_features(place_model(model, torch.device("cpu")), data.images[:32], torch.device("cpu"))
+    on_gpu = backbone_features(place_model(model, torch.device("cuda")), data.images[:32], torch.device("cuda"))
     torch.testing.assert_close(on_gpu, on_cpu, atol=1e-3, rtol=1e-3)
 
 

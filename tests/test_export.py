@@ -26,13 +26,30 @@ def test_onnx_and_pytorch_agree(calibrated_run, tmp_path):
 
     assert main(["export", "--model", str(calibrated_run / "model.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
     predictor = Predictor.load(calibrated_run / "model.pt", "cpu")
-    predictor.config = predictor.config.replace(amp=False)  # float32, as the graph computes
-    assert predictor.rule.calibration_ is not None and predictor.config.tta
+    assert predictor.rule.calibration_ is not None and predictor.config.tta and predictor.config.amp
     images = np.random.default_rng(0).integers(0, 256, (7, 64, 64, 3), dtype=np.uint8)
     exported = OnnxPredictor(tmp_path / "m.onnx")
-    np.testing.assert_allclose(exported.probabilities(images), predictor.probabilities(images), atol=1e-4)
+    np.testing.assert_allclose(exported.probabilities(images), predictor.probabilities(images), atol=2e-5)
     assert exported.attributes == predictor.attributes and exported.image_size == 64
     np.testing.assert_allclose(exported.thresholds, predictor.thresholds)
+
+
+def test_aimonk_predict_gives_one_answer_with_the_checkpoint_and_its_export(calibrated_run, demo_dir, tmp_path,
+                                                                          capsys):
+    """The route a user runs, both ways, with the run's own settings (amp on, as by default)."""
+    onnx_model = tmp_path / "m.onnx"
+    assert main(["export", "--model", str(calibrated_run / "model.pt"), "--out", str(onnx_model)]) == 0
+    answers = []
+    for model in (calibrated_run / "model.pt", onnx_model):
+        capsys.readouterr()
+        assert main(["predict", str(demo_dir / "images"), "--model", str(model), "--format", "json"]) == 0
+        records = json.loads(capsys.readouterr().out)
+        answers.append([[(name, value["probability"], value["present"]) for name, value in record["attributes"].items()]
+                        for record in records])
+    probabilities = [np.array([[p for _, p, _ in row] for row in answer]) for answer in answers]
+    assert probabilities[0].shape == (57, 4)
+    assert np.abs(probabilities[0] - probabilities[1]).max() <= 1e-4 + 1e-9  # printed to 4 decimals
+    assert [[d for *_, d in row] for row in answers[0]] == [[d for *_, d in row] for row in answers[1]]
 
 
 def test_predict_with_an_onnx_model_needs_no_torch(calibrated_run, demo_dir, tmp_path):

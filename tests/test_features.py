@@ -86,8 +86,8 @@ def test_features_are_computed_once_for_all_folds(data, head_only, monkeypatch):
 def test_mirror_features_are_those_of_the_flipped_image(data):
     model = build_model("resnet18", 2, weights="none", freeze="all").eval()
     images = data.images[:4]
-    both = features.backbone_features(model, images, torch.device("cpu"), amp=False)
-    mirrored = features.backbone_features(model, images[:, :, ::-1].copy(), torch.device("cpu"), amp=False)
+    both = features.backbone_features(model, images, torch.device("cpu"))
+    mirrored = features.backbone_features(model, images[:, :, ::-1].copy(), torch.device("cpu"))
     torch.testing.assert_close(both[1], mirrored[0], atol=1e-5, rtol=1e-4)
     assert not torch.allclose(both[0], both[1])
 

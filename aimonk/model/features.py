@@ -14,51 +14,46 @@ import torch
 from aimonk.progress import progress_bar
 
 from aimonk.cache import files_key, load_array, release_pages, store_array
-from aimonk.model.inference import mirror
-from aimonk.runtime import autocast, mixed_precision_dtype
+from aimonk.model.engine import feature_engine, features_and_mirror
 from aimonk.distributed import Processes
 from aimonk.files import file_digest
 
-@torch.no_grad()
-def backbone_features(model, images: np.ndarray, device: torch.device, batch_size: int = 64, amp: bool = True,
-                      progress: bool = False, out: np.ndarray | None = None):
-    """Pooled features (2, N, F) on the CPU, float32, of a model placed on `device`: [0] of the images, [1] of
-    their mirror images; written batch by batch into `out` when given (e.g. a disk cache entry), else returned
-    as a tensor."""
-    model.eval()
+def backbone_features(model, images: np.ndarray, device: torch.device, progress: bool = False,
+                      out: np.ndarray | None = None, keep_graph: bool = True):
+    """Pooled features (2, N, F) on the CPU, float32, of a model placed on `device`, by its feature_engine:
+    [0] of the images, [1] of their mirror images; written batch by batch into `out` when given (e.g. a disk
+    cache entry), else returned as a tensor."""
+    engine = feature_engine(model, device, images.shape[1], keep_graph)
     if out is None:
         out = np.zeros((2, len(images), feature_width(model, images.shape[1], device)), np.float32)
-    for start in progress_bar(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
-        batch = torch.from_numpy(images[start:start + batch_size]).to(device, non_blocking=True)
-        with autocast(device, amp):
-            out[0, start:start + len(batch)] = model.features(batch).float().cpu().numpy()
-            out[1, start:start + len(batch)] = model.features(mirror(batch)).float().cpu().numpy()
+    step = engine.batch_size
+    for start in progress_bar(range(0, len(images), step), desc="features", disable=not progress, leave=False):
+        out[0, start:start + step], out[1, start:start + step] = features_and_mirror(engine, images[start:start + step])
         release_pages(images)
     return torch.from_numpy(out)
 
 
 def cached_features(model, data, config, device, progress: bool = False,
                     processes: Processes = Processes()) -> torch.Tensor:
-    """backbone_features of all of `data`, computed once per backbone, weights, image size, precision and
-    layout: kept on `data` for this process and in aimonk.cache's feature entries for later runs. Several
-    processes (torchrun) each compute a block of the images and share them; the main process stores them."""
-    precision = mixed_precision_dtype(device, config.amp)
-    key = (config.backbone, str(config.weights), config.image_size, device.type, str(precision), model.channels_last)
+    """backbone_features of all of `data`, computed once per backbone, weights, image size and engine: kept
+    on `data` for this process and in aimonk.cache's feature entries for later runs. Several processes
+    (torchrun) each compute a block of the images and share them; the main process stores them."""
+    on_disk = data.images_key is not None and config.weights != "none"  # random weights differ run to run
+    engine = feature_engine(model, device, config.image_size, keep=on_disk)
+    key = (config.backbone, str(config.weights), config.image_size, engine.name)
     if key not in data.feature_cache:
         weights = file_digest(config.weights) if Path(config.weights).is_file() else config.weights
         disk_key = files_key([], "features", data.images_key, config.backbone, weights, config.image_size,
-                             device.type, precision, model.channels_last, torch.__version__)
-        on_disk = data.images_key is not None and config.weights != "none"  # random weights differ run to run
+                             engine.name, torch.__version__)
         cached = load_array("features", disk_key) if on_disk else None
         if cached is None:
             def compute(out: np.ndarray) -> int:
-                batch = config.batch_size * 2
                 if processes.distributed:  # whole batches of one process's run, so that the features are its
-                    own = processes.batches_block(len(data), batch)
-                    part = backbone_features(model, data.images[own], device, batch, config.amp, progress)
+                    own = processes.batches_block(len(data), engine.batch_size)
+                    part = backbone_features(model, data.images[own], device, progress, keep_graph=on_disk)
                     out[:] = processes.gather_rows(part, dim=1).numpy()
                 else:
-                    backbone_features(model, data.images, device, batch, config.amp, progress, out)
+                    backbone_features(model, data.images, device, progress, out=out, keep_graph=on_disk)
                 return len(out)
 
             shape = (2, len(data), feature_width(model, config.image_size, device))
@@ -71,8 +66,7 @@ def cached_features(model, data, config, device, progress: bool = False,
 
 def feature_width(model, image_size: int, device) -> int:
     """How many pooled features the model's backbone gives an image."""
-    with torch.no_grad():
-        return model.features(torch.zeros((1, image_size, image_size, 3), dtype=torch.uint8, device=device)).shape[1]
+    return model.head[-1].in_features
 
 
 class FeatureDataset(torch.utils.data.Dataset):

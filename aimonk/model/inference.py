@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from aimonk.progress import progress_bar
-from aimonk.runtime import autocast, use_channels_last
+from aimonk.runtime import use_channels_last
 from aimonk.model.classifier import classifiers
+from aimonk.model.engine import feature_engine, features_and_mirror
 
 
 def place_model(model: torch.nn.Module, device: torch.device, channels_last: bool | None = None) -> torch.nn.Module:
@@ -32,18 +33,29 @@ def with_mirror_averaged(model, images: torch.Tensor, tta: bool) -> torch.Tensor
 
 
 @torch.no_grad()
-def predict_logits(model, images: np.ndarray, device: torch.device, batch_size: int = 64, amp: bool = True,
-                   progress: bool = False, tta: bool = False) -> torch.Tensor:
+def predict_logits(model, images: np.ndarray, device: torch.device, progress: bool = False, tta: bool = False,
+                   keep_graphs: bool = False) -> torch.Tensor:
     """Logits (N, K) on the CPU for cached uint8 images (N, H, W, 3) by a model placed on `device`
-    (place_model); tta averages in the mirror image."""
+    (place_model): each classifier's backbone by its feature_engine (`keep_graphs`: the CPU engine's graphs
+    kept in the aimonk cache, for served models), its head by PyTorch, an ensemble's logits averaged; tta
+    averages in the mirror image."""
     model.eval()
+    members = classifiers(model)
+    engines = [feature_engine(member, device, images.shape[1], keep_graphs) for member in members]
+    step = engines[0].batch_size
     outputs = [torch.zeros((0, model.num_outputs))]
-    for start in progress_bar(range(0, len(images), batch_size), desc="predicting", disable=not progress, leave=False):
-        batch = torch.from_numpy(images[start:start + batch_size]).to(device, non_blocking=True)
-        with autocast(device, amp):
-            logits = with_mirror_averaged(model, batch, tta)
-        outputs.append(logits.cpu())
+    for start in progress_bar(range(0, len(images), step), desc="predicting", disable=not progress, leave=False):
+        batch = images[start:start + step]
+        logits = sum(_head_logits(member, engine, batch, device, tta) for member, engine in zip(members, engines))
+        outputs.append(logits / len(members))
     return torch.cat(outputs)
+
+
+def _head_logits(classifier, engine, images: np.ndarray, device: torch.device, tta: bool) -> torch.Tensor:
+    if not tta:
+        return classifier.head(torch.from_numpy(engine(images)).to(device)).float().cpu()
+    both = [classifier.head(torch.from_numpy(side).to(device)).float() for side in features_and_mirror(engine, images)]
+    return ((both[0] + both[1]) / 2).cpu()
 
 
 def predict_probabilities(model, images: np.ndarray, device: torch.device, **options) -> np.ndarray:

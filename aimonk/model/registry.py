@@ -171,6 +171,7 @@ def build_model(backbone: str, num_outputs: int, weights: str = "imagenet", drop
     stages, num_features = spec.builder(weights, image_size)
     model = AttributeClassifier(stages, spec.stage_names, num_features, num_outputs, dropout, spec.mean, spec.std)
     model.freeze(frozen)
+    model.backbone = backbone
     return model
 
 
@@ -186,6 +187,7 @@ def _concatenated_model(names, num_outputs, weights, dropout, frozen: int, image
     model = AttributeClassifier([stage], ("+".join(names),), sum(n for _, n in built), num_outputs, dropout,
                                 specs[0].mean, specs[0].std)
     model.freeze(frozen)
+    model.backbone = "+".join(names)
     return model
 
 

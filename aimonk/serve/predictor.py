@@ -36,8 +36,8 @@ class Predictor(PredictsImages):
 
     def probabilities(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         """Calibrated probabilities (N, K) for uint8 images (N, H, W, 3) at the model's size."""
-        logits = predict_logits(self.model, images, self.device, batch_size=64, amp=self.config.amp,
-                                progress=progress, tta=self.config.tta)
+        logits = predict_logits(self.model, images, self.device, progress=progress, tta=self.config.tta,
+                                keep_graphs=True)
         return self.rule.apply(logits.numpy())[0]
 
     def data_probabilities(self, data, rows=None, progress: bool = False) -> np.ndarray:

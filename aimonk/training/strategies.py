@@ -136,8 +136,7 @@ class WholeNetwork:
                                processes=self.phase.processes)
 
     def val_logits(self, module, rows) -> torch.Tensor:
-        return predict_logits(module, self.phase.data.images[rows], self.phase.device,
-                              batch_size=self.config.batch_size * 2, amp=self.config.amp, tta=self.config.tta)
+        return predict_logits(module, self.phase.data.images[rows], self.phase.device, tta=self.config.tta)
 
 
 class ValidatedOnFeatures:

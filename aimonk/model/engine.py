@@ -1,0 +1,165 @@
+"""The one place a network's backbone runs for inference: training's frozen features, validation, `predict`,
+`evaluate`, the widget and `explain`'s probabilities all go through `feature_engine`.
+
+On the CPU the backbone runs in onnxruntime: its graph is traced once per set of weights and image size,
+and kept in aimonk.cache's `graphs` entries, so that later runs skip the trace. Side by side on a 2-core
+CPU (benchmarks/speed.py), onnxruntime ran the default's three EfficientNet-Lite backbones 4-5x faster than
+PyTorch's eager kernels in float32, and 3-4x faster than them with bfloat16 autocast. Elsewhere (CUDA, MPS)
+PyTorch runs it. Inference is float32 on every route, so that a model's `.pt` and its ONNX export
+(aimonk.serve.export) give one answer, and thresholds are tuned on the numbers the model is served with;
+mixed precision (`amp`) is for training steps only.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+import weakref
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from aimonk.cache import files_key, load_array, store_array
+
+# Images per call of the CPU engine (with their mirror images, twice as many): onnxruntime's time per image
+# levels off from 8 images on (benchmarks/speed.py, "engine batch" rows), and a small batch keeps memory low.
+CPU_BATCH = 16
+DEVICE_BATCH = 64
+OPSET = 17
+_ENGINES: "OrderedDict[str, OnnxRuntimeFeatures]" = OrderedDict()  # graph key -> engine, the last few used
+KEPT_ENGINES = 3
+_DIGESTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # classifier -> (tensor versions, digest)
+
+
+def onnx_graph(module: torch.nn.Module, example: torch.Tensor, output_name: str) -> bytes:
+    """`module` (eval mode, on the CPU, float32) traced to an ONNX graph taking uint8 images (N, H, W, 3)
+    named `images`, with a dynamic batch size: the one exporter, for the engine's graphs and aimonk export."""
+    buffer = io.BytesIO()
+    module.eval()  # the exporter puts a module back in the mode it found it in: eval, wrapper included
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's tracer and deprecation notices
+        torch.onnx.export(module, (example,), buffer, input_names=["images"], output_names=[output_name],
+                          dynamic_axes={"images": {0: "batch"}, output_name: {0: "batch"}}, opset_version=OPSET,
+                          dynamo=False)
+    return buffer.getvalue()
+
+
+def onnx_session(graph, threads: int | None = None):
+    """An onnxruntime session on the CPU for a graph (bytes or a path), using PyTorch's thread count (one per
+    process under torchrun) unless told otherwise."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # no notices about the graph's optimisations
+    return onnxruntime.InferenceSession(graph if isinstance(graph, (bytes, str)) else bytes(graph), options,
+                                        providers=["CPUExecutionProvider"])
+
+
+def weights_digest(classifier) -> str:
+    """A checksum of the backbone's weights and input normalisation: the same for every model built on one
+    frozen pretrained backbone, different once any weight was trained. Computed again only when a tensor
+    changed since (PyTorch counts every in-place change of a tensor, optimiser steps and loading included)."""
+    tensors = [*classifier.stages.state_dict().values(), classifier.mean, classifier.std]
+    versions = tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
+    known_versions, digest = _DIGESTS.get(classifier, (None, None))
+    if known_versions != versions:
+        digest = _checksum(classifier)
+        _DIGESTS[classifier] = versions, digest
+    return digest
+
+
+def _checksum(classifier) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in [*classifier.stages.state_dict().items(), ("mean", classifier.mean), ("std", classifier.std)]:
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class _Features(torch.nn.Module):
+    def __init__(self, classifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier.features(images)
+
+
+class OnnxRuntimeFeatures:
+    """A classifier's pooled backbone features, run by onnxruntime on the CPU."""
+
+    batch_size = CPU_BATCH
+
+    def __init__(self, graph):
+        import onnxruntime
+
+        self.session = onnx_session(graph)
+        self.name = f"onnxruntime {onnxruntime.__version__} float32"
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"images": np.ascontiguousarray(images)})[0]
+
+
+class TorchFeatures:
+    """A classifier's pooled backbone features, run by PyTorch in float32 on the classifier's device."""
+
+    batch_size = DEVICE_BATCH
+
+    def __init__(self, classifier, device: torch.device):
+        self.classifier, self.device = classifier, device
+        self.name = f"torch {device.type} float32"
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
+        return self.classifier.features(batch).float().cpu().numpy()
+
+
+def feature_engine(classifier, device: torch.device, image_size: int, keep: bool = True):
+    """What computes `classifier`'s pooled features (N, F) from uint8 images (N, image_size, image_size, 3) on
+    `device`, in eval mode. On the CPU the traced graph is kept in the aimonk cache when `keep` (models that
+    are served), and only in memory otherwise (validation while the weights still change)."""
+    classifier.eval()
+    if device.type != "cpu":
+        return TorchFeatures(classifier, device)
+    import onnxruntime
+
+    digest = weights_digest(classifier)
+    key = files_key([], "graph", digest, image_size, OPSET, torch.__version__, onnxruntime.__version__)
+    if key not in _ENGINES:
+        _ENGINES[key] = OnnxRuntimeFeatures(_cached_graph(classifier, image_size, key, keep))
+        while len(_ENGINES) > KEPT_ENGINES:  # e.g. the earlier epochs' weights of a network being trained
+            _ENGINES.popitem(last=False)
+    _ENGINES.move_to_end(key)
+    return _ENGINES[key]
+
+
+def _cached_graph(classifier, image_size: int, key: str, keep: bool) -> np.ndarray:
+    cached = load_array("graphs", key)
+    if cached is not None:
+        return cached[0]
+    example = torch.zeros((1, image_size, image_size, 3), dtype=torch.uint8)
+    graph = onnx_graph(_Features(classifier).cpu().float(), example, "features")
+
+    def fill(out: np.ndarray) -> int:
+        out[:] = np.frombuffer(graph, np.uint8)
+        return len(out)
+
+    return store_array("graphs" if keep else None, key, (len(graph),), np.uint8, fill,
+                       {"what": f"{classifier.backbone or 'backbone'} graph at {image_size}px",
+                        "source": f"weights {key[:8]}"})[0]
+
+
+def mirrored(images: np.ndarray) -> np.ndarray:
+    """The horizontally flipped uint8 images (N, H, W, 3): the test-time augmentation (as
+    aimonk.model.inference.mirror does it to tensors)."""
+    return images[:, :, ::-1]
+
+
+def features_and_mirror(engine, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The engine's features of the images and of their mirror images, in one call."""
+    both = engine(np.concatenate([images, mirrored(images)]))
+    return both[:len(images)], both[len(images):]
