@@ -6,7 +6,8 @@ it after its fine-tuning rows; `--default-only` runs only this).
 Trains the default recipe on DIR in a fresh process with a cold cache, exports it to ONNX, then measures:
 the backbones' features per image (PyTorch as it was, our engine, the exported graph), the engine's time
 per image by batch size, `aimonk predict` of a folder with the .pt and with the .onnx as whole processes,
-one image and one widget upload in a warm process, and how far the two routes' probabilities are apart.
+one image and one widget upload in a warm process, and how far the two routes' probabilities are apart (on every
+image of DIR, in one process).
 """
 from __future__ import annotations
 
@@ -160,7 +161,14 @@ def run(data: Path, folder_images: int = 256) -> None:
         print(f"model.pt against model.onnx: largest probability difference {difference:.1e} (outputs rounded to "
               f"1e-4), {flips} of {decisions} decisions differ")
 
+        os.environ["AIMONK_CACHE"] = str(cache)  # this process's own cache too: the run's folder
         predictor, exported = Predictor.load(model_file, "cpu"), OnnxPredictor(onnx_file)
+        everything = list_images(data / "images")
+        answers = [route.predict_paths(everything, progress=False) for route in (predictor, exported)]
+        difference = np.abs(answers[0].probabilities - answers[1].probabilities).max()
+        flips = int((answers[0].present != answers[1].present).sum())
+        print(f"model.pt against model.onnx on all {len(everything)} images, unrounded: largest probability "
+              f"difference {difference:.1e}, {flips} of {answers[0].present.size} decisions differ")
         sample = np.stack([predictor.model_input(np.asarray(Image.open(p).convert("RGB")))
                            for p in sorted(folder.iterdir())[:32]])
         print(f"\n{'backbone features, image and mirror image, 32 images':<66}{'ms/image':>9}{'ratio':>8}")

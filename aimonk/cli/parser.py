@@ -145,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="replace an existing file")
     export.set_defaults(run="export")
 
-    cache = command("cache", help="list or clear the cache of decoded images and backbone features",
-        description="The cache of decoded images and backbone features that later runs reuse: in $AIMONK_CACHE, else "
+    cache = command("cache", help="list or clear the cache of decoded images, backbone features and graphs",
+        description="The cache of decoded images, backbone features and the backbones' onnxruntime graphs that later "
+                    "runs reuse: in $AIMONK_CACHE, else "
                     "$XDG_CACHE_HOME/aimonk, else ~/.cache/aimonk; AIMONK_CACHE=off turns it off.")
     cache.add_argument("--clear", action="store_true", help="remove the entries (all, or with --older-than)")
     cache.add_argument("--older-than", type=float, metavar="DAYS", help="with --clear: only entries unused for DAYS")

@@ -23,13 +23,15 @@ import torch
 from aimonk.cache import files_key, load_array, store_array
 
 # Images per call of the CPU engine (with their mirror images, twice as many): onnxruntime's time per image
-# levels off from 8 images on (benchmarks/speed.py, "engine batch" rows), and a small batch keeps memory low.
+# is flat from 4 to 64 images within the noise on 2 cores (benchmarks/speed.py, "engine batch size" rows:
+# 22-25 ms against 25 for one image), and a small batch keeps memory low.
 CPU_BATCH = 16
 DEVICE_BATCH = 64
 OPSET = 17
+CPU = torch.device("cpu")
 _ENGINES: "OrderedDict[str, OnnxRuntimeFeatures]" = OrderedDict()  # graph key -> engine, the last few used
 KEPT_ENGINES = 3
-_DIGESTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # classifier -> (tensor versions, digest)
+_DIGESTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # classifier -> (tensors, versions, digest)
 
 
 def onnx_graph(module: torch.nn.Module, example: torch.Tensor, output_name: str) -> bytes:
@@ -62,13 +64,18 @@ def weights_digest(classifier) -> str:
     """A checksum of the backbone's weights and input normalisation: the same for every model built on one
     frozen pretrained backbone, different once any weight was trained. Computed again only when a tensor
     changed since (PyTorch counts every in-place change of a tensor, optimiser steps and loading included)."""
-    tensors = [*classifier.stages.state_dict().values(), classifier.mean, classifier.std]
+    known = _DIGESTS.get(classifier)
+    tensors = known[0] if known else _weights(classifier)
     versions = tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
-    known_versions, digest = _DIGESTS.get(classifier, (None, None))
-    if known_versions != versions:
-        digest = _checksum(classifier)
-        _DIGESTS[classifier] = versions, digest
-    return digest
+    if known is None or known[1] != versions:
+        known = tensors, versions, _checksum(classifier)
+        _DIGESTS[classifier] = known
+    return known[2]
+
+
+def _weights(classifier) -> list[torch.Tensor]:
+    """The backbone's parameters and buffers themselves (not detached copies), so that their versions follow."""
+    return [*classifier.stages.state_dict(keep_vars=True).values(), classifier.mean, classifier.std]
 
 
 def _checksum(classifier) -> str:
@@ -77,6 +84,11 @@ def _checksum(classifier) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def in_eval_mode(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` in eval mode (switching a model of several backbones costs milliseconds: only when needed)."""
+    return module.eval() if module.training else module
 
 
 class _Features(torch.nn.Module):
@@ -88,16 +100,28 @@ class _Features(torch.nn.Module):
         return self.classifier.features(images)
 
 
+def engine_name(device: torch.device) -> str:
+    """What feature_engine runs on `device`, as it goes into cache keys: features computed otherwise differ."""
+    if device.type == "cpu":
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__} float32"
+    return f"torch {device.type} float32"
+
+
+def engine_batch(device: torch.device) -> int:
+    """Images per call of feature_engine on `device`."""
+    return CPU_BATCH if device.type == "cpu" else DEVICE_BATCH
+
+
 class OnnxRuntimeFeatures:
     """A classifier's pooled backbone features, run by onnxruntime on the CPU."""
 
     batch_size = CPU_BATCH
 
     def __init__(self, graph):
-        import onnxruntime
-
         self.session = onnx_session(graph)
-        self.name = f"onnxruntime {onnxruntime.__version__} float32"
+        self.name = engine_name(CPU)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"images": np.ascontiguousarray(images)})[0]
@@ -110,7 +134,7 @@ class TorchFeatures:
 
     def __init__(self, classifier, device: torch.device):
         self.classifier, self.device = classifier, device
-        self.name = f"torch {device.type} float32"
+        self.name = engine_name(device)
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -122,7 +146,7 @@ def feature_engine(classifier, device: torch.device, image_size: int, keep: bool
     """What computes `classifier`'s pooled features (N, F) from uint8 images (N, image_size, image_size, 3) on
     `device`, in eval mode. On the CPU the traced graph is kept in the aimonk cache when `keep` (models that
     are served), and only in memory otherwise (validation while the weights still change)."""
-    classifier.eval()
+    in_eval_mode(classifier)
     if device.type != "cpu":
         return TorchFeatures(classifier, device)
     import onnxruntime

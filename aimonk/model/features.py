@@ -14,7 +14,7 @@ import torch
 from aimonk.progress import progress_bar
 
 from aimonk.cache import files_key, load_array, release_pages, store_array
-from aimonk.model.engine import feature_engine, features_and_mirror
+from aimonk.model.engine import engine_batch, engine_name, feature_engine, features_and_mirror
 from aimonk.distributed import Processes
 from aimonk.files import file_digest
 
@@ -39,17 +39,17 @@ def cached_features(model, data, config, device, progress: bool = False,
     on `data` for this process and in aimonk.cache's feature entries for later runs. Several processes
     (torchrun) each compute a block of the images and share them; the main process stores them."""
     on_disk = data.images_key is not None and config.weights != "none"  # random weights differ run to run
-    engine = feature_engine(model, device, config.image_size, keep=on_disk)
-    key = (config.backbone, str(config.weights), config.image_size, engine.name)
+    engine = engine_name(device)
+    key = (config.backbone, str(config.weights), config.image_size, engine)
     if key not in data.feature_cache:
         weights = file_digest(config.weights) if Path(config.weights).is_file() else config.weights
         disk_key = files_key([], "features", data.images_key, config.backbone, weights, config.image_size,
-                             engine.name, torch.__version__)
+                             engine, torch.__version__)
         cached = load_array("features", disk_key) if on_disk else None
         if cached is None:
             def compute(out: np.ndarray) -> int:
                 if processes.distributed:  # whole batches of one process's run, so that the features are its
-                    own = processes.batches_block(len(data), engine.batch_size)
+                    own = processes.batches_block(len(data), engine_batch(device))
                     part = backbone_features(model, data.images[own], device, progress, keep_graph=on_disk)
                     out[:] = processes.gather_rows(part, dim=1).numpy()
                 else:

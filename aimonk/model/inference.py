@@ -7,7 +7,7 @@ import torch
 from aimonk.progress import progress_bar
 from aimonk.runtime import use_channels_last
 from aimonk.model.classifier import classifiers
-from aimonk.model.engine import feature_engine, features_and_mirror
+from aimonk.model.engine import feature_engine, features_and_mirror, in_eval_mode
 
 
 def place_model(model: torch.nn.Module, device: torch.device, channels_last: bool | None = None) -> torch.nn.Module:
@@ -39,7 +39,7 @@ def predict_logits(model, images: np.ndarray, device: torch.device, progress: bo
     (place_model): each classifier's backbone by its feature_engine (`keep_graphs`: the CPU engine's graphs
     kept in the aimonk cache, for served models), its head by PyTorch, an ensemble's logits averaged; tta
     averages in the mirror image."""
-    model.eval()
+    in_eval_mode(model)
     members = classifiers(model)
     engines = [feature_engine(member, device, images.shape[1], keep_graphs) for member in members]
     step = engines[0].batch_size
