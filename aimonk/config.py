@@ -16,6 +16,7 @@ SPLITS = ("iterative", "last_attribute")
 KEEP = ("best", "last")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CALIBRATIONS = ("platt", "temperature", "none")
+TRACKERS = ("none", "tensorboard", "mlflow")  # experiment tracking (aimonk.tracking)
 FINAL_MODELS = ("retrain", "ensemble", "none")  # after a cross-validation: retrained, the folds' ensemble, or none
 BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_lite1",
                   "efficientnet_lite2")  # aimonk.model.registry.BACKBONES builds each (a test keeps the two in step)
@@ -142,6 +143,8 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the model for training (a slow first epoch)")
     num_workers: int = option(-1, "DataLoader worker processes (-1 = automatic)", low=-1, high=256)
     unknown_as_na: bool = option(False, "read unknown label tokens as NA instead of stopping with an error")
+    log: str = option("none", "experiment tracking of a run with an output folder: tensorboard (event files in "
+                              "RUN/tensorboard) or mlflow ($MLFLOW_TRACKING_URI, else ./mlruns)", choices=TRACKERS)
 
     def __post_init__(self):
         for item in dataclasses.fields(self):

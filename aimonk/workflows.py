@@ -33,17 +33,19 @@ from aimonk.plots import TRAINING_FIGURES, plot_epoch_curves, plot_loss_curve, s
 from aimonk.runtime import select_device
 from aimonk.serve.predictions import parse_thresholds
 from aimonk.serve.predictor import Predictor
+from aimonk.tracking import open_tracker
 from aimonk.training.crossval import CrossValidation, cross_validate as run_folds, final_model, out_of_fold
 from aimonk.training.loop import TrainingInterrupted
 from aimonk.training.run import TrainedModel, train as train_and_fit_rule
 from aimonk.training.runlog import load_last
 
-TRAIN_OUTPUTS = ("model.pt", "last.pt", "config.json", "history.json", "loss_curve.png", *TRAINING_FIGURES)
+TRAIN_OUTPUTS = ("model.pt", "last.pt", "config.json", "history.json", "metrics.json", "loss_curve.png",
+                 "tensorboard", *TRAINING_FIGURES)
 INCOMPLETE = "INCOMPLETE.txt"  # what an interrupted `evaluate --cv --out` leaves to say so
 INCOMPLETE_NOTE = ("This cross-validation was interrupted while its final model ({final}) trained: cv_metrics, "
                    "oof_predictions, label_issues and na_suggestions are complete; model.pt is missing.\n"
                    "Run the same `aimonk evaluate --cv` again with --overwrite to finish it.\n")
-CV_OUTPUTS = ("model.pt", "config.json", "cv_metrics.csv", "cv_metrics.json", "oof_predictions.csv",
+CV_OUTPUTS = ("model.pt", "config.json", "cv_metrics.csv", "metrics.json", "oof_predictions.csv",
               "label_issues.csv", "na_suggestions.csv", INCOMPLETE)
 EVALUATE_OUTPUTS = ("metrics.csv", "metrics.json")
 
@@ -65,7 +67,8 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
     if out is not None and not resume:
         out = check_output_folder(out, overwrite, names=TRAIN_OUTPUTS)
     processes = training_processes(config)
-    with locked(out, processes):
+    with locked(out, processes), open_tracker(config.log, out if processes.main else None) as tracker:
+        tracker.log_params(config.to_dict())
         data = training_images(data, config, processes)
         check_folds(data, config)
         if resumed is not None:
@@ -77,7 +80,7 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
                   + (f"; {processes.world} processes" if processes.distributed else ""), flush=True)
             print_notes(data)
         try:
-            trained = train_and_fit_rule(config, data, out, progress, resumed, processes)
+            trained = train_and_fit_rule(config, data, out, progress, resumed, processes, tracker)
         except TrainingInterrupted as stopped:
             if stopped.result is not None and out is not None and processes.main:
                 write_run_outputs(config, stopped.result.history, Path(out))
@@ -87,8 +90,26 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
             raise
         if out is not None and processes.main:
             write_run_outputs(config, trained.history, Path(out))
-            save_training_figure(trained, out, show=False)
+            figure = save_training_figure(trained, out, show=False)
+            measured = trained.measured()
+            write_text(Path(out) / "metrics.json", json.dumps({**measured, "notes": data.notes()}, indent=2))
+            track_run(tracker, trained, measured, [Path(out) / "loss_curve.png", figure])
+            trained.tracked = tracker.where
         return trained
+
+
+def track_run(tracker, trained: TrainedModel, measured: dict, figures) -> None:
+    """What a run reports to its tracker once it has finished: its measured scores, figures and checkpoint."""
+    step = len(trained.history["epochs"])
+    scores = {f"{kind}/{row['attribute']}": row[kind] for row in measured["metrics"] for kind in ("f1", "precision", "recall")
+              if row[kind] is not None}
+    label = "out_of_fold" if trained.out_of_fold_metrics is not None else "held_out"
+    tracker.log_metrics({f"{label}/{name}": value for name, value in scores.items()}, step)
+    for figure in figures:
+        if figure is not None and Path(figure).is_file():
+            tracker.log_figure(Path(figure), step)
+    if trained.path is not None:
+        tracker.log_artifact(Path(trained.path))
 
 
 def write_run_outputs(config: TrainConfig, history: dict, out: Path) -> None:
@@ -238,7 +259,10 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
 def write_cv_tables(run: CrossValidationRun, data: LabelledImages, out: Path) -> list[Path]:
     probabilities = pd.DataFrame(run.cv.probabilities, columns=[f"{name}_probability" for name in run.cv.attributes])
     oof = pd.concat([data.labels.to_frame(), probabilities, pd.DataFrame({"fold": run.cv.folds})], axis=1)
-    return [*write_tables(run.table, out, "cv_metrics"),
+    how = (f"out-of-fold: each of the {len(run.cv.names)} images predicted by the model of the "
+           f"{len(set(run.cv.folds.tolist()))}-fold cross-validation that did not learn from it, each fold decided by "
+           "thresholds tuned on the other folds; F1 with its 95% bootstrap interval")
+    return [write_csv(out / "cv_metrics.csv", run.table), write_metrics(run.table, out, how),
             write_csv(out / "oof_predictions.csv", oof, index=False),
             write_csv(out / "label_issues.csv", run.label_issues, index=False),
             write_csv(out / "na_suggestions.csv", run.na_suggestions, index=False)]
@@ -258,11 +282,15 @@ def evaluate(data, model, *, subset: str = "auto", thresholds=None, out=None, ov
     with locked(out):
         evaluation = evaluate_checkpoint(data, predictor, subset, thresholds, progress=progress)
         if out is not None:
-            write_tables(evaluation.table, out, "metrics", evaluation.notes)
+            how = (f"{len(evaluation.names)} images ({evaluation.subset} rows) of {data}, thresholds "
+                   f"{evaluation.thresholds_source}")
+            write_csv(out / "metrics.csv", evaluation.table)
+            write_metrics(evaluation.table, out, how, evaluation.notes)
     return evaluation
 
 
-def write_tables(table: pd.DataFrame, out: Path, stem: str, notes=()) -> list[Path]:
+def write_metrics(table: pd.DataFrame, out: Path, measured: str, notes=()) -> Path:
+    """metrics.json: the scores per attribute and macro, how they were measured, and what to know about them."""
     records = json.loads(table.reset_index().to_json(orient="records"))
-    return [write_csv(out / f"{stem}.csv", table),
-            write_text(out / f"{stem}.json", json.dumps({"metrics": records, "notes": list(notes)}, indent=2))]
+    return write_text(out / "metrics.json", json.dumps({"measured": measured, "metrics": records,
+                                                       "notes": list(notes)}, indent=2))

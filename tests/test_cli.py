@@ -46,10 +46,11 @@ def test_summary(demo_dir, capsys):
 def test_evaluate_on_the_validation_split(demo_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", str(demo_dir), "--out", str(out), "--image-size", "48", "--val-fraction", "0.15"]) == 0
-    assert main(["evaluate", str(demo_dir), "--model", str(out / "model.pt"), "--out", str(out)]) == 0
+    assert main(["evaluate", str(demo_dir), "--model", str(out / "model.pt"), "--out", str(tmp_path / "scores")]) == 0
     text = capsys.readouterr().out
     assert "(val rows)" in text and "baseline_f1" in text and "macro" in text
-    report = json.loads((out / "metrics.json").read_text())
+    report = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    assert report["measured"].startswith("8 images (val rows) of ")
     assert [r["attribute"] for r in report["metrics"]] == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
     assert "no header" in report["notes"][1] and "note: labels.txt has no header" in text
     assert report["notes"][0].startswith("3 image(s) listed in ") and "note: 3 image(s) listed in " in text
@@ -130,7 +131,9 @@ def test_evaluate_cv_writes_report_oof_and_a_final_model(demo_dir, tmp_path, fin
     assert code == 0
     text = capsys.readouterr().out
     assert "out-of-fold metrics" in text and "f1_low" in text
-    rows = json.loads((tmp_path / "cv_metrics.json").read_text())["metrics"]
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["measured"].startswith("out-of-fold: each of the 57 images")
+    rows = report["metrics"]
     assert [r["attribute"] for r in rows][-1] == "macro" and all(r["f1_low"] <= r["f1"] <= r["f1_high"] for r in rows)
     oof = (tmp_path / "oof_predictions.csv").read_text().splitlines()
     assert len(oof) == 58 and oof[0].endswith("Attr4_probability,fold")
@@ -148,9 +151,9 @@ def test_evaluate_cv_writes_report_oof_and_a_final_model(demo_dir, tmp_path, fin
     assert list(record["thresholds"].values()) == pytest.approx(checkpoint.rule.thresholds, abs=1e-4)
     # scoring the final model on its own folder reports the cross-validation's numbers, not a score of the
     # model on the images it learned from
-    assert main(["evaluate", str(demo_dir), "--model", str(tmp_path / "model.pt"), "--out", str(tmp_path)]) == 0
+    assert main(["evaluate", str(demo_dir), "--model", str(tmp_path / "model.pt"), "--out", str(tmp_path / "scores")]) == 0
     assert "(out-of-fold rows)" in capsys.readouterr().out
-    scored = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    scored = json.loads((tmp_path / "scores" / "metrics.json").read_text())["metrics"]
     assert [r["f1"] for r in scored] == pytest.approx([r["f1"] for r in rows])
 
 

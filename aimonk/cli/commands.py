@@ -50,7 +50,8 @@ def cmd_train(args) -> int:
     if trained.path is None:  # a worker process: the main one saved and reports
         return 0
     print(f"kept {trained.kept()}; {(time.perf_counter() - started) / 60:.1f} min; checkpoint {trained.path}; "
-          f"figures in {args.out}")
+          f"scores in {Path(args.out) / 'metrics.json'}; figures in {args.out}"
+          + (f"; tracked in {trained.tracked}" if trained.tracked else ""))
     return 0
 
 
@@ -85,7 +86,7 @@ def evaluate_cross_validated(args) -> int:
         print(f"\nout-of-fold metrics, thresholds tuned on the other folds ({config.threshold_strategy}); F1 with 95% "
               "bootstrap CI:")
         print(run.table.to_string(float_format="{:.3f}".format))
-        print(f"written {out / 'cv_metrics.csv'} and {out / 'cv_metrics.json'}")
+        print(f"written {out / 'cv_metrics.csv'} and {out / 'metrics.json'}")
         print(f"\n{len(run.label_issues)} known labels the out-of-fold predictions confidently contradict "
               f"({out / 'label_issues.csv'}; the most doubtful first):")
         print(run.label_issues.sort_values("self_confidence").head(5).to_string(index=False,

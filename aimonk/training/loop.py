@@ -27,6 +27,7 @@ from aimonk.model.recipe import Recipe, decide_recipe
 from aimonk.model.registry import build_model
 from aimonk.runtime import seed_everything, select_device
 from aimonk.training.losses import make_loss
+from aimonk.tracking import Tracker
 from aimonk.training.runlog import RunLog
 from aimonk.training.state import TrainState
 from aimonk.training.strategies import Phase, choose_strategy, validate
@@ -62,7 +63,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True, rows=None,
         validate_each_epoch: bool = True, resume: dict | None = None,
-        processes: Processes = Processes()) -> TrainResult:
+        processes: Processes = Processes(), tracker: Tracker = Tracker()) -> TrainResult:
     """Train on `data`. rows=(train, val) overrides the configured split; without validate_each_epoch
     (sensible with config.keep == "last") only the last epoch is validated; resume: a run's last.pt payload
     (aimonk.training.runlog.load_last) to continue from the end of its last finished epoch.
@@ -71,7 +72,8 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     holds; with out_dir it is also saved as out_dir/model.pt (without a decision rule yet: aimonk.training.run
     fits it), with the history beside it, and the whole training state as out_dir/last.pt after every epoch
     (removed when the run ends normally). processes: the processes torchrun started (aimonk.distributed),
-    which train this one model together; only the main one writes and prints.
+    which train this one model together; only the main one writes and prints. tracker: where the run log
+    also reports every step's loss and every epoch's scores (aimonk.tracking).
     """
     check_trainable(data.labels)
     seed_everything(config.seed)
@@ -90,7 +92,8 @@ def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool 
     if resume is not None:
         state.load_state_dict(resume["state"])
     log = RunLog(Path(out_dir) if out_dir else None, config, data, train_rows, val_rows, progress, processes.main,
-                 recipe, saved_epoch=state.best_epoch if resume is not None else None)
+                 recipe, saved_epoch=state.best_epoch if resume is not None else None, tracker=tracker,
+                 steps_done=len(state.history["iteration_loss"]))
     try:
         run_epochs(state, strategy, config, phase, log, validate_each_epoch)
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from aimonk.config import TrainConfig
@@ -13,6 +14,7 @@ from aimonk.decision.rule import DecisionRule
 from aimonk.decision.thresholds import HeldOut, metrics_decided_by_fold
 from aimonk.distributed import Processes
 from aimonk.model.checkpoint import Checkpoint, OutOfFold
+from aimonk.tracking import Tracker
 from aimonk.training.crossval import cross_validate, out_of_fold
 from aimonk.training.loop import TrainingInterrupted, TrainResult, fit
 
@@ -25,6 +27,7 @@ class TrainedModel:
     result: TrainResult
     checkpoint: Checkpoint
     out_of_fold_metrics: pd.DataFrame | None = None
+    tracked: str = ""  # where its tracker (aimonk.tracking) logged it: a folder or an MLflow store, or nothing
 
     @property
     def rule(self) -> DecisionRule:
@@ -55,15 +58,52 @@ class TrainedModel:
         return self.out_of_fold_metrics.drop(columns="threshold")  # decided by each fold's own thresholds
 
 
+    def measured(self) -> dict:
+        """The run's scores as metrics.json holds them: per attribute and macro, with how they were measured
+        (on images the model did not learn from, or nothing where it kept none)."""
+        if self.out_of_fold_metrics is not None:
+            folds = self.checkpoint.out_of_fold.folds
+            how = (f"out-of-fold: each of the {len(self.checkpoint.out_of_fold.names)} training images predicted "
+                   f"by a model of the {len(set(folds))}-fold threshold cross-validation that did not learn from "
+                   "it, each fold decided by thresholds tuned on the other folds")
+            return {"measured": how, "metrics": records(self.out_of_fold_metrics.drop(columns="threshold"))}
+        last = self.history["epochs"][-1] if self.history["epochs"] else {}
+        if "val_f1" in last:
+            table = pd.DataFrame({metric: last[f"val_{metric}"] for metric in ("precision", "recall", "f1")})
+            table.loc["macro"] = table.mean()
+            config = self.checkpoint.config
+            chosen = [what for what, chosen_here in (
+                ("the epoch was chosen", self.result.recipe.by_epochs and config.keep == "best"),
+                ("the thresholds were tuned", config.threshold_source == "val")) if chosen_here]
+            how = (f"the validation split ({len(self.result.val_rows)} images held out of training) at epoch "
+                   f"{last['epoch']}, threshold 0.5"
+                   + (f" ({' and '.join(chosen)} on these images: an optimistic score)" if chosen else ""))
+            return {"measured": how, "metrics": records(table)}
+        return {"measured": "nothing: the run kept no images it did not learn from (--threshold-source none "
+                            "and no validation split)", "metrics": []}
+
+
+def records(table: pd.DataFrame) -> list[dict]:
+    """A table per attribute (and macro) as JSON records, the attribute named; null where nothing was scored."""
+    def value(column, number):
+        if not np.isfinite(number):
+            return None
+        return int(number) if column in ("positives", "known") else float(number)
+
+    return [{"attribute": str(name), **{column: value(column, number) for column, number in row.items()}}
+            for name, row in table.iterrows()]
+
+
 def train(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True,
-          resume: dict | None = None, processes: Processes = Processes()) -> TrainedModel:
+          resume: dict | None = None, processes: Processes = Processes(), tracker: Tracker = Tracker()) -> TrainedModel:
     """fit() (from an interrupted run's state with resume), then the decision rule fitted on
     held_out_predictions(); with out_dir the checkpoint keeps it. processes: those torchrun started, which
     train the model together and spread the threshold folds among themselves. Ctrl-C raises
     TrainingInterrupted: during the epochs with the kept epoch saved as it was; during the threshold
-    cross-validation with the model saved at untuned 0.5 thresholds."""
+    cross-validation with the model saved at untuned 0.5 thresholds. tracker: where the run log reports the
+    steps and epochs (aimonk.tracking)."""
     progress = progress and processes.main
-    result = fit(config, data, out_dir, progress, resume=resume, processes=processes)
+    result = fit(config, data, out_dir, progress, resume=resume, processes=processes, tracker=tracker)
     try:
         held_out = held_out_predictions(config, data, result, progress, processes)
     except KeyboardInterrupt:  # TrainingInterrupted in a fold, or Ctrl-C anywhere else in the cross-validation

@@ -15,6 +15,7 @@ from aimonk.files import atomic_path, write_text
 from aimonk.metrics import majority_classes
 from aimonk.model.checkpoint import Checkpoint, Provenance, read_torch_file
 from aimonk.model.recipe import Recipe
+from aimonk.tracking import Tracker
 from aimonk.training.state import TrainState
 
 LAST_FORMAT = "aimonk-training-state/1"
@@ -23,8 +24,11 @@ LAST_FORMAT = "aimonk-training-state/1"
 class RunLog:
     def __init__(self, out_dir: Path | None, config: TrainConfig, data: LabelledImages | None = None,
                  train_rows=(), val_rows=(), progress: bool = True, main: bool = True,
-                 recipe: Recipe = Recipe.WHOLE_NETWORK, saved_epoch: int | None = None):
+                 recipe: Recipe = Recipe.WHOLE_NETWORK, saved_epoch: int | None = None, tracker: Tracker = Tracker(),
+                 steps_done: int = 0):
         self.out_dir, self.config, self.data, self.progress = out_dir if main else None, config, data, progress
+        self.tracker = tracker if main else Tracker()
+        self.steps_tracked = steps_done  # a resumed run's earlier steps were tracked by the run it continues
         self.checkpoint = self.out_dir / "model.pt" if self.out_dir else None
         self.last = self.out_dir / "last.pt" if self.out_dir else None
         self.recipe = recipe
@@ -48,6 +52,7 @@ class RunLog:
 
     def epoch_end(self, state: TrainState, record: dict, improved: bool) -> None:
         self.say(describe_epoch(record, improved, self.recipe, len(state.history["iteration_loss"])))
+        self.track(state.history, record)
         if not self.out_dir:
             return
         if improved:
@@ -60,6 +65,14 @@ class RunLog:
                         "label_file": self.origin.split["label_file"], "filenames": list(self.data.filenames),
                         "attributes": list(self.data.attributes), "labels": torch.from_numpy(self.data.values.copy()),
                         "state": state.state_dict()}, temporary)
+
+    def track(self, history: dict, record: dict) -> None:
+        """This epoch's steps (their losses, numbered from the run's first step) and its scores."""
+        losses = history["iteration_loss"]
+        for step, loss in enumerate(losses[self.steps_tracked:], start=self.steps_tracked + 1):
+            self.tracker.log_metrics({"train/loss": loss}, step)
+        self.steps_tracked = len(losses)
+        self.tracker.log_metrics(epoch_metrics(record), record["epoch"])
 
     def interrupted(self) -> str:
         """What an interruption leaves: what model.pt holds, checked on disk, and how to continue."""
@@ -104,6 +117,15 @@ def describe_epoch(record: dict, improved: bool, recipe: Recipe = Recipe.WHOLE_N
         per_attribute = " ".join(f"{v:.2f}" for v in record["val_f1"].values())
         text += f"  val loss {record['val_loss']:.4f}  val F1 {record['val_macro_f1']:.3f} [{per_attribute}]"
     return text + f"  {record['seconds']:.0f}s" + ("  *" if improved and recipe.by_epochs else "")
+
+
+def epoch_metrics(record: dict) -> dict:
+    """An epoch's record as tracked scalars: its losses, macro F1 and F1 per attribute."""
+    metrics = {"epoch/train_loss": record["train_loss"]}
+    if "val_loss" in record:
+        metrics.update({"val/loss": record["val_loss"], "val/macro_f1": record["val_macro_f1"]})
+        metrics.update({f"val/f1/{name}": value for name, value in record["val_f1"].items()})
+    return metrics
 
 
 def write_history(history: dict, out_dir: Path) -> None:

@@ -1,0 +1,63 @@
+"""A run's scores in metrics.json, and the same run tracked by TensorBoard and MLflow, read back with their own
+readers (aimonk.tracking)."""
+import json
+import sys
+
+import pytest
+
+from aimonk.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
+TINY = ["--backbone", "efficientnet_lite0", "--image-size", "48"]
+
+
+def test_train_writes_its_scores_and_tensorboard_events(demo_dir, tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert main(["train", str(demo_dir), "--out", str(out), *TINY, "--threshold-folds", "2", "--log",
+                 "tensorboard"]) == 0
+    assert f"scores in {out / 'metrics.json'}" in capsys.readouterr().out
+    measured = json.loads((out / "metrics.json").read_text())
+    assert measured["measured"].startswith("out-of-fold: each of the 57 training images")
+    rows = {row["attribute"]: row for row in measured["metrics"]}
+    assert list(rows) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"] and 0 <= rows["macro"]["f1"] <= 1
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"train/loss", "epoch/train_loss", "out_of_fold/f1/macro", "out_of_fold/f1/Attr4"} <= set(scalars)
+    assert events.Scalars("out_of_fold/f1/macro")[-1].value == pytest.approx(rows["macro"]["f1"], abs=1e-6)
+    assert len(events.Scalars("train/loss")) > 1  # every L-BFGS evaluation of the one solve
+    assert {"loss_curve", "out_of_fold"} <= set(events.Tags()["images"])
+    assert "config/text_summary" in events.Tags()["tensors"]  # the configuration, as text
+
+
+def test_a_run_by_epochs_is_tracked_in_mlflow(demo_dir, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    assert main(["train", str(demo_dir), "--out", "by_epochs", *TINY, "--head-solver", "adam", "--epochs", "2",
+                 "--val-fraction", "0.25", "--threshold-source", "val", "--log", "mlflow"]) == 0
+    client = MlflowClient((tmp_path / "mlruns").as_uri())
+    [run] = client.search_runs([client.get_experiment_by_name("aimonk").experiment_id])
+    assert run.info.run_name == "by_epochs" and run.info.status == "FINISHED"
+    assert run.data.params["head_solver"] == "adam" and run.data.params["epochs"] == "2"
+    assert {"train/loss", "val/macro_f1", "val/f1/Attr1", "held_out/f1/macro"} <= set(run.data.metrics)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/macro_f1")] == [1, 2]
+    artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
+    assert "model.pt" in artifacts and {item.path for item in client.list_artifacts(run.info.run_id, "figures")} \
+        == {"figures/loss_curve.png", "figures/epoch_curves.png"}
+    measured = json.loads((tmp_path / "by_epochs" / "metrics.json").read_text())
+    assert measured["measured"] == ("the validation split (14 images held out of training) at epoch 2, threshold "
+                                    "0.5 (the epoch was chosen and the thresholds were tuned on these images: an "
+                                    "optimistic score)")
+
+
+def test_a_missing_tracking_package_is_one_line_before_any_work(demo_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)  # as if it were not installed
+    assert main(["train", str(demo_dir), "--out", str(tmp_path / "run"), *TINY, "--log", "mlflow"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == ["aimonk train: error: --log mlflow needs the mlflow-skinny package: pip install mlflow-skinny "
+                     "(or aimonk[tracking])"]
+    assert not (tmp_path / "run").exists()
