@@ -27,7 +27,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aimonk.config import preset
+from aimonk.config import TrainConfig, preset
 from aimonk.data.folder import load_labelled_folder, read_label_folder
 from aimonk.data.images import DataWarning
 from aimonk.metrics import bootstrap_f1, majority_baseline_f1, ranking_scores, with_macro
@@ -55,6 +55,8 @@ RECIPES = {
 
 
 def recipe_config(name: str, args):
+    if name in args.from_files:  # NAME=config.json: a configuration saved by a run or by `aimonk tune`
+        return TrainConfig.from_dict(json.loads(Path(args.from_files[name]).read_text()))
     preset_name, changes = RECIPES[name]
     if name == "reference":
         changes = {**changes, "backbone": args.reference_backbone}
@@ -143,14 +145,18 @@ def main(argv=None):
     parser.add_argument("--choose", default="part2", help="comma-separated folders in PARTS to choose recipes on")
     parser.add_argument("--report", default="part3,part4", help="comma-separated folders in PARTS to report on")
     parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[1, 2, 3])
-    parser.add_argument("--recipes", default="reference,default", help=f"comma-separated, from {', '.join(RECIPES)}")
+    parser.add_argument("--recipes", default="reference,default",
+                        help=f"comma-separated, from {', '.join(RECIPES)}, or NAME=CONFIG.json (e.g. tuned=runs/tune/"
+                             "config.json, what `aimonk tune` chose)")
     parser.add_argument("--reference-backbone", default="efficientnet_lite0")
     parser.add_argument("--rounds", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--out", default="runs/quality")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", DataWarning)
-    names = args.recipes.split(",")
-    unknown = [n for n in names if n not in RECIPES]
+    entries = [entry.split("=", 1) for entry in args.recipes.split(",")]
+    args.from_files = {entry[0]: entry[1] for entry in entries if len(entry) == 2}
+    names = [entry[0] for entry in entries]
+    unknown = [n for n in names if n not in RECIPES and n not in args.from_files]
     if unknown:
         parser.error(f"unknown recipe {unknown[0]!r}; choose from {', '.join(RECIPES)}")
     folders = Folders()

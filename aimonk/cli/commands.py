@@ -191,6 +191,20 @@ def cmd_notebooks(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from aimonk.tuning import load_space, tune
+
+    space = load_space(args.space) if args.space else None
+    started, out = time.perf_counter(), Path(args.out)
+    run = tune(args.data, args.trials, out, config_from_args(args), space, args.preset, args.folds)
+    print(f"best of {len(run.study.trials)} trials: out-of-fold macro F1 {run.best_score:.3f} (optimistic: the best "
+          "of many on the same folds; score it on images the search never saw); "
+          f"{(time.perf_counter() - started) / 60:.1f} min")
+    print(f"written {', '.join(str(path) for path in run.written)}; train it with: aimonk train DATA --config "
+          f"{out / 'config.json'} --out RUN")
+    return 0
+
+
 def cmd_cache(args) -> int:
     from aimonk.cache import cache_entries, cache_root, clear_cache
 
@@ -218,4 +232,4 @@ def megabytes(entries) -> str:
 
 COMMANDS = {"summary": cmd_summary, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "notebooks": cmd_notebooks, "explain": cmd_explain, "export": cmd_export, "cache": cmd_cache,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "tune": cmd_tune}

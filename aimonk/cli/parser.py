@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import re
 import textwrap
+from pathlib import Path
 
 from aimonk.config import DEVICES, FINAL_MODELS, PRESETS, TrainConfig, preset
 from aimonk.version import __version__
@@ -41,9 +43,13 @@ def option_flag(name: str) -> str:
 
 
 def config_from_args(args) -> TrainConfig:
-    """The preset with the given options; a bad value is a one-line error naming its --option."""
+    """The preset (or the --config file) with the given options; a bad value is a one-line error naming its
+    --option."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     try:
-        return preset(args.preset, **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+        if getattr(args, "config", None):
+            return config_file(args.config).replace(**{k: v for k, v in given.items() if v is not None})
+        return preset(args.preset, **given)
     except ValueError as error:
         names = {f.name for f in dataclasses.fields(TrainConfig)}
         name = str(error).split(" ", 1)[0]
@@ -52,6 +58,25 @@ def config_from_args(args) -> TrainConfig:
             raise ValueError(re.sub(r"\b[a-z]+(?:_[a-z]+)+\b", lambda m: option_flag(m[0]) if m[0] in names else m[0],
                                     text)) from None
         raise
+
+
+def config_file(path) -> TrainConfig:
+    """A configuration saved as JSON (a run's or `aimonk tune`'s config.json); one-line errors naming it."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--config {path}: no such file") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--config {path} is not a JSON configuration ({type(error).__name__})") from None
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - names) if isinstance(values, dict) else ["(not a mapping)"]
+    if unknown:
+        raise ValueError(f"--config {path}: {unknown[0]!r} is not a configuration field")
+    try:
+        return TrainConfig.from_dict(values)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"--config {path}: {error}") from None
 
 
 PRESET_HELP = ("the recipe the options change: default (frozen EfficientNet-Lite0/1/2 features, a linear probe), "
@@ -69,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aimonk", formatter_class=WholeWords,
         description="Multilabel image classification with missing labels and imbalanced classes: "
-                    "`aimonk summary|train|evaluate|predict|explain|export|notebooks|cache|demo`.")
+                    "`aimonk summary|train|evaluate|tune|predict|explain|export|notebooks|cache|demo`.")
     parser.add_argument("--version", action="version", version=f"aimonk {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     command = functools.partial(commands.add_parser, formatter_class=WholeWords)
@@ -89,8 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in OUT")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT from its last.pt "
                                                              "(same data; its own configuration)")
+    train.add_argument("--config", metavar="FILE", help="start from this configuration instead of the preset: a "
+                                                        "run's config.json, or the one `aimonk tune` chose")
     add_config_options(train)
     train.set_defaults(run="train")
+
+    tune = command("tune", help="search a recipe's hyperparameters with Optuna, by cross-validated F1")
+    tune.add_argument("data", help="the labelled folder (labels.txt or labels.csv, and images/), or its label file")
+    tune.add_argument("--trials", type=int, required=True, help="trials in all (an interrupted study continues)")
+    tune.add_argument("--out", required=True, help="folder for study.db, config.json, trials.csv and the figures")
+    tune.add_argument("--preset", choices=sorted(PRESETS), default="default", help=PRESET_HELP)
+    tune.add_argument("--space", metavar="SPACE.yaml", help="the fields to search and their ranges (default: the "
+                                                            "preset's space, see aimonk.tuning.SPACES)")
+    tune.add_argument("--folds", type=int, default=5, help="cross-validation folds that score each trial")
+    add_config_options(tune)
+    tune.set_defaults(run="tune")
 
     evaluate = command("evaluate", help="score a checkpoint on a labelled folder, or cross-validate")
     evaluate.add_argument("data", help="the labelled folder (labels.txt or labels.csv, and images/), or its label file")

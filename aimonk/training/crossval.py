@@ -49,12 +49,14 @@ class CrossValidation:
 
 def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: int | None = None,
                    progress: bool = True, keep_models: bool = False, rows=None,
-                   processes: Processes = Processes()) -> CrossValidation:
+                   processes: Processes = Processes(), after_fold=None) -> CrossValidation:
     """Train one model per fold (config.epochs each, the last epoch kept) and collect its predictions.
 
     rows: the images to cross-validate (default all); the result's rows are these, in this order.
     processes: under torchrun the folds are spread over the processes (fold f trains in process f mod world)
-    and every process gets the whole result.
+    and every process gets the whole result. after_fold(fold, its rows, the out-of-fold probabilities so far,
+    the fold of each row so far (-1: not yet)) is called after each fold in a single process (e.g. to prune
+    a hyperparameter trial); an exception it raises stops the cross-validation.
     """
     rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=int)
     values = data.values[rows]
@@ -74,15 +76,24 @@ def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, se
                      rows=(rows[train_part], rows[val_part]), validate_each_epoch=False)
         state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()} if keep_models else None
         trained[fold] = (result.val_probabilities, result.history, state)
+        if after_fold is not None and not processes.distributed:
+            probabilities, fold_of_row = gathered(splits, trained, values.shape)
+            after_fold(fold, val_part, probabilities, fold_of_row)
     for part in processes.gather_objects(trained):
         trained.update(part)
-    probabilities = np.full(values.shape, np.nan, dtype=np.float32)
-    fold_of_row = np.full(len(rows), -1)
-    for fold, (_, val_part) in enumerate(splits):
-        probabilities[val_part], fold_of_row[val_part] = trained[fold][0], fold
+    probabilities, fold_of_row = gathered(splits, trained, values.shape)
     return CrossValidation(probabilities, fold_of_row, values.copy(), list(data.attributes),
                            [data.filenames[i] for i in rows], [trained[f][1] for f in range(folds)], config.to_dict(),
                            [trained[f][2] for f in range(folds)] if keep_models else [])
+
+
+def gathered(splits, trained: dict, shape) -> tuple[np.ndarray, np.ndarray]:
+    """(out-of-fold probabilities, the fold of each row) of the folds trained so far (NaN and -1 elsewhere)."""
+    probabilities, fold_of_row = np.full(shape, np.nan, dtype=np.float32), np.full(shape[0], -1)
+    for fold, (_, val_part) in enumerate(splits):
+        if fold in trained:
+            probabilities[val_part], fold_of_row[val_part] = trained[fold][0], fold
+    return probabilities, fold_of_row
 
 
 def out_of_fold(cv: CrossValidation) -> HeldOut:
