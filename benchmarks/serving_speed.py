@@ -135,9 +135,16 @@ def run(data: Path, folder_images: int = 256) -> None:
             (folder / image.name).symlink_to(image.resolve())
         print(f"\nthe default recipe ({config.backbone} at {config.image_size}px, flip TTA) on {data}, "
               f"{torch.get_num_threads()} threads")
-        train_s = aimonk("train", data, "--out", work / "run", cache=cache)
-        aimonk("export", "--model", model_file, "--format", "onnx", "--out", onnx_file, cache=cache)
-        pass_s = aimonk("predict", data / "images", "--model", onnx_file, "--format", "csv", cache="off")
+        train_s, pass_s = [], []
+        for attempt in range(2):  # in turn, the best of two each: this machine's speed drifts by minutes
+            if attempt:  # cold again
+                shutil.rmtree(cache)
+                shutil.rmtree(work / "run")
+            train_s.append(aimonk("train", data, "--out", work / "run", cache=cache))
+            if not attempt:
+                aimonk("export", "--model", model_file, "--format", "onnx", "--out", onnx_file, cache=cache)
+            pass_s.append(aimonk("predict", data / "images", "--model", onnx_file, "--format", "csv", cache="off"))
+        train_s, pass_s = min(train_s), min(pass_s)
         count = len(list_images(data / "images"))
         print(f"\n{'whole processes':<66}{'seconds':>9}{'ratio':>8}")
         print(f"{'aimonk train, cold cache (decoding included)':<66}{train_s:>9.1f}{train_s / pass_s:>8.2f}")
