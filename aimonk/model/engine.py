@@ -3,8 +3,8 @@
 
 On the CPU the backbone runs in onnxruntime: its graph is traced once per set of weights and image size,
 and kept in aimonk.cache's `graphs` entries, so that later runs skip the trace. Side by side on a 2-core
-CPU (benchmarks/speed.py), onnxruntime ran the default's three EfficientNet-Lite backbones 4-5x faster than
-PyTorch's eager kernels in float32, and 3-4x faster than them with bfloat16 autocast. Elsewhere (CUDA, MPS)
+CPU (benchmarks/speed.py), onnxruntime ran the default's three EfficientNet-Lite backbones 4.0-5.6x faster than
+PyTorch's eager kernels in float32 (that CPU has no native bfloat16, so autocast gained nothing). Elsewhere (CUDA, MPS)
 PyTorch runs it. Inference is float32 on every route, so that a model's `.pt` and its ONNX export
 (aimonk.serve.export) give one answer, and thresholds are tuned on the numbers the model is served with;
 mixed precision (`amp`) is for training steps only.
@@ -31,7 +31,7 @@ OPSET = 17
 CPU = torch.device("cpu")
 _ENGINES: "OrderedDict[str, OnnxRuntimeFeatures]" = OrderedDict()  # graph key -> engine, the last few used
 KEPT_ENGINES = 3
-_DIGESTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # classifier -> (tensors, versions, digest)
+_DIGESTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # classifier -> (named tensors, versions, digest)
 
 
 def onnx_graph(module: torch.nn.Module, example: torch.Tensor, output_name: str) -> bytes:
@@ -47,13 +47,13 @@ def onnx_graph(module: torch.nn.Module, example: torch.Tensor, output_name: str)
     return buffer.getvalue()
 
 
-def onnx_session(graph, threads: int | None = None):
+def onnx_session(graph):
     """An onnxruntime session on the CPU for a graph (bytes or a path), using PyTorch's thread count (one per
-    process under torchrun) unless told otherwise."""
+    process under torchrun)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # no notices about the graph's optimisations
     return onnxruntime.InferenceSession(graph if isinstance(graph, (bytes, str)) else bytes(graph), options,
@@ -65,22 +65,22 @@ def weights_digest(classifier) -> str:
     frozen pretrained backbone, different once any weight was trained. Computed again only when a tensor
     changed since (PyTorch counts every in-place change of a tensor, optimiser steps and loading included)."""
     known = _DIGESTS.get(classifier)
-    tensors = known[0] if known else _weights(classifier)
-    versions = tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
+    named = known[0] if known else _named_weights(classifier)
+    versions = tuple((tensor.data_ptr(), tensor._version) for _, tensor in named)
     if known is None or known[1] != versions:
-        known = tensors, versions, _checksum(classifier)
+        known = named, versions, _checksum(named)
         _DIGESTS[classifier] = known
     return known[2]
 
 
-def _weights(classifier) -> list[torch.Tensor]:
+def _named_weights(classifier) -> list[tuple[str, torch.Tensor]]:
     """The backbone's parameters and buffers themselves (not detached copies), so that their versions follow."""
-    return [*classifier.stages.state_dict(keep_vars=True).values(), classifier.mean, classifier.std]
+    return [*classifier.stages.state_dict(keep_vars=True).items(), ("mean", classifier.mean), ("std", classifier.std)]
 
 
-def _checksum(classifier) -> str:
+def _checksum(named) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in [*classifier.stages.state_dict().items(), ("mean", classifier.mean), ("std", classifier.std)]:
+    for name, tensor in named:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
