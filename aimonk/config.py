@@ -69,10 +69,12 @@ def check_freeze(freeze) -> None:
 
 
 def check_backbone(backbone: str) -> None:
-    unknown = [name for name in str(backbone).split("+") if name not in BACKBONE_NAMES]
+    """Our names, or timm:NAME (timm's registry checks NAME when the model is built, before any work)."""
+    unknown = [name for name in str(backbone).split("+")
+               if name not in BACKBONE_NAMES and not (name.startswith("timm:") and len(name) > len("timm:"))]
     if unknown:
-        raise ValueError(f"unknown backbone {unknown[0]!r}; choose one of {', '.join(BACKBONE_NAMES)}, "
-                         "or several joined by '+'")
+        raise ValueError(f"unknown backbone {unknown[0]!r}; choose one of {', '.join(BACKBONE_NAMES)}, timm:NAME "
+                         "for any of timm's models, or several joined by '+'")
 
 
 @dataclass

@@ -28,7 +28,7 @@ from aimonk.evaluation.label_issues import label_issues, na_suggestions
 from aimonk.evaluation.tables import cv_report
 from aimonk.files import check_output_folder, folder_lock, write_csv, write_text
 from aimonk.model.checkpoint import Checkpoint
-from aimonk.model.registry import build_model
+from aimonk.model.registry import build_model, check_names
 from aimonk.plots import TRAINING_FIGURES, plot_epoch_curves, plot_loss_curve, save_figure, save_training_figure
 from aimonk.runtime import select_device
 from aimonk.serve.predictions import parse_thresholds
@@ -132,9 +132,12 @@ def training_processes(config: TrainConfig) -> Processes:
 
 
 def training_images(data, config: TrainConfig, processes: Processes) -> LabelledImages:
-    """The labelled folder decoded for training (the main process decodes into the cache first), after a
-    weights file of the configuration was read and fitted to its backbone."""
-    if config.weights not in ("imagenet", "none"):
+    """The labelled folder decoded for training (the main process decodes into the cache first), after the
+    configuration's backbone was built with its weights (found, downloaded or read from a file and fitted: kept
+    for the run to copy), so that a missing weights file or an offline download stops it before any work."""
+    if config.weights == "none":
+        check_names(config.backbone)
+    else:
         build_model(config.backbone, 1, weights=config.weights, image_size=config.image_size)
     if isinstance(data, LabelledImages):
         if data.images.shape[1] != config.image_size:

@@ -1,4 +1,4 @@
-"""Command line: `aimonk summary|train|evaluate|predict|explain|export|notebooks|cache|demo` (also `python -m
+"""Command line: `aimonk summary|train|evaluate|tune|predict|explain|export|notebooks|backbones|cache|demo` (also `python -m
 aimonk`). It parses options and reports; what a command does lives in aimonk.workflows and the layers below."""
 from __future__ import annotations
 
@@ -50,6 +50,9 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
 def run_command(args) -> int:
     try:
         return COMMANDS[args.run](args)
+    except BrokenPipeError:  # the reader went away (`aimonk backbones | head`): nothing more to say to it
+        sys.stdout = None
+        return 0
     except (ValueError, OSError, RuntimeError) as error:
         print(f"aimonk {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2

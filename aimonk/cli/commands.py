@@ -205,6 +205,20 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_backbones(args) -> int:
+    from aimonk.model.registry import available_backbones
+
+    ours, theirs = available_backbones(args.pattern)
+    for name in ours + (theirs or []):
+        print(name)
+    if theirs is None:
+        print("(timm's models are not listed: timm is not installed; pip install timm)", file=sys.stderr)
+    elif not ours and not theirs:
+        print(f"no backbone matches {args.pattern!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_cache(args) -> int:
     from aimonk.cache import cache_entries, cache_root, clear_cache
 
@@ -232,4 +246,4 @@ def megabytes(entries) -> str:
 
 COMMANDS = {"summary": cmd_summary, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "notebooks": cmd_notebooks, "explain": cmd_explain, "export": cmd_export, "cache": cmd_cache,
-            "demo": cmd_demo, "tune": cmd_tune}
+            "demo": cmd_demo, "tune": cmd_tune, "backbones": cmd_backbones}

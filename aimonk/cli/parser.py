@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aimonk", formatter_class=WholeWords,
         description="Multilabel image classification with missing labels and imbalanced classes: "
-                    "`aimonk summary|train|evaluate|tune|predict|explain|export|notebooks|cache|demo`.")
+                    "`aimonk summary|train|evaluate|tune|predict|explain|export|notebooks|backbones|cache|demo`.")
     parser.add_argument("--version", action="version", version=f"aimonk {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     command = functools.partial(commands.add_parser, formatter_class=WholeWords)
@@ -182,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="the .onnx file to write")
     export.add_argument("--overwrite", action="store_true", help="replace an existing file")
     export.set_defaults(run="export")
+
+    backbones = command("backbones", help="list the backbones --backbone takes: ours and timm's pretrained models",
+        description="The backbones --backbone takes: ours, and timm:NAME for each of timm's pretrained models "
+                    "(NAME with its pretrained tag, as timm.list_models(pretrained=True) names them).")
+    backbones.add_argument("pattern", nargs="?", default="*",
+                           help="a shell-style pattern (convnext means *convnext*; default: all)")
+    backbones.set_defaults(run="backbones")
 
     cache = command("cache", help="list or clear the cache of decoded images, backbone features and graphs",
         description="The cache of decoded images, backbone features and the backbones' onnxruntime graphs that later "

@@ -45,21 +45,45 @@ class AttributeClassifier(nn.Module):
         """Logits (N, K) for uint8 images (N, H, W, 3)."""
         return self.head(self.features(images))
 
+    def stage_modules(self) -> list[list[nn.Module]]:
+        """Every module of the backbone, stage by stage (what `freeze` counts)."""
+        return [list(stage.modules()) for stage in self.stages]
+
     def freeze(self, num_stages: int) -> None:
         """Freeze the first `num_stages` stages: no gradients, batch-norm statistics fixed."""
-        if not 0 <= num_stages <= len(self.stages):
-            raise ValueError(f"freeze must be between 0 and {len(self.stages)} stages ({', '.join(self.stage_names)})")
+        stages = self.stage_modules()
+        if not 0 <= num_stages <= len(stages):
+            raise ValueError(f"freeze must be between 0 and {len(stages)} stages ({', '.join(self.stage_names)})")
         self.frozen_stages = num_stages
-        for index, stage in enumerate(self.stages):
-            for parameter in stage.parameters():
-                parameter.requires_grad_(index >= num_stages)
+        for index, modules in enumerate(stages):
+            for module in modules:
+                for parameter in module.parameters(recurse=False):
+                    parameter.requires_grad_(index >= num_stages)
         self.train(self.training)
 
     def train(self, mode: bool = True):
         super().train(mode)
-        for stage in list(self.stages)[: self.frozen_stages]:
-            stage.eval()
+        for modules in self.stage_modules()[: self.frozen_stages]:
+            for module in modules:
+                module.training = False
         return self
+
+
+class TimmClassifier(AttributeClassifier):
+    """A timm model (aimonk.model.timm_backbone.TimmTrunk) as the backbone: one module, whose stages are
+    timm's feature-info modules (`stage_members` names the modules of each), pooled by the model's own head."""
+
+    def __init__(self, trunk: nn.Module, stage_names, stage_members, num_features: int, num_outputs: int,
+                 dropout: float, mean, std):
+        super().__init__([trunk], stage_names, num_features, num_outputs, dropout, mean, std)
+        self.stage_members = tuple(stage_members)
+
+    def stage_modules(self) -> list[list[nn.Module]]:
+        named = dict(self.stages[0].net.named_modules())
+        return [[named[name] for name in names] for names in self.stage_members]
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.stages[0].pooled(self.feature_maps(images))
 
 
 class EnsembleClassifier(nn.Module):

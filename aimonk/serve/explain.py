@@ -14,28 +14,36 @@ import torch
 from torch.nn import functional
 
 from aimonk.model.classifier import ConcatenatedBackbones, EnsembleClassifier
+from aimonk.model.timm_backbone import PooledTrunk, TimmTrunk
 
 
-def feature_map_layers(model) -> list[torch.nn.Module]:
-    """The modules whose outputs are the last feature maps: one per backbone, per ensemble member."""
+def feature_map_layers(model) -> list[tuple[torch.nn.Module, callable]]:
+    """The modules whose outputs are the last feature maps, one per backbone, per ensemble member, each with how
+    its output lies on the image as (N, C, H, W) (timm's models say: a ViT's tokens on its patch grid)."""
     if isinstance(model, EnsembleClassifier):
         return [layer for member in model.members for layer in feature_map_layers(member)]
     last = model.stages[-1]
-    return list(last.members) if isinstance(last, ConcatenatedBackbones) else [last]
+    layers = list(last.members) if isinstance(last, ConcatenatedBackbones) else [last]
+    trunks = [layer.trunk if isinstance(layer, PooledTrunk) else layer for layer in layers]
+    return [(trunk.explained_layer(), trunk.spatial) if isinstance(trunk, TimmTrunk) else (trunk, lambda x: x)
+            for trunk in trunks]
 
 
 def grad_cam(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps (N, K, H, W) in [0, 1] for uint8 images (N, H, W, 3), and the logits (N, K) they explain."""
     model.eval()
-    maps = []
+    maps, placed = [], []  # each hooked output, in the order the forward pass made them, and how it lies
 
-    def keep(module, inputs, output):
-        if not output.requires_grad:  # frozen stages: the map becomes the leaf its gradient is taken at
-            output = output.detach().requires_grad_(True)
-        maps.append(output)
-        return output
+    def keeper(as_map):
+        def keep(module, inputs, output):
+            if not output.requires_grad:  # frozen stages: the map becomes the leaf its gradient is taken at
+                output = output.detach().requires_grad_(True)
+            maps.append(output)
+            placed.append(as_map)
+            return output
+        return keep
 
-    hooks = [layer.register_forward_hook(keep) for layer in feature_map_layers(model)]
+    hooks = [layer.register_forward_hook(keeper(as_map)) for layer, as_map in feature_map_layers(model)]
     device = next(model.parameters()).device
     try:
         with torch.enable_grad():
@@ -43,8 +51,8 @@ def grad_cam(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             heatmaps = []
             for column in range(logits.shape[1]):
                 gradients = torch.autograd.grad(logits[:, column].sum(), maps, retain_graph=True)
-                heatmaps.append(sum(_cam(feature_map, gradient, images.shape[1:3])
-                                    for feature_map, gradient in zip(maps, gradients)))
+                heatmaps.append(sum(_cam(as_map(feature_map), as_map(gradient), images.shape[1:3])
+                                    for as_map, feature_map, gradient in zip(placed, maps, gradients)))
     finally:
         for hook in hooks:
             hook.remove()

@@ -159,7 +159,7 @@ def warm_start_head(model, config: TrainConfig, phase: Phase) -> None:
     then the configured stages learn again. Nothing of it is logged or saved: it only sets the head. Ctrl-C in
     it stops the run (TrainingInterrupted), as it would in any epoch."""
     frozen = model.frozen_stages
-    model.freeze(len(model.stages))
+    model.freeze(len(model.stage_names))
     strategy = choose_strategy(decide_recipe(config), model, config, phase)
     log = RunLog(None, config, progress=False)
     try:
