@@ -138,7 +138,11 @@ def training_images(data, config: TrainConfig, processes: Processes) -> Labelled
     if config.weights == "none":
         check_names(config.backbone)
     else:
-        build_model(config.backbone, 1, weights=config.weights, image_size=config.image_size)
+        pretrained = build_model(config.backbone, 1, weights=config.weights, image_size=config.image_size)
+        if pretrained.pretrained_size not in (None, config.image_size):
+            print(f"note: {config.backbone} was pretrained at {pretrained.pretrained_size}px (timm's pretrained "
+                  f"config); this run trains at {config.image_size}px (--image-size {pretrained.pretrained_size} "
+                  "to match)", flush=True)
     if isinstance(data, LabelledImages):
         if data.images.shape[1] != config.image_size:
             raise ValueError(f"the images were decoded at {data.images.shape[1]}px, the configuration trains at "

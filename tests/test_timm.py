@@ -127,7 +127,7 @@ def test_train_predict_export_and_explain_a_timm_backbone(demo_dir, tmp_path, ca
     assert len(list((tmp_path / "why").glob("*.png"))) == 1
 
 
-def test_fine_tuning_a_timm_backbone_trains_only_its_unfrozen_stages(demo_dir, tmp_path):
+def test_fine_tuning_a_timm_backbone_trains_only_its_unfrozen_stages(demo_dir, tmp_path, capsys):
     from aimonk.model.checkpoint import Checkpoint
 
     source = timm.create_model("mobilenetv3_small_050", pretrained=False)
@@ -136,6 +136,7 @@ def test_fine_tuning_a_timm_backbone_trains_only_its_unfrozen_stages(demo_dir, t
     assert main(["train", str(demo_dir), "--out", str(run), "--preset", "finetune", "--backbone",
                  "timm:mobilenetv3_small_050", "--weights", str(tmp_path / "weights.pth"), "--freeze", "3",
                  "--epochs", "1", "--image-size", "64", "--val-fraction", "0.2"]) == 0
+    assert "was pretrained at 224px (timm's pretrained config); this run trains at 64px" in capsys.readouterr().out
     model = Checkpoint.load(run / "model.pt").network()
     frozen = {name for names in model.stage_members[:3] for name in names}
     start, trained = source.state_dict(), model.stages[0].net.named_parameters()

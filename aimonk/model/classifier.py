@@ -8,6 +8,7 @@ from torch import nn
 
 class AttributeClassifier(nn.Module):
     backbone = ""  # its registry name, set by aimonk.model.registry.build_model
+    pretrained_size = None  # the input size its pretrained weights were trained at, where the weights say (timm's)
     channels_last = False  # set by aimonk.model.inference.place_model: keep the NHWC pixels' layout for the convolutions
 
     def __init__(self, stages: list[nn.Module], stage_names, num_features: int, num_outputs: int,

@@ -7,16 +7,14 @@ epoch, in seconds instead of minutes, which makes epochs, learning rates and cro
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
 from aimonk.progress import progress_bar
 
 from aimonk.cache import files_key, load_array, release_pages, store_array
-from aimonk.model.engine import engine_batch, engine_name, feature_engine, features_and_mirror
+from aimonk.model.engine import engine_batch, engine_name, feature_engine, features_and_mirror, weights_digest
 from aimonk.distributed import Processes
-from aimonk.files import file_digest
 
 def backbone_features(model, images: np.ndarray, device: torch.device, progress: bool = False,
                       out: np.ndarray | None = None, keep_graph: bool = True):
@@ -42,9 +40,9 @@ def cached_features(model, data, config, device, progress: bool = False,
     engine = engine_name(device)
     key = (config.backbone, str(config.weights), config.image_size, engine)
     if key not in data.feature_cache:
-        weights = file_digest(config.weights) if Path(config.weights).is_file() else config.weights
-        disk_key = files_key([], "features", data.images_key, config.backbone, weights, config.image_size,
-                             engine, torch.__version__)
+        # keyed by the weights themselves: a file's, or what timm's default tag for a name is in this version
+        disk_key = files_key([], "features", data.images_key, config.backbone, weights_digest(model),
+                             config.image_size, engine, torch.__version__)
         cached = load_array("features", disk_key) if on_disk else None
         if cached is None:
             def compute(out: np.ndarray) -> int:

@@ -167,6 +167,7 @@ def build_model(backbone: str, num_outputs: int, weights: str = "imagenet", drop
         parts = pretrained_stages(backbone, weights, image_size)
         model = TimmClassifier(parts.trunk, parts.stage_names, parts.stage_members, parts.num_features,
                                num_outputs, dropout, parts.mean, parts.std)
+        model.pretrained_size = parts.input_size
     else:
         spec = BACKBONES[backbone]
         stages, num_features = pretrained_stages(backbone, weights, image_size)
