@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import math
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,7 +85,7 @@ class Processes:
         if not self.distributed:
             return module
         if device.type == "cuda":  # per-GPU batches are small: batch-norm statistics over the whole batch
-            module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+            module = sync_batchnorm(module)
         return torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda"
                                                          else None)
 
@@ -168,3 +169,14 @@ class ShardedSampler(torch.utils.data.Sampler):
         padded = len(self) * self.processes.world
         order = torch.cat([order, order[: padded - self.count]])  # every process gets as many
         return iter(order[self.processes.rank::self.processes.world].tolist())
+
+
+def sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Every batch norm of `module` synchronised across processes. A timm model's fused batch norm + activation
+    layers (BatchNormAct2d) need timm's own converter: PyTorch's turns them into plain SyncBatchNorm, whose
+    forward skips the activation they hold. (timm is in sys.modules whenever a timm model was built.)"""
+    if "timm" in sys.modules:
+        from timm.layers import convert_sync_batchnorm
+
+        return convert_sync_batchnorm(module)
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)

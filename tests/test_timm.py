@@ -81,10 +81,46 @@ def test_a_local_weights_file_loads_through_timms_overlay(tmp_path):
         build_model("timm:resnet10t", 4, weights=str(tmp_path / "other.pth"), image_size=64)
 
 
+@pytest.mark.parametrize("contents", ["empty", "prefixed", "one tensor"])
+def test_a_weights_file_that_leaves_weights_unloaded_is_refused(tmp_path, contents):
+    """timm loads non-strictly once it dropped the classifier: a file that fits no key would load nothing."""
+    state = timm.create_model("resnet10t", pretrained=False).state_dict()
+    state = {"empty": {}, "prefixed": {f"encoder.{key}": value for key, value in state.items()},
+             "one tensor": {"conv1.0.weight": state["conv1.0.weight"]}}[contents]
+    torch.save(state, tmp_path / "weights.pth")
+    with pytest.raises(WeightsUnavailableError, match=r"weights.pth does not fit timm:resnet10t: \d+ of its tensors "
+                                                      r"are not in the file \(.*\)$"):
+        build_model("timm:resnet10t", 4, weights=str(tmp_path / "weights.pth"), image_size=64)
+
+
+def test_families_whose_feature_info_names_no_module_are_one_stage():
+    assert frozen_stages("timm:twins_svt_small", -1) == (0, 1)  # its feature info says block.i, its modules blocks.i
+    assert frozen_stages("timm:twins_svt_small", "all") == (1, 1)
+
+
+def test_an_image_size_the_model_cannot_take_is_one_line_before_any_weights():
+    with pytest.raises(ValueError, match=r"timm:efficientformer_l1 does not take 160px images \(.*\); it was "
+                                         r"pretrained at 224px: try --image-size 224"):
+        build_model("timm:efficientformer_l1", 2, weights="imagenet", image_size=160)
+
+
+def test_synchronised_batch_norm_keeps_timms_fused_activations():
+    """PyTorch's converter turns BatchNormAct2d into a plain SyncBatchNorm, which skips the activation."""
+    from aimonk.distributed import sync_batchnorm
+
+    net = timm.create_model("mobilenetv3_small_050", pretrained=False).eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        before = net(images)
+        converted = sync_batchnorm(net).eval()
+        assert "SyncBatchNormAct" in {type(module).__name__ for module in converted.modules()}
+        torch.testing.assert_close(converted(images), before)
+
+
 def test_offline_imagenet_weights_stop_the_run_in_one_line_before_any_work(demo_dir, tmp_path, monkeypatch,
                                                                           capsys):
     monkeypatch.setattr(timm_backbone, "_cached_weights", lambda name: None)
-    monkeypatch.setattr(timm_backbone, "_reachable", lambda host, timeout=5.0: False)
+    monkeypatch.setattr(timm_backbone, "_reachable", lambda host, port, timeout=5.0: False)
     out = tmp_path / "run"
     assert main(["train", str(demo_dir), "--out", str(out), "--backbone", "timm:resnet10t", "--image-size", "64"]) == 2
     captured = capsys.readouterr()
@@ -102,6 +138,8 @@ def test_aimonk_backbones_lists_ours_and_timms(capsys):
     assert "timm:convnext_tiny.fb_in22k" in names and all(name.startswith("timm:") for name in names)
     assert main(["backbones", "efficientnet_lite*"]) == 0
     assert capsys.readouterr().out.split()[:3] == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    assert main(["backbones", "timm:convnext_atto*"]) == 0
+    assert capsys.readouterr().out.split()[0] == "timm:convnext_atto.d2_in1k"
     assert main(["backbones", "no_such_model_anywhere"]) == 1
 
 

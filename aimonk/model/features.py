@@ -42,7 +42,7 @@ def cached_features(model, data, config, device, progress: bool = False,
     if key not in data.feature_cache:
         # keyed by the weights themselves: a file's, or what timm's default tag for a name is in this version
         disk_key = files_key([], "features", data.images_key, config.backbone, weights_digest(model),
-                             config.image_size, engine, torch.__version__)
+                             config.image_size, engine, torch.__version__) if on_disk else None
         cached = load_array("features", disk_key) if on_disk else None
         if cached is None:
             def compute(out: np.ndarray) -> int:

@@ -256,7 +256,7 @@ def available_backbones(pattern: str = "*") -> tuple[list[str], list[str] | None
     when timm is not installed."""
     import fnmatch
 
-    wildcard = pattern if any(char in pattern for char in "*?[") else f"*{pattern}*"
+    wildcard = pattern.removeprefix("timm:") if any(char in pattern for char in "*?[") else f"*{pattern}*"
     ours = [name for name in BACKBONES if fnmatch.fnmatch(name, wildcard)]
     try:
         theirs = [f"timm:{name}" for name in pretrained_names(pattern)]

@@ -10,8 +10,11 @@ resized).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import socket
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -61,7 +64,8 @@ class TimmTrunk(nn.Module):
         if features.dim() == 4:
             permute = features.shape[1] != channels and features.shape[-1] == channels
             return features.permute(0, 3, 1, 2) if permute else features
-        grid = tuple(getattr(getattr(self.net, "patch_embed", None), "grid_size", None) or ())
+        embeddings = [getattr(self.net, name, None) for name in ("patch_embed", "stem")]  # a ViT's, a Mixer's
+        grid = next((tuple(e.grid_size) for e in embeddings if getattr(e, "grid_size", None) is not None), ())
         if features.dim() == 3 and len(grid) == 2:
             tokens = features[:, getattr(self.net, "num_prefix_tokens", 0):]
             if tokens.shape[1] == grid[0] * grid[1]:
@@ -87,9 +91,8 @@ class TimmBackbone:
     num_features: int
     mean: tuple
     std: tuple
-    stage_names: tuple  # timm's feature-info modules, in order
+    stage_names: tuple  # timm's feature-info modules, in order (see stages_of)
     stage_members: tuple  # for each stage, the names of the trunk's modules it holds (see stage_members)
-    reference_freeze: int
     input_size: int  # what timm's pretrained config says the model was trained at
 
 
@@ -110,15 +113,14 @@ def timm_name(backbone: str) -> str:
 def build_timm(backbone: str, weights: str, image_size: int) -> TimmBackbone:
     """The timm model `backbone` names, classifier removed, with `weights` (imagenet, none or a file)."""
     name = timm_name(backbone)
-    net = _create(name, weights, _size_arguments(name, image_size))
+    size = _size_arguments(name, image_size)
+    check_input_size(name, image_size)
+    net = _create(name, weights, size)
     config = net.pretrained_cfg
-    modules = tuple(info["module"] for info in net.feature_info)
-    reductions = [info["reduction"] for info in net.feature_info]
+    names, members, _ = stages_of(net)
     return TimmBackbone(
         trunk=TimmTrunk(net), num_features=int(getattr(net, "head_hidden_size", None) or net.num_features),
-        mean=tuple(config["mean"]), std=tuple(config["std"]), stage_names=modules,
-        stage_members=stage_members(net, modules),
-        reference_freeze=sum(reduction <= REFERENCE_STRIDE for reduction in reductions),
+        mean=tuple(config["mean"]), std=tuple(config["std"]), stage_names=names, stage_members=members,
         input_size=int(config["input_size"][-1]),
     )
 
@@ -127,11 +129,32 @@ def _size_arguments(name: str, image_size: int) -> dict:
     """Models pretrained at one input size only (ViTs: their position embeddings) are built for image_size."""
     import timm
 
-    config = timm.models.get_pretrained_cfg(name) or {}
-    fixed = getattr(config, "fixed_input_size", False) if not isinstance(config, dict) else config.get(
-        "fixed_input_size", False)
-    size = getattr(config, "input_size", None) if not isinstance(config, dict) else config.get("input_size")
+    config = timm.models.get_pretrained_cfg(name)
+    fixed, size = getattr(config, "fixed_input_size", False), getattr(config, "input_size", None)
     return {"img_size": image_size} if fixed and size and size[-1] != image_size else {}
+
+
+@functools.lru_cache(maxsize=32)
+def check_input_size(name: str, image_size: int) -> None:
+    """A one-line ValueError, before any weights are fetched, when the model cannot take image_size-pixel images
+    (a patch size that does not divide it, attention biases of one grid): a forward pass on the meta device."""
+    import timm
+
+    with torch.device("meta"):
+        net = timm.create_model(name, pretrained=False, num_classes=0, **_size_arguments(name, image_size))
+        try:
+            net.eval()(torch.empty(1, 3, image_size, image_size))
+        except NotImplementedError:  # an operation without a meta kernel: nothing is known, the real run decides
+            return
+        except Exception as error:  # shape errors come as RuntimeError, AssertionError, ValueError
+            trained = (timm.models.get_pretrained_cfg(name).input_size or (0, 0))[-1]
+            raise ValueError(f"timm:{name} does not take {image_size}px images ({_first_line(error)}); it was "
+                             f"pretrained at {trained}px: try --image-size {trained}") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _create(name: str, weights: str, size: dict) -> nn.Module:
@@ -144,32 +167,68 @@ def _create(name: str, weights: str, size: dict) -> nn.Module:
     cached = _cached_weights(name)
     if cached is not None:
         return _from_file(name, cached, size)
-    host = _weights_host(name)
-    if host is None:
+    address = _weights_address(name)
+    if address is None:
         raise WeightsUnavailableError(f"timm:{name} has no pretrained weights in timm; use --weights none or "
                                       "--weights PATH")
-    if not _reachable(host):
+    if not _reachable(*address):
         raise WeightsUnavailableError(
-            f"timm:{name}: its ImageNet weights are not in the local cache and {host} cannot be reached; "
+            f"timm:{name}: its ImageNet weights are not in the local cache and {address[0]} cannot be reached; "
             f"download them where you are online (timm.create_model({name!r}, pretrained=True) caches them) and "
             "give the file with --weights PATH, or train from scratch with --weights none")
     try:
         return timm.create_model(name, pretrained=True, num_classes=0, **size)
     except Exception as error:  # the hub client's and torch.hub's errors have no common base
         raise WeightsUnavailableError(f"could not download the weights of timm:{name} ({type(error).__name__}: "
-                                      f"{str(error).splitlines()[0] if str(error) else ''}); give a file with "
-                                      "--weights PATH") from error
+                                      f"{_first_line(error)}); give a file with --weights PATH") from error
 
 
 def _from_file(name: str, path: Path, size: dict) -> nn.Module:
+    """The model with a weights file loaded by timm (its filters: classifier dropped, embeddings resized, .npz
+    files of the JAX originals); a file that leaves any of the model's weights unloaded is refused."""
     import timm
 
+    overlay = {"file": str(path), "custom_load": path.suffix == ".npz"}
     try:
-        return timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(path)},
-                                 **size)
+        with _recorded_loads() as loads, _quiet_timm():
+            net = timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay, **size)
     except Exception as error:  # timm's loaders raise RuntimeError, KeyError, pickle and safetensors errors
-        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-        raise WeightsUnavailableError(f"{path} does not fit timm:{name}: {first}") from error
+        raise WeightsUnavailableError(f"{path} does not fit timm:{name}: {_first_line(error)}") from error
+    missing = sorted({key for module, result in loads if module is net for key in result.missing_keys})
+    if missing:
+        raise WeightsUnavailableError(f"{path} does not fit timm:{name}: {len(missing)} of its tensors are not in "
+                                      f"the file ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+    return net
+
+
+@contextlib.contextmanager
+def _recorded_loads():
+    """Every load_state_dict made meanwhile, with what it left missing: timm loads non-strictly once it dropped
+    the classifier, and only logs what did not fit."""
+    loads, original = [], nn.Module.load_state_dict
+
+    def recorded(module, state_dict, *args, **kwargs):
+        result = original(module, state_dict, *args, **kwargs)
+        loads.append((module, result))
+        return result
+
+    nn.Module.load_state_dict = recorded
+    try:
+        yield loads
+    finally:
+        nn.Module.load_state_dict = original
+
+
+@contextlib.contextmanager
+def _quiet_timm():
+    """timm's loader logs the keys that did not fit (one line of thousands of characters); we say it in one."""
+    logger = logging.getLogger("timm")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _cached_weights(name: str) -> Path | None:
@@ -195,7 +254,8 @@ def _cached_weights(name: str) -> Path | None:
     return None
 
 
-def _weights_host(name: str) -> str | None:
+def _weights_address(name: str) -> tuple[str, int] | None:
+    """(host, port) the weights of `name` download from: the hub's endpoint, or the URL of its config."""
     import timm
 
     config = timm.models.get_pretrained_cfg(name)
@@ -204,13 +264,22 @@ def _weights_host(name: str) -> str | None:
     if config.hf_hub_id:
         from huggingface_hub import constants
 
-        return urlparse(constants.ENDPOINT).hostname
-    return urlparse(config.url).hostname if config.url else None
+        url = urlparse(constants.ENDPOINT)
+    elif config.url:
+        url = urlparse(config.url)
+    else:
+        return None
+    return url.hostname, url.port or (80 if url.scheme == "http" else 443)
 
 
-def _reachable(host: str, timeout: float = 5.0) -> bool:
+def _reachable(host: str, port: int, timeout: float = 5.0) -> bool:
+    """Whether a connection to host:port opens (always assumed behind a proxy, which the hub client goes
+    through and a direct connection would not)."""
+    proxies = urllib.request.getproxies()
+    if any(proxies.get(scheme) for scheme in ("https", "http", "all")):
+        return True
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        socket.create_connection((host, port), timeout=timeout).close()
         return True
     except OSError:
         return False
@@ -224,8 +293,22 @@ def timm_layout(backbone: str) -> tuple[tuple, int]:
 
     with torch.device("meta"):
         net = timm.create_model(timm_name(backbone), pretrained=False, num_classes=0)
-    return (tuple(info["module"] for info in net.feature_info),
-            sum(info["reduction"] <= REFERENCE_STRIDE for info in net.feature_info))
+    names, _, reference_freeze = stages_of(net)
+    return names, reference_freeze
+
+
+def stages_of(net: nn.Module) -> tuple[tuple, tuple, int]:
+    """(stage names, each stage's modules, stages the reference's rule freezes: up to stride 8) from timm's
+    feature info. Where its modules are not each a distinct module of the model owning parameters (a few
+    families name them otherwise), the whole model is one stage: frozen or not, as backbones joined by '+'."""
+    modules = tuple(info["module"] for info in net.feature_info)
+    named = dict(net.named_modules())
+    if all(modules) and len(set(modules)) == len(modules) and all(module in named for module in modules):
+        members = stage_members(net, modules)
+        if all(any(True for name in names for _ in named[name].parameters(recurse=False)) for names in members):
+            stride_8 = sum(info["reduction"] <= REFERENCE_STRIDE for info in net.feature_info)
+            return modules, members, stride_8
+    return ("backbone",), (tuple(named),), 0
 
 
 def stage_members(net: nn.Module, feature_modules: tuple) -> tuple:
@@ -251,5 +334,6 @@ def pretrained_names(pattern: str) -> list[str]:
     '*convnext*')."""
     import timm
 
+    pattern = pattern.removeprefix(PREFIX)
     pattern = pattern if any(char in pattern for char in "*?[") else f"*{pattern}*"
     return timm.list_models(pattern, pretrained=True)
