@@ -22,6 +22,7 @@ from aimonk.config import AUGMENTATIONS, LOSSES, TrainConfig, preset
 from aimonk.data.folder import LabelledImages
 from aimonk.decision.thresholds import metrics_decided_by_fold
 from aimonk.files import check_output_folder, folder_lock, write_csv, write_text
+from aimonk.model.registry import check_names
 from aimonk.plots import save_figure
 from aimonk.training.crossval import cross_validate
 from aimonk.workflows import print_notes, training_images, training_processes
@@ -71,7 +72,9 @@ def check_range(path, name, spec) -> None:
     for value in values:
         try:
             TrainConfig(**{name: value})
-        except (ValueError, TypeError) as error:
+            if name == "backbone":  # timm's names too, before any trial runs
+                check_names(value)
+        except (ValueError, TypeError, ImportError) as error:
             raise ValueError(f"--space {path}: {name} {value!r}: {error}") from None
 
 

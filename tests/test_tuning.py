@@ -66,6 +66,8 @@ def test_a_space_file_is_checked_before_any_work(demo_dir, tmp_path, capsys):
     for text, error in [("head_cc: {low: 1, high: 2}\n", "'head_cc' is not a TrainConfig field"),
                         ("head_c: [1, 2]\n", "head_c needs {choices: [...]} or {low: L, high: H}"),
                         ("epochs: {low: 0, high: 3}\n", "epochs 0: epochs must be at least 1"),
+                        ("backbone: {choices: [efficientnet_lite0, 'timm:resnet10tt']}\n",
+                         "backbone 'timm:resnet10tt': unknown timm model 'resnet10tt'"),
                         ("head_c: {low: 1\n", "is not YAML")]:
         bad.write_text(text)
         assert main(["tune", str(demo_dir), "--trials", "1", "--out", str(tmp_path / "t"), "--space", str(bad)]) == 2
