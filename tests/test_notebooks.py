@@ -24,12 +24,17 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell(name):
     nbformat.validate(nbformat.reads(json.dumps(notebook), as_version=4))
 
 
-def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path):
+def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path, capfd):
+    """As `aimonk notebooks` runs them: each named by its progress bar, the training cell's lines shown as it runs."""
     figures = tmp_path / "figures"
     parameters = {"data_dir": str(demo_dir), "out_dir": str(tmp_path), "figures_dir": str(figures),
                   "epochs": 1, "image_size": 48, "batch_size": 16, "device": "cpu", "samples": 6, "cv_folds": 2}
-    executed = run_notebooks(parameters, tmp_path, NOTEBOOK_DIR, progress=False)
+    executed = run_notebooks(parameters, tmp_path, NOTEBOOK_DIR, progress=True)
     assert [p.name for p in executed] == list(NOTEBOOKS)
+    out, err = capfd.readouterr()
+    assert "[2/4] 02_train.ipynb" in err and "[4/4] 04_predict.ipynb" in err
+    assert "\n  linear probe solved (" in out and "\n  note: 3 image(s) listed in " in out and "\n  thresholds " in out
+    assert "Executing Cell" not in out + err and "without encryption" not in out + err  # no kernel-transport warning
     evaluation = nbformat.read(tmp_path / "03_evaluate.ipynb", as_version=4)
     printed = "".join(str(output.get("text", "")) + str(output.get("data", {}).get("text/html", ""))
                       for cell in evaluation.cells if cell.cell_type == "code" for output in cell.outputs)
@@ -70,16 +75,6 @@ def test_a_failing_cell_names_the_notebook_and_the_cell(tmp_path):
 
 def test_the_repository_notebooks_are_found():
     assert notebook_folder() == NOTEBOOK_DIR
-
-
-def test_a_headless_run_says_which_notebook_runs_and_shows_the_run_lines(demo_dir, tmp_path, capfd):
-    parameters = {"data_dir": str(demo_dir), "out_dir": str(tmp_path), "figures_dir": str(tmp_path / "figures"),
-                  "epochs": 1, "image_size": 48, "device": "cpu"}
-    run_notebooks(parameters, tmp_path, NOTEBOOK_DIR, names=["02_train.ipynb"], progress=True)
-    out, err = capfd.readouterr()
-    assert "[1/1] 02_train.ipynb" in err  # the notebook's progress bar names it
-    assert "\n  linear probe solved (" in out and "\n  note: 3 image(s) listed in " in out and "\n  thresholds " in out  # the training cell's lines, as it runs
-    assert "Executing Cell" not in out + err and "without encryption" not in out + err  # no kernel-transport warning
 
 
 def test_a_wheel_ships_the_four_notebooks(tmp_path):
