@@ -86,8 +86,9 @@ class TrainConfig:
     configuration is built, before any image is decoded."""
 
     backbone: str = option("efficientnet_lite0+efficientnet_lite1+efficientnet_lite2",
-                           "resnet18, resnet34, resnet50, efficientnet_lite0, efficientnet_lite1 or efficientnet_lite2, "
-                           "or several joined by '+' (their features concatenated)")
+                           "resnet18, resnet34, resnet50, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2 "
+                           "or timm:NAME (any timm model: `aimonk backbones PATTERN` lists them), or several joined "
+                           "by '+' (their features concatenated)")
     weights: str = option("imagenet", "imagenet (downloaded; shipped for efficientnet_lite0/1/2), none, or a path "
                                       "to a state dict")
     freeze: int | str = option("all", "number of backbone stages to freeze; -1 = the reference's rule (up to stride "

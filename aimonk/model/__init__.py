@@ -1,1 +1,2 @@
-"""The model: the backbone registry, the classifier, frozen-backbone features, the recipe and the checkpoint."""
+"""The model: the backbone registry (ours and timm's), the classifier, frozen-backbone features, the recipe and
+the checkpoint."""

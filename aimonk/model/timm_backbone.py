@@ -147,9 +147,9 @@ def check_input_size(name: str, image_size: int) -> None:
         except NotImplementedError:  # an operation without a meta kernel: nothing is known, the real run decides
             return
         except Exception as error:  # shape errors come as RuntimeError, AssertionError, ValueError
-            trained = (timm.models.get_pretrained_cfg(name).input_size or (0, 0))[-1]
-            raise ValueError(f"timm:{name} does not take {image_size}px images ({_first_line(error)}); it was "
-                             f"pretrained at {trained}px: try --image-size {trained}") from None
+            trained = (getattr(timm.models.get_pretrained_cfg(name), "input_size", None) or (None,))[-1]
+            hint = f"; it was pretrained at {trained}px: try --image-size {trained}" if trained else ""
+            raise ValueError(f"timm:{name} does not take {image_size}px images ({_first_line(error)}){hint}") from None
 
 
 def _first_line(error: Exception) -> str:
