@@ -11,7 +11,6 @@ best of many on the same folds): score the chosen recipe on images the search ne
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,11 @@ import numpy as np
 from aimonk.config import AUGMENTATIONS, LOSSES, TrainConfig, preset
 from aimonk.data.folder import LabelledImages
 from aimonk.decision.thresholds import metrics_decided_by_fold
-from aimonk.files import check_output_folder, folder_lock, write_csv, write_text
+from aimonk.files import check_output_folder, folder_lock, write_csv
 from aimonk.model.registry import check_names
 from aimonk.plots import save_figure
 from aimonk.training.crossval import cross_validate
-from aimonk.workflows import print_notes, training_images, training_processes
+from aimonk.workflows import print_notes, training_images, training_processes, write_config
 
 LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 SPACES = {  # the fields each preset's search changes, and their ranges (a --space file replaces them)
@@ -204,7 +203,7 @@ def write_outputs(study, best: TrainConfig, out: Path) -> list[Path]:
 
     trials = study.trials_dataframe()
     trials = trials.rename(columns={name: "out_of_fold_macro_f1" for name in trials if name.startswith("value")})
-    written = [write_text(out / "config.json", json.dumps(best.to_dict(), indent=2)),
+    written = [write_config(best, out),
                write_csv(out / "trials.csv", trials, index=False)]
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     with warnings.catch_warnings():

@@ -36,7 +36,7 @@ from aimonk.serve.predictor import Predictor
 from aimonk.tracking import open_tracker
 from aimonk.training.crossval import CrossValidation, cross_validate as run_folds, final_model, out_of_fold
 from aimonk.training.loop import TrainingInterrupted
-from aimonk.training.run import TrainedModel, train as train_and_fit_rule
+from aimonk.training.run import TrainedModel, records, train as train_and_fit_rule
 from aimonk.training.runlog import load_last
 
 TRAIN_OUTPUTS = ("model.pt", "last.pt", "config.json", "history.json", "metrics.json", "loss_curve.png",
@@ -92,7 +92,7 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
             write_run_outputs(config, trained.history, Path(out))
             figure = save_training_figure(trained, out, show=False)
             measured = trained.measured()
-            write_text(Path(out) / "metrics.json", json.dumps({**measured, "notes": data.notes()}, indent=2))
+            write_metrics(Path(out), measured, data.notes())
             track_run(tracker, trained, measured, [Path(out) / "loss_curve.png", figure])
             trained.tracked = tracker.where
         return trained
@@ -101,8 +101,8 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
 def track_run(tracker, trained: TrainedModel, measured: dict, figures) -> None:
     """What a run reports to its tracker once it has finished: its measured scores, figures and checkpoint."""
     step = len(trained.history["epochs"])
-    scores = {f"{kind}/{row['attribute']}": row[kind] for row in measured["metrics"] for kind in ("f1", "precision", "recall")
-              if row[kind] is not None}
+    scores = {f"{kind}/{row['attribute']}": row[kind] for row in measured["metrics"]
+              for kind in ("f1", "precision", "recall") if row[kind] is not None}
     label = "out_of_fold" if trained.out_of_fold_metrics is not None else "held_out"
     tracker.log_metrics({f"{label}/{name}": value for name, value in scores.items()}, step)
     for figure in figures:
@@ -112,10 +112,15 @@ def track_run(tracker, trained: TrainedModel, measured: dict, figures) -> None:
         tracker.log_artifact(Path(trained.path))
 
 
+def write_config(config: TrainConfig, out: Path) -> Path:
+    """out/config.json: the configuration as `aimonk train --config` reads it back."""
+    return write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+
+
 def write_run_outputs(config: TrainConfig, history: dict, out: Path) -> None:
     """config.json and the loss curve of a run (history.json is the run log's; the files of the run folder, so
     not shown in a notebook)."""
-    write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    write_config(config, out)
     if history["iteration_loss"]:
         save_figure(plot_loss_curve(history), out / "loss_curve.png", show=False)
 
@@ -259,7 +264,7 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
             if out is not None:
                 (out / INCOMPLETE).unlink(missing_ok=True)  # an earlier interrupted run's note
                 run.written += [run.checkpoint.save(out / "model.pt"),
-                                write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))]
+                                write_config(config, out)]
         return run
 
 
@@ -269,7 +274,8 @@ def write_cv_tables(run: CrossValidationRun, data: LabelledImages, out: Path) ->
     how = (f"out-of-fold: each of the {len(run.cv.names)} images predicted by the model of the "
            f"{len(set(run.cv.folds.tolist()))}-fold cross-validation that did not learn from it, each fold decided by "
            "thresholds tuned on the other folds; F1 with its 95% bootstrap interval")
-    return [write_csv(out / "cv_metrics.csv", run.table), write_metrics(run.table, out, how),
+    return [write_csv(out / "cv_metrics.csv", run.table),
+            write_metrics(out, {"measured": how, "metrics": records(run.table)}),
             write_csv(out / "oof_predictions.csv", oof, index=False),
             write_csv(out / "label_issues.csv", run.label_issues, index=False),
             write_csv(out / "na_suggestions.csv", run.na_suggestions, index=False)]
@@ -292,12 +298,11 @@ def evaluate(data, model, *, subset: str = "auto", thresholds=None, out=None, ov
             how = (f"{len(evaluation.names)} images ({evaluation.subset} rows) of {data}, thresholds "
                    f"{evaluation.thresholds_source}")
             write_csv(out / "metrics.csv", evaluation.table)
-            write_metrics(evaluation.table, out, how, evaluation.notes)
+            write_metrics(out, {"measured": how, "metrics": records(evaluation.table)}, evaluation.notes)
     return evaluation
 
 
-def write_metrics(table: pd.DataFrame, out: Path, measured: str, notes=()) -> Path:
-    """metrics.json: the scores per attribute and macro, how they were measured, and what to know about them."""
-    records = json.loads(table.reset_index().to_json(orient="records"))
-    return write_text(out / "metrics.json", json.dumps({"measured": measured, "metrics": records,
-                                                       "notes": list(notes)}, indent=2))
+def write_metrics(out: Path, measured: dict, notes=()) -> Path:
+    """metrics.json: the scores per attribute and macro and how they were measured ({"measured", "metrics"}: see
+    aimonk.training.run.records), and what to know about them."""
+    return write_text(out / "metrics.json", json.dumps({**measured, "notes": list(notes)}, indent=2))

@@ -7,7 +7,6 @@ epoch, in seconds instead of minutes, which makes epochs, learning rates and cro
 """
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from aimonk.progress import progress_bar

@@ -256,10 +256,10 @@ def available_backbones(pattern: str = "*") -> tuple[list[str], list[str] | None
     when timm is not installed."""
     import fnmatch
 
-    wildcard = pattern.removeprefix("timm:") if any(char in pattern for char in "*?[") else f"*{pattern}*"
+    wildcard = pattern if any(char in pattern for char in "*?[") else f"*{pattern}*"  # 'convnext': '*convnext*'
     ours = [name for name in BACKBONES if fnmatch.fnmatch(name, wildcard)]
     try:
-        theirs = [f"timm:{name}" for name in pretrained_names(pattern)]
+        theirs = [f"timm:{name}" for name in pretrained_names(wildcard.replace("timm:", ""))]
     except ImportError:
         theirs = None
     return ours, theirs

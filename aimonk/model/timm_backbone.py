@@ -329,11 +329,8 @@ def stage_members(net: nn.Module, feature_modules: tuple) -> tuple:
     return tuple(tuple(names) for names in members)
 
 
-def pretrained_names(pattern: str) -> list[str]:
-    """timm's pretrained model names (with their tags) matching a shell-style pattern ('convnext' means
-    '*convnext*')."""
+def pretrained_names(wildcard: str) -> list[str]:
+    """timm's pretrained model names (with their tags) matching a shell-style wildcard."""
     import timm
 
-    pattern = pattern.removeprefix(PREFIX)
-    pattern = pattern if any(char in pattern for char in "*?[") else f"*{pattern}*"
-    return timm.list_models(pattern, pretrained=True)
+    return timm.list_models(wildcard, pretrained=True)

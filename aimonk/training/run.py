@@ -57,7 +57,6 @@ class TrainedModel:
                                                               errors="ignore")
         return self.out_of_fold_metrics.drop(columns="threshold")  # decided by each fold's own thresholds
 
-
     def measured(self) -> dict:
         """The run's scores as metrics.json holds them: per attribute and macro, with how they were measured
         (on images the model did not learn from, or nothing where it kept none)."""
@@ -86,6 +85,8 @@ class TrainedModel:
 def records(table: pd.DataFrame) -> list[dict]:
     """A table per attribute (and macro) as JSON records, the attribute named; null where nothing was scored."""
     def value(column, number):
+        if isinstance(number, (str, bool, np.bool_)):
+            return number if isinstance(number, str) else bool(number)
         if not np.isfinite(number):
             return None
         return int(number) if column in ("positives", "known") else float(number)
