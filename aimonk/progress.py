@@ -1,11 +1,69 @@
-"""Progress bars: tqdm's text bar in a terminal, its widget in a Jupyter kernel, and a widget that leaves its
-final text (or nothing, for leave=False) in the saved notebook instead of a frozen '0%' copy of its first state."""
+"""aimonk's one output channel: the `aimonk` logger for lines, and progress bars shown when it shows INFO.
+
+Modules log through `logging.getLogger(__name__)` (children of `aimonk`); who runs them decides what is shown:
+the command line shows INFO on stdout, a notebook or the Python API's `progress=True` on stderr
+(`progress_shown`), non-main torchrun processes nothing below a warning. Bars are tqdm's text bar in a terminal
+and, in a Jupyter kernel, its widget that leaves its final text (or nothing, for leave=False) in the saved
+notebook instead of a frozen '0%' copy of its first state.
+"""
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import sys
 
 from tqdm.auto import tqdm as auto_tqdm
+
+LOGGER = logging.getLogger("aimonk")
+
+
+def shown() -> bool:
+    """Whether lines and bars are shown now: the aimonk logger passes INFO."""
+    return LOGGER.isEnabledFor(logging.INFO)
+
+
+class BarFriendlyHandler(logging.Handler):
+    """Writes each record's message as a line through tqdm, so that a bar on the same stream stays whole. The
+    stream is looked up at each line (sys.stdout or sys.stderr as they are then)."""
+
+    def __init__(self, stream_name: str = "stderr"):
+        super().__init__()
+        self.stream_name = stream_name
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            auto_tqdm.write(self.format(record), file=getattr(sys, self.stream_name))
+        except Exception:  # a closed stream: logging's own policy
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def progress_shown(show: bool = True, stream_name: str = "stderr"):
+    """Within it, the aimonk logger shows INFO lines and bars (show) or only warnings (not show), with a line
+    handler on `stream_name` unless the logger already has one (the CLI's); as it was after."""
+    level, added = LOGGER.level, None
+    if show and not LOGGER.handlers:
+        added = BarFriendlyHandler(stream_name)
+        LOGGER.addHandler(added)
+    LOGGER.setLevel(logging.INFO if show else logging.WARNING)
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
+        if added is not None:
+            LOGGER.removeHandler(added)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Within it nothing below a warning is shown (work inside work that already reports, e.g. threshold folds)."""
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
 
 
 def in_jupyter_kernel() -> bool:
@@ -40,7 +98,8 @@ def notebook_bar_class():
 
 
 def progress_bar(iterable=None, **options):
-    """A tqdm bar (tqdm's own options) for the place aimonk runs in."""
+    """A tqdm bar (tqdm's own options) for the place aimonk runs in, disabled while progress is not shown."""
+    options["disable"] = options.get("disable", False) or not shown()
     if in_jupyter_kernel():
         try:
             return notebook_bar_class()(iterable, **options)

@@ -11,6 +11,7 @@ best of many on the same folds): score the chosen recipe on images the search ne
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,12 @@ from aimonk.decision.thresholds import metrics_decided_by_fold
 from aimonk.files import check_output_folder, folder_lock, write_csv
 from aimonk.model.registry import check_names
 from aimonk.plots import save_figure
-from aimonk.training.crossval import cross_validate
-from aimonk.workflows import print_notes, training_images, training_processes, write_config
+from aimonk.progress import progress_shown, quiet
+from aimonk.run_folder import RunFolder
+from aimonk.training.crossval import run_folds
+from aimonk.workflows import log_notes, training_images, training_processes
+
+log = logging.getLogger(__name__)
 
 LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 SPACES = {  # the fields each preset's search changes, and their ranges (a --space file replaces them)
@@ -123,7 +128,7 @@ def tune(data, trials: int, out, config: TrainConfig | None = None, space: dict 
         raise ValueError(f"--trials must be at least 1, not {trials}")
     out = study_folder(out)
     processes = training_processes(config)
-    with folder_lock(out):
+    with progress_shown(progress), folder_lock(out):
         data = training_images(data, config, processes)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(study_name="aimonk", storage=f"sqlite:///{(out / 'study.db').resolve()}",
@@ -135,12 +140,11 @@ def tune(data, trials: int, out, config: TrainConfig | None = None, space: dict 
                                                         optuna.trial.TrialState.PRUNED)]
         if not study.trials:
             study.enqueue_trial(starting_values(space, config))
-        if progress:
-            print(f"tuning {len(space)} fields ({', '.join(space)}) of the {preset_name} recipe on {len(data)} images: "
-                  f"{trials} trials, {folds}-fold out-of-fold macro F1 each"
-                  + (f"; {len(done)} done before, continuing {out / 'study.db'}" if done else ""), flush=True)
-            print_notes(data)
-        objective = Objective(data, config, space, folds, progress)
+        log.info(f"tuning {len(space)} fields ({', '.join(space)}) of the {preset_name} recipe on {len(data)} images: "
+                 f"{trials} trials, {folds}-fold out-of-fold macro F1 each"
+                 + (f"; {len(done)} done before, continuing {out / 'study.db'}" if done else ""))
+        log_notes(data)
+        objective = Objective(data, config, space, folds)
         try:
             study.optimize(objective, n_trials=max(0, trials - len(done)))
         except KeyboardInterrupt:
@@ -163,8 +167,8 @@ def study_folder(out) -> Path:
 class Objective:
     """One trial: the recipe cross-validated, reported fold by fold to the pruner."""
 
-    def __init__(self, data: LabelledImages, config: TrainConfig, space: dict, folds: int, progress: bool):
-        self.data, self.config, self.space, self.folds, self.progress = data, config, space, folds, progress
+    def __init__(self, data: LabelledImages, config: TrainConfig, space: dict, folds: int):
+        self.data, self.config, self.space, self.folds = data, config, space, folds
 
     def __call__(self, trial) -> float:
         import optuna
@@ -177,16 +181,14 @@ class Objective:
             if fold >= 1:  # thresholds need another fold to be tuned on
                 trial.report(macro_f1(self.data, probabilities[scored], fold_of_row[scored], recipe, scored), fold)
                 if trial.should_prune():
-                    if self.progress:
-                        print(f"trial {trial.number}: pruned after fold {fold + 1} of {self.folds}", flush=True)
+                    log.info(f"trial {trial.number}: pruned after fold {fold + 1} of {self.folds}")
                     raise optuna.TrialPruned()
 
-        cv = cross_validate(recipe, self.data, self.folds, progress=False, after_fold=after_fold)
+        with quiet():
+            cv = run_folds(recipe, self.data, self.folds, after_fold=after_fold)
         score = macro_f1(self.data, cv.probabilities, cv.folds, recipe, slice(None))
-        if self.progress:
-            print(f"trial {trial.number}: out-of-fold macro F1 {score:.3f}  "
-                  + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                              for k, v in trial.params.items()), flush=True)
+        log.info(f"trial {trial.number}: out-of-fold macro F1 {score:.3f}  "
+                 + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.params.items()))
         return score
 
 
@@ -203,7 +205,7 @@ def write_outputs(study, best: TrainConfig, out: Path) -> list[Path]:
 
     trials = study.trials_dataframe()
     trials = trials.rename(columns={name: "out_of_fold_macro_f1" for name in trials if name.startswith("value")})
-    written = [write_config(best, out),
+    written = [RunFolder(out, overwrite=True).write_config(best),
                write_csv(out / "trials.csv", trials, index=False)]
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     with warnings.catch_warnings():

@@ -3,6 +3,7 @@ aimonk`). It parses options and reports; what a command does lives in aimonk.wor
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import threading
@@ -10,17 +11,33 @@ import warnings
 
 from aimonk.cli.commands import COMMANDS, INTERRUPTED, TERMINATED
 from aimonk.cli.parser import build_parser, config_from_args, option_flag
+from aimonk.progress import LOGGER, BarFriendlyHandler
 
 __all__ = ["main", "build_parser", "config_from_args", "option_flag"]
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings(), sigterm_as_ctrl_c() as terminated:  # the caller's settings come back after
-        warnings.simplefilter("always", UserWarning)
+    with warnings.catch_warnings(), sigterm_as_ctrl_c() as terminated, lines_on_stdout():
+        warnings.simplefilter("always", UserWarning)  # the caller's settings come back after
         warnings.showwarning = show_warning
         code = run_command(args)
     return TERMINATED if code == INTERRUPTED and terminated else code
+
+
+@contextlib.contextmanager
+def lines_on_stdout():
+    """A command's progress lines (the aimonk logger's INFO) on stdout, beside its bars; as before after."""
+    handler, level, propagate = BarFriendlyHandler("stdout"), LOGGER.level, LOGGER.propagate
+    LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.INFO)
+    LOGGER.propagate = False  # shown once, by this handler, whatever the root logger does
+    try:
+        yield
+    finally:
+        LOGGER.removeHandler(handler)
+        LOGGER.setLevel(level)
+        LOGGER.propagate = propagate
 
 
 @contextlib.contextmanager

@@ -120,10 +120,11 @@ def check_inside(table: LabelTable, image_dir: Path) -> None:
 
 
 def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, progress: bool = True,
-                         trainable: bool = False) -> LabelledImages:
+                         trainable: bool = False, labels=None) -> LabelledImages:
     """Read the labels and decode every present, readable image once at image_size x image_size.
-    trainable: first check that every attribute can be learned (before any image is decoded)."""
-    table, image_dir, missing = read_label_folder(data, unknown_as_na)
+    trainable: first check that every attribute can be learned (before any image is decoded); labels: what
+    read_label_folder(data) gave, where it was read already."""
+    table, image_dir, missing = labels or read_label_folder(data, unknown_as_na)
     if trainable:
         check_trainable(table)
     present = [i for i, name in enumerate(table.filenames) if name not in set(missing)]

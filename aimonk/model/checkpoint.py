@@ -106,14 +106,9 @@ class Checkpoint:
         return dataclasses.replace(self, rule=rule, out_of_fold=out_of_fold)
 
     def network(self) -> torch.nn.Module:
-        """The network rebuilt (nothing downloaded: the weights are the checkpoint's), in eval mode."""
-        members = [network_from_config(self.config, len(self.attributes)) for _ in range(self.ensemble_size or 1)]
-        model = EnsembleClassifier(members) if self.ensemble_size else members[0]
-        load_weights(model, self.state_dict, self.config.backbone)
-        for member in classifiers(model):
-            member.mean.copy_(torch.tensor(self.normalization["mean"]).view(1, 3, 1, 1))
-            member.std.copy_(torch.tensor(self.normalization["std"]).view(1, 3, 1, 1))
-        return model.eval()
+        """The network with the checkpoint's weights (nothing downloaded), in eval mode."""
+        return build_model(self.config, self.attributes, self.state_dict, normalization=self.normalization,
+                           members=self.ensemble_size)
 
     def save(self, path) -> Path:
         """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
@@ -182,26 +177,3 @@ def read_torch_file(path, formats: tuple[str, ...], what: str) -> dict:
     if not isinstance(payload, dict) or payload.get("format") not in formats:
         raise ValueError(f"{path} is not an {what} (expected format {formats[0]})")
     return payload
-
-
-def network_from_config(config: TrainConfig, outputs: int, state: dict | None = None) -> torch.nn.Module:
-    """The configured architecture without downloading anything; `state` weights loaded if given."""
-    model = build_model(config.backbone, outputs, weights="none", dropout=config.dropout, freeze=0,
-                        image_size=config.image_size)
-    if state is not None:
-        load_weights(model, state, config.backbone)
-    return model
-
-
-def load_weights(model: torch.nn.Module, state: dict, name: str) -> None:
-    """`state` into `model`, or one short ValueError saying how it does not fit (torch's lists every key)."""
-    expected = model.state_dict().keys()
-    missing, unexpected = expected - state.keys(), state.keys() - expected
-    if missing or unexpected:
-        raise ValueError(f"its weights are not a state dict of {name}: {len(missing)} missing (e.g. "
-                         f"{sorted(missing)[:2]}), {len(unexpected)} unexpected (e.g. {sorted(unexpected)[:2]})")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:  # shapes that differ
-        first = str(error).split("\n\t")[1] if "\n\t" in str(error) else str(error)[:200]
-        raise ValueError(f"its weights do not fit {name} ({first.strip().rstrip('.')})") from None

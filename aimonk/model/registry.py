@@ -1,4 +1,4 @@
-"""The backbone registry and its one factory: `build_model(name, num_outputs, weights=...)`.
+"""The backbone registry and its one factory: `build_model(config, attributes, weights)`.
 
 BACKBONES maps every name of ours (aimonk.config.BACKBONE_NAMES, the vocabulary options are checked against) to
 how to build it, its input normalisation and its stages; `timm:NAME` is any of timm's models, whose
@@ -12,12 +12,14 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
-from aimonk.config import BACKBONE_NAMES
-from aimonk.model.classifier import AttributeClassifier, ConcatenatedBackbones, TimmClassifier
-from aimonk.model.timm_backbone import (PooledTrunk, TimmBackbone, WeightsUnavailableError, build_timm, is_timm,
-                                        pretrained_names, timm_layout, timm_name)
+from aimonk.config import BACKBONE_NAMES, TrainConfig
+from aimonk.model.classifier import (AttributeClassifier, ConcatenatedBackbones, EnsembleClassifier, TimmClassifier,
+                                     classifiers)
+from aimonk.model.timm_backbone import (Backbone, WeightsUnavailableError, build_timm, is_timm, pretrained_names,
+                                        timm_layout, timm_name)
 from aimonk.model.torchfile import load_torch_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -149,32 +151,71 @@ if set(BACKBONES) != set(BACKBONE_NAMES):  # the options' vocabulary and the reg
     raise ImportError(f"aimonk.config.BACKBONE_NAMES and BACKBONES differ: {set(BACKBONES) ^ set(BACKBONE_NAMES)}")
 
 
-def build_model(backbone: str, num_outputs: int, weights: str = "imagenet", dropout: float = 0.4,
-                freeze: int | str = 0, image_size: int = 224) -> AttributeClassifier:
-    """Build `backbone` with a Dropout + Linear(num_outputs) head.
+def build_model(config: TrainConfig, attributes, weights=None, *, normalization: dict | None = None,
+                members: int | None = None) -> nn.Module:
+    """The one way a model is built, for training, loading and export: config.backbone with a Dropout + Linear
+    head of one output per attribute (`attributes`: their names or their count).
 
-    weights: "imagenet" (downloaded, or shipped for efficientnet_lite0/1/2), "none", or a path to a
-    state dict of the original backbone. freeze: how many stages to freeze (-1: the reference's rule,
-    "all": every stage, so that only the head learns).
+    weights=None: the configuration's own (config.weights: "imagenet", downloaded or shipped with
+    efficientnet_lite0/1/2, "none", or a file holding a state dict of the original backbone), its stages frozen as
+    config.freeze (-1: the reference's rule, "all": only the head learns): a model to train.
+    weights=a state dict of a trained model: nothing downloaded or frozen, the dict loaded (an ensemble of
+    `members` models for a fold ensemble's), the input normalisation it was trained with restored, in eval mode:
+    a model to use.
     """
+    outputs = attributes if isinstance(attributes, int) else len(attributes)
+    if isinstance(weights, dict):
+        return trained_model(config, outputs, weights, normalization, members)
+    model = network(config.backbone, outputs, config.weights, config.dropout, config.image_size)
+    model.freeze(frozen_stages(config.backbone, config.freeze)[0])
+    return model
+
+
+def trained_model(config: TrainConfig, outputs: int, state: dict, normalization: dict | None,
+                  members: int | None) -> nn.Module:
+    built = [network(config.backbone, outputs, "none", config.dropout, config.image_size)
+             for _ in range(members or 1)]
+    model = EnsembleClassifier(built) if members else built[0]
+    load_weights(model, state, config.backbone)
+    if normalization is not None:
+        for member in classifiers(model):
+            member.mean.copy_(torch.tensor(normalization["mean"]).view(1, 3, 1, 1))
+            member.std.copy_(torch.tensor(normalization["std"]).view(1, 3, 1, 1))
+    return model.eval()
+
+
+def network(backbone: str, outputs: int, weights: str, dropout: float, image_size: int) -> AttributeClassifier:
+    """`backbone` (names joined by '+' side by side) built with `weights`, unfrozen, with its head."""
     names = check_names(backbone)
     if weights not in ("imagenet", "none") and not Path(weights).is_file():
         raise WeightsUnavailableError(f"weights file not found: {weights}. " + OFFLINE_CHOICES)
-    frozen, _ = frozen_stages(backbone, freeze)
     if len(names) > 1:
-        model = _concatenated_model(names, num_outputs, weights, dropout, image_size)
-    elif is_timm(backbone):
-        parts = pretrained_stages(backbone, weights, image_size)
-        model = TimmClassifier(parts.trunk, parts.stage_names, parts.stage_members, parts.num_features,
-                               num_outputs, dropout, parts.mean, parts.std)
-        model.pretrained_size = parts.input_size
+        model = concatenated_model(names, outputs, weights, dropout, image_size)
     else:
-        spec = BACKBONES[backbone]
-        stages, num_features = pretrained_stages(backbone, weights, image_size)
-        model = AttributeClassifier(stages, spec.stage_names, num_features, num_outputs, dropout, spec.mean, spec.std)
-    model.freeze(frozen)
+        built = pretrained_backbone(backbone, weights, image_size)
+        if built.stage_members is not None:
+            model = TimmClassifier(built.stages[0], built.stage_names, built.stage_members, built.num_features,
+                                   outputs, dropout, built.mean, built.std)
+        else:
+            model = AttributeClassifier(list(built.stages), built.stage_names, built.num_features, outputs, dropout,
+                                        built.mean, built.std)
+        model.pretrained_size = built.input_size
     model.backbone = backbone
     return model
+
+
+def load_weights(model: nn.Module, state: dict, name: str) -> None:
+    """`state` into `model`, or one short ValueError saying how it does not fit (torch's lists every key)."""
+    expected = model.state_dict().keys()
+    missing, unexpected = expected - state.keys(), state.keys() - expected
+    if missing or unexpected:
+        raise ValueError(f"its weights are not a state dict of {name}: {len(missing)} missing (e.g. "
+                         f"{sorted(missing)[:2]}), {len(unexpected)} unexpected (e.g. {sorted(unexpected)[:2]})")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # shapes that differ
+        first = str(error).split("\n\t")[1] if "\n\t" in str(error) else str(error)[:200]
+        raise ValueError(f"its weights do not fit {name} ({first.strip().rstrip('.')})") from None
 
 
 def check_names(backbone: str) -> list[str]:
@@ -190,45 +231,41 @@ def check_names(backbone: str) -> list[str]:
     return names
 
 
-def _concatenated_model(names, num_outputs, weights, dropout, image_size) -> AttributeClassifier:
+def concatenated_model(names, num_outputs, weights, dropout, image_size) -> AttributeClassifier:
     """Backbones joined by '+': one stage holding them all, so it is frozen (only the head learns) or not."""
     if weights not in ("imagenet", "none"):
         raise ValueError("a weights file fits one backbone, not several joined by '+'")
-    members, widths, normalisations = [], [], []
-    for name in names:
-        built = pretrained_stages(name, weights, image_size)
-        if isinstance(built, TimmBackbone):
-            members.append(PooledTrunk(built.trunk))
-            widths.append(built.num_features)
-            normalisations.append((built.mean, built.std))
-        else:
-            members.append(nn.Sequential(*built[0]))
-            widths.append(built[1])
-            normalisations.append((BACKBONES[name].mean, BACKBONES[name].std))
-    if len(set(normalisations)) > 1:
+    built = [pretrained_backbone(name, weights, image_size) for name in names]
+    if len({(backbone.mean, backbone.std) for backbone in built}) > 1:
         raise ValueError(f"backbones joined by '+' must share an input normalisation: {'+'.join(names)} do not")
-    return AttributeClassifier([ConcatenatedBackbones(members)], ("+".join(names),), sum(widths), num_outputs,
-                               dropout, *normalisations[0])
+    return AttributeClassifier([ConcatenatedBackbones([backbone.pooled_trunk for backbone in built])],
+                               ("+".join(names),), sum(backbone.num_features for backbone in built), num_outputs,
+                               dropout, built[0].mean, built[0].std)
 
 
-_BUILT: dict = {}  # (backbone, weights, weights file state, image size) -> (stages, features): the last few built
+_BUILT: dict = {}  # (backbone, weights, weights file state, image size) -> Backbone: the last few built
 
 
-def pretrained_stages(name: str, weights: str, image_size: int):
-    """A backbone's stages and feature width (a TimmBackbone for timm's), built once per process for given
-    weights and copied after: a run builds one model per threshold fold, and building three backbones from their
-    files costs 0.4-0.6 s each time. Random weights (`none`) are drawn anew every time."""
-    build = (lambda: build_timm(name, weights, image_size)) if is_timm(name) else (
-        lambda: BACKBONES[name].builder(weights, image_size))
+def pretrained_backbone(name: str, weights: str, image_size: int) -> Backbone:
+    """A backbone built once per process for given weights and copied after: a run builds one model per
+    threshold fold, and building three backbones from their files costs 0.4-0.6 s each time. Random weights
+    (`none`) are drawn anew every time."""
+    build = build_timm if is_timm(name) else build_ours
     if weights == "none":
-        return build()
+        return build(name, weights, image_size)
     state = (Path(weights).stat().st_size, Path(weights).stat().st_mtime_ns) if weights != "imagenet" else None
     key = (name, weights, state, image_size)
     if key not in _BUILT:
         while len(_BUILT) >= 3:
             _BUILT.pop(next(iter(_BUILT)))
-        _BUILT[key] = build()
+        _BUILT[key] = build(name, weights, image_size)
     return copy.deepcopy(_BUILT[key])
+
+
+def build_ours(name: str, weights: str, image_size: int) -> Backbone:
+    spec = BACKBONES[name]
+    stages, num_features = spec.builder(weights, image_size)
+    return Backbone(tuple(stages), spec.stage_names, num_features, spec.mean, spec.std)
 
 
 def frozen_stages(backbone: str, freeze: int | str) -> tuple[int, int]:

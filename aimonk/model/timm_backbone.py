@@ -86,14 +86,27 @@ class PooledTrunk(nn.Module):
 
 
 @dataclass(frozen=True)
-class TimmBackbone:
-    trunk: TimmTrunk
+class Backbone:
+    """A built backbone, ours or timm's: its stages (modules in order), their names, its feature width and
+    input normalisation. A timm model is one module (`trunk`) whose stages are named groups of its modules."""
+
+    stages: tuple
+    stage_names: tuple
     num_features: int
     mean: tuple
     std: tuple
-    stage_names: tuple  # timm's feature-info modules, in order (see stages_of)
-    stage_members: tuple  # for each stage, the names of the trunk's modules it holds (see stage_members)
-    input_size: int  # what timm's pretrained config says the model was trained at
+    stage_members: tuple | None = None  # timm's: for each stage, the names of the trunk's modules it holds
+    input_size: int | None = None  # timm's: the input size its pretrained config says it was trained at
+
+    @property
+    def trunk(self) -> nn.Module:
+        """The whole backbone as one module giving a feature map."""
+        return self.stages[0] if self.stage_members is not None else nn.Sequential(*self.stages)
+
+    @property
+    def pooled_trunk(self) -> nn.Module:
+        """The backbone as one module whose output pools like ours, to sit beside others joined by '+'."""
+        return PooledTrunk(self.stages[0]) if self.stage_members is not None else self.trunk
 
 
 def timm_name(backbone: str) -> str:
@@ -110,7 +123,7 @@ def timm_name(backbone: str) -> str:
     return name
 
 
-def build_timm(backbone: str, weights: str, image_size: int) -> TimmBackbone:
+def build_timm(backbone: str, weights: str, image_size: int) -> Backbone:
     """The timm model `backbone` names, classifier removed, with `weights` (imagenet, none or a file)."""
     name = timm_name(backbone)
     size = _size_arguments(name, image_size)
@@ -118,8 +131,8 @@ def build_timm(backbone: str, weights: str, image_size: int) -> TimmBackbone:
     net = _create(name, weights, size)
     config = net.pretrained_cfg
     names, members, _ = stages_of(net)
-    return TimmBackbone(
-        trunk=TimmTrunk(net), num_features=int(getattr(net, "head_hidden_size", None) or net.num_features),
+    return Backbone(
+        stages=(TimmTrunk(net),), num_features=int(getattr(net, "head_hidden_size", None) or net.num_features),
         mean=tuple(config["mean"]), std=tuple(config["std"]), stage_names=names, stage_members=members,
         input_size=int(config["input_size"][-1]),
     )

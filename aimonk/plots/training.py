@@ -7,7 +7,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from aimonk.model.recipe import Recipe
 from aimonk.plots.figure import save_figure
 
 
@@ -32,11 +31,12 @@ def plot_loss_curve(history: dict, ax=None):
     return ax.figure
 
 
-def plot_epoch_curves(history: dict, recipe: Recipe = Recipe.WHOLE_NETWORK):
-    """Train/validation loss and validation F1 (macro and per attribute) per epoch; for the recipe solved in one
-    pass (the linear probe) its validation precision, recall and F1 per attribute instead."""
+def plot_epoch_curves(history: dict):
+    """Train/validation loss and validation F1 (macro and per attribute) per epoch; for a single validated epoch
+    (or a linear probe of a checkpoint before 0.3, stored as one epoch) its validation precision, recall and F1
+    per attribute instead."""
     frame = pd.DataFrame(history["epochs"])
-    if (len(frame) == 1 or not recipe.by_epochs) and "val_f1" in frame:
+    if len(frame) == 1 and "val_f1" in frame:
         return plot_single_pass(history["epochs"][0])
     if "val_loss" not in frame:  # trained on every image: only the training loss to show
         figure, loss_ax = plt.subplots(figsize=(6.5, 4.5))
@@ -71,7 +71,7 @@ def plot_validated_epochs(frame: pd.DataFrame, loss_ax, f1_ax) -> None:
 
 
 def plot_single_pass(record: dict):
-    """Validation precision, recall and F1 at threshold 0.5 per attribute, for a run trained in one pass."""
+    """Validation precision, recall and F1 at threshold 0.5 per attribute, for a run of one validated epoch."""
     table = pd.DataFrame({metric: record[f"val_{metric}"] for metric in ("precision", "recall", "f1")})
     return plot_metrics_per_attribute(
         table, "at threshold 0.5",
@@ -97,19 +97,21 @@ TRAINING_FIGURES = ("epoch_curves.png", "out_of_fold.png", "one_pass_validation.
 
 def save_training_figure(trained, folder, show: bool = True) -> Path | None:
     """The figure of how a finished run (aimonk.training.run.TrainedModel) learned, saved in `folder`: the epoch
-    curves of a recipe that learns by epochs; for the linear probe's one solve its out-of-fold precision, recall
-    and F1 per attribute (out_of_fold.png), else its validation after the pass (one_pass_validation.png).
-    None when a one-pass run kept no held-out images to show."""
-    history, recipe = trained.history, trained.result.recipe
-    if recipe.by_epochs:
-        name, figure = "epoch_curves.png", plot_epoch_curves(history, recipe)
+    curves of a run that learned by epochs; for the linear probe's one solve its out-of-fold precision, recall
+    and F1 per attribute (out_of_fold.png), else its validation at 0.5 (one_pass_validation.png). None when a
+    one-pass run kept no held-out images to show."""
+    if trained.history["epochs"]:
+        name, figure = "epoch_curves.png", plot_epoch_curves(trained.history)
     elif trained.out_of_fold_metrics is not None:
         macro = trained.out_of_fold_metrics.loc["macro", "f1"]
         name, figure = "out_of_fold.png", plot_metrics_per_attribute(
             trained.out_of_fold_metrics, "each fold at thresholds tuned on the others",
             f"The linear probe on images it did not learn from (out-of-fold, macro F1 {macro:.3f})")
-    elif "val_f1" in history["epochs"][-1]:
-        name, figure = "one_pass_validation.png", plot_single_pass(history["epochs"][-1])
+    elif trained.validation_metrics is not None:
+        macro = trained.validation_metrics.loc["macro", "f1"]
+        name, figure = "one_pass_validation.png", plot_metrics_per_attribute(
+            trained.validation_metrics, "at threshold 0.5", f"The linear probe on the validation split (macro F1 "
+                                                            f"{macro:.3f})")
     else:
         return None
     save_figure(figure, Path(folder) / name, show=show)

@@ -7,6 +7,7 @@ honestly; the decision rule of the final model is fitted on them.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +21,17 @@ from aimonk.decision.rule import DecisionRule
 from aimonk.decision.thresholds import HeldOut
 from aimonk.distributed import Processes
 from aimonk.metrics import majority_classes
-from aimonk.model.checkpoint import Checkpoint, OutOfFold, Provenance, network_from_config
-from aimonk.model.classifier import EnsembleClassifier
+from aimonk.model.checkpoint import Checkpoint, OutOfFold, Provenance
+from aimonk.model.features import cached_features
+from aimonk.model.inference import place_model
 from aimonk.model.recipe import decide_recipe
-from aimonk.training.loop import fit, share_features
+from aimonk.model.registry import build_model
+from aimonk.progress import shown
+from aimonk.runtime import select_device
+from aimonk.training.loop import fit
 from aimonk.training.state import new_history
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,9 +54,9 @@ class CrossValidation:
         return self._calibrated[method]
 
 
-def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: int | None = None,
-                   progress: bool = True, keep_models: bool = False, rows=None,
-                   processes: Processes = Processes(), after_fold=None) -> CrossValidation:
+def run_folds(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: int | None = None,
+              keep_models: bool = False, rows=None, processes: Processes = Processes(),
+              after_fold=None) -> CrossValidation:
     """Train one model per fold (config.epochs each, the last epoch kept) and collect its predictions.
 
     rows: the images to cross-validate (default all); the result's rows are these, in this order.
@@ -67,13 +74,11 @@ def cross_validate(config: TrainConfig, data: LabelledImages, folds: int = 5, se
     for fold, (train_part, val_part) in enumerate(splits):
         if fold % processes.world != processes.rank:
             continue
-        if progress and processes.main:
-            print(f"fold {fold + 1}/{folds}: training on {len(train_part)} images, scoring {len(val_part)}"
-                  + (f" (and {processes.world - 1} more folds at once in the other processes)"
-                     if processes.distributed else ""))
+        log.info(f"fold {fold + 1}/{folds}: training on {len(train_part)} images, scoring {len(val_part)}"
+                 + (f" (and {processes.world - 1} more folds at once in the other processes)"
+                    if processes.distributed else ""))
         # a fold cannot be resumed: Ctrl-C in one (TrainingInterrupted) stops the cross-validation
-        result = fit(config.for_fold(), data, None, progress=progress and processes.main,
-                     rows=(rows[train_part], rows[val_part]), validate_each_epoch=False)
+        result = fit(config.for_fold(), data, (rows[train_part], rows[val_part]), validate_each_epoch=False)
         state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()} if keep_models else None
         trained[fold] = (result.val_probabilities, result.history, state)
         if after_fold is not None and not processes.distributed:
@@ -103,8 +108,17 @@ def out_of_fold(cv: CrossValidation) -> HeldOut:
                    cv.names, cv.folds)
 
 
+def share_features(config: TrainConfig, data: LabelledImages, processes: Processes) -> None:
+    """For a head-only recipe, the features of all of `data` computed by the processes together and kept on
+    `data`, so that the models each process then trains alone (the folds) find them there."""
+    if decide_recipe(config).head_only:
+        device = processes.device(select_device(config.device))
+        model = place_model(build_model(config, data.attributes), device, config.channels_last)
+        cached_features(model, data, config, device, shown(), processes)
+
+
 def final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, how: str, rule: DecisionRule | None,
-                progress: bool = True, processes: Processes = Processes()) -> Checkpoint | None:
+                processes: Processes = Processes()) -> Checkpoint | None:
     """The model to use after cross-validation, with the decision rule fitted on the out-of-fold predictions.
 
     retrain: one model trained on every image for the same schedule (config.for_final_model()), by all the
@@ -113,15 +127,16 @@ def final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, 
     if how not in FINAL_MODELS[:2]:
         raise ValueError(f"final model must be one of {', '.join(FINAL_MODELS[:2])}")
     if how == "retrain":
-        result = fit(config.for_final_model(), data, None, progress=progress, processes=processes)
+        result = fit(config.for_final_model(), data, processes=processes)
         if not processes.main:  # it trained the model with the others; the main process keeps it
             return None
         model, history, recipe = result.model, result.history, result.recipe
     else:
         if not cv.fold_states:
             raise ValueError("the cross-validation kept no fold models (keep_models=False)")
-        model = EnsembleClassifier([network_from_config(config, len(cv.attributes), state=state)
-                                    for state in cv.fold_states])
+        members = {f"members.{index}.{key}": value for index, state in enumerate(cv.fold_states)
+                   for key, value in state.items()}
+        model = build_model(config, cv.attributes, members, members=len(cv.fold_states))
         history, recipe = new_history(), decide_recipe(config)
     provenance = Provenance(final_model=how, majority=majority_classes(cv.targets).tolist(),
                             split={"train": list(data.filenames), "val": [],

@@ -83,17 +83,30 @@ def choose_c(features: torch.Tensor, targets: np.ndarray, flip: bool, folds: int
     return np.sort(grid)[scores.argmin(0)]
 
 
-def fit_linear_probe(head: torch.nn.Sequential, features: torch.Tensor, targets: np.ndarray, flip: bool,
-                     c: float = 0.0, folds: int = 5, seed: int = 0) -> tuple[list[float], np.ndarray]:
-    """Solve the probe on features (2, n, F) of the training images and write it into head[-1] (Linear).
-    c: the inverse L2 strength, or 0 to choose it per attribute by `folds`-fold cross-validation.
-    Returns (the loss after each L-BFGS step, the C of each attribute)."""
-    chosen = np.full(targets.shape[1], c) if c > 0 else choose_c(features, targets, flip, folds, seed)
-    inputs, labels = training_inputs(features, targets, flip)
-    inputs, mean, std = standardised(inputs)
-    weights, biases, losses = solve(inputs, labels, torch.from_numpy(chosen).float())
-    linear = head[-1]
-    with torch.no_grad():  # logits = w . (x - mean) / std + b, folded into one Linear layer
-        linear.weight.copy_(weights / std)
-        linear.bias.copy_(biases - (weights / std) @ mean)
-    return losses, chosen
+class LinearProbe:
+    """The head as a class-balanced logistic regression on frozen features, solved in one pass (scikit-learn's
+    way: `fit` returns self and sets weights_, bias_ (the solution on standardised features, folded back onto
+    raw ones), c_ (each attribute's C) and objective_ (the penalised objective at each L-BFGS evaluation)).
+
+    c: the inverse L2 strength, or 0 to choose it per attribute by `folds`-fold cross-validation; flip: the
+    mirror images' features are samples too."""
+
+    def __init__(self, c: float = 0.0, flip: bool = True, folds: int = 5, seed: int = 0):
+        self.c, self.flip, self.folds, self.seed = c, flip, folds, seed
+
+    def fit(self, features: torch.Tensor, targets: np.ndarray) -> "LinearProbe":
+        """Solve it on features (2, n, F) of the training images and their targets (n, K), NaN unknown."""
+        self.c_ = np.full(targets.shape[1], self.c) if self.c > 0 else choose_c(features, targets, self.flip,
+                                                                                self.folds, self.seed)
+        inputs, labels = training_inputs(features, targets, self.flip)
+        inputs, mean, std = standardised(inputs)
+        weights, biases, self.objective_ = solve(inputs, labels, torch.from_numpy(self.c_).float())
+        self.weights_ = weights / std  # logits = w . (x - mean) / std + b, folded into one linear map
+        self.bias_ = biases - self.weights_ @ mean
+        return self
+
+    def write_into(self, head: torch.nn.Sequential) -> None:
+        """The solution as the weights of the head's last layer (Linear)."""
+        with torch.no_grad():
+            head[-1].weight.copy_(self.weights_)
+            head[-1].bias.copy_(self.bias_)

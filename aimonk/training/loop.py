@@ -1,16 +1,17 @@
-"""The training loop, readable top to bottom: split, build, decide the recipe, run the epochs, keep the best.
+"""How one model learns, top to bottom: split, build, learn, keep.
 
-fit() builds the model, decides once how it learns (aimonk.model.recipe: the whole network on images, the head
-on features computed once, or the head solved as a linear probe) and runs the epochs on a TrainState (model,
-optimizer, scheduler, scaler, weight average, counters and random states), which the RunLog saves after every
-epoch as last.pt, so that an interrupted run continues exactly (`aimonk train --resume`). Ctrl-C anywhere in it
-raises TrainingInterrupted, which says what was kept and carries it.
+fit() is the one way a model of aimonk learns: a training run's, each threshold fold's, a cross-validation's
+folds and final model. The recipe, decided once from the configuration (aimonk.model.recipe), picks the learner:
+the linear probe is solved in one pass (aimonk.training.linear_probe.LinearProbe), the other recipes learn by
+epochs on a TrainState. Whoever runs it follows it through callbacks (fastai's way): the run folder saves the
+state after every epoch as last.pt (so `aimonk train --resume` continues exactly), the tracker records the
+steps. Ctrl-C anywhere in it raises TrainingInterrupted, carrying what was kept.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,32 +21,32 @@ from aimonk.data.folder import LabelledImages
 from aimonk.data.labels import check_trainable
 from aimonk.data.split import train_val_split
 from aimonk.distributed import Processes
-from aimonk.model.checkpoint import Provenance
-from aimonk.model.features import cached_features
+from aimonk.metrics import attribute_metrics
+from aimonk.model.features import cached_features, head_logits
 from aimonk.model.inference import place_model
 from aimonk.model.recipe import Recipe, decide_recipe
 from aimonk.model.registry import build_model
+from aimonk.progress import quiet, shown
 from aimonk.runtime import seed_everything, select_device
+from aimonk.training.linear_probe import LinearProbe
 from aimonk.training.losses import make_loss
-from aimonk.tracking import Tracker
-from aimonk.training.runlog import RunLog
 from aimonk.training.state import TrainState
-from aimonk.training.strategies import Phase, choose_strategy, validate
+from aimonk.training.strategies import Phase, epoch_learner, validate
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainResult:
-    """What fit() kept: the model holding the kept epoch's weights, and how it got there."""
+    """What fit() kept: the model holding the kept weights, and how it got there."""
 
     model: torch.nn.Module
     recipe: Recipe
-    history: dict
+    history: dict  # iteration_loss (each step's, or each solver evaluation's), epochs (a record per epoch)
     train_rows: np.ndarray
     val_rows: np.ndarray
-    best_epoch: int | None
-    provenance: Provenance
-    checkpoint_path: Path | None = None  # where the run log saved the kept epoch (None without out_dir)
-    val_probabilities: np.ndarray | None = None  # of the kept epoch, rows as val_rows
+    best_epoch: int | None  # None for the linear probe's one solve
+    val_probabilities: np.ndarray | None = None  # of the kept model, rows as val_rows
 
     @property
     def validated(self) -> bool:
@@ -53,77 +54,59 @@ class TrainResult:
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training. str() says what was kept (on disk, where there is a run folder); `result` is the
-    TrainResult of the epoch kept so far (None when no epoch ended)."""
+    """Ctrl-C during training. str() says what was kept; `result` is the TrainResult of the epoch kept so far
+    (None when none was)."""
 
     def __init__(self, message: str, result: TrainResult | None = None):
         super().__init__(message)
         self.result = result
 
 
-def fit(config: TrainConfig, data: LabelledImages, out_dir=None, progress: bool = True, rows=None,
-        validate_each_epoch: bool = True, resume: dict | None = None,
-        processes: Processes = Processes(), tracker: Tracker = Tracker()) -> TrainResult:
-    """Train on `data`. rows=(train, val) overrides the configured split; without validate_each_epoch
-    (sensible with config.keep == "last") only the last epoch is validated; resume: a run's last.pt payload
-    (aimonk.training.runlog.load_last) to continue from the end of its last finished epoch.
+class Callback:
+    """What a caller follows of a fit: override what you need (each is called in the main process only).
+    An exception raised in one stops the fit as Ctrl-C would when it is a KeyboardInterrupt."""
 
-    The kept epoch (config.keep: the best by validation F1, or the last) is what the returned model
-    holds; with out_dir it is also saved as out_dir/model.pt (without a decision rule yet: aimonk.training.run
-    fits it), with the history beside it, and the whole training state as out_dir/last.pt after every epoch
-    (removed when the run ends normally). processes: the processes torchrun started (aimonk.distributed),
-    which train this one model together; only the main one writes and prints. tracker: where the run log
-    also reports every step's loss and every epoch's scores (aimonk.tracking).
-    """
+    def epoch_started(self, epoch: int, phase: str) -> None:
+        """phase: "head" (the head-only epochs before fine-tuning) or "train"."""
+
+    def epoch_ended(self, state: TrainState, record: dict, improved: bool) -> None:
+        """After each epoch of the "train" phase, with the whole state (to save it) and the epoch's record."""
+
+
+def fit(config: TrainConfig, data: LabelledImages, rows=None, *, model: torch.nn.Module | None = None,
+        resume: dict | None = None, validate_each_epoch: bool = True, processes: Processes = Processes(),
+        callbacks=()) -> TrainResult:
+    """Train on `data`: rows=(train, val) overrides the configured split; `model` one built by build_model(config,
+    data.attributes) (built here if not given); resume: an interrupted run's training state (the run folder's
+    last.pt) to continue after its last finished epoch; without validate_each_epoch only the last epoch is
+    validated. The kept model (config.keep: the best epoch by validation F1, or the last) is what the result
+    holds. processes: those torchrun started, which train this one model together."""
     check_trainable(data.labels)
     seed_everything(config.seed)
-    progress = progress and processes.main
     recipe = decide_recipe(config)
-    train_rows, val_rows = split_rows(config, data, rows if resume is None else
-                                      (resume["rows"]["train"], resume["rows"]["val"]))
-    model, device = placed_model(config, len(data.attributes), processes)
+    rows = rows if resume is None else (resume["rows"]["train"], resume["rows"]["val"])
+    train_rows, val_rows = split_rows(config, data, rows)
+    device = processes.device(select_device(config.device))
+    model = place_model(model if model is not None else build_model(config, data.attributes), device,
+                        config.channels_last)
+    if recipe is Recipe.LINEAR_PROBE:
+        return solve_linear_probe(config, data, model, train_rows, val_rows, device, processes)
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
-    phase = Phase(data, train_rows, val_rows, loss_fn, device, progress, processes)
+    phase = Phase(data, train_rows, val_rows, loss_fn, device, processes)
+    callbacks = list(callbacks) if processes.main else []
     if config.head_epochs and recipe is Recipe.WHOLE_NETWORK and resume is None:
-        warm_start_head(model, head_phase(config), phase)  # linear probing, then fine-tuning
-    strategy = choose_strategy(recipe, model, config, phase)
-    state = strategy.new_state(model, config)
+        warm_start_head(model, head_phase(config), phase, callbacks)  # linear probing, then fine-tuning
+    learner = epoch_learner(recipe, model, config, phase)
+    state = learner.new_state(model, config)
     if resume is not None:
         state.load_state_dict(resume["state"])
-    log = RunLog(Path(out_dir) if out_dir else None, config, data, train_rows, val_rows, progress, processes.main,
-                 recipe, saved_epoch=state.best_epoch if resume is not None else None, tracker=tracker,
-                 steps_done=len(state.history["iteration_loss"]))
     try:
-        run_epochs(state, strategy, config, phase, log, validate_each_epoch)
+        run_epochs(state, learner, config, phase, callbacks, validate_each_epoch)
     except KeyboardInterrupt:
-        kept = kept_result(model, recipe, state, log, train_rows, val_rows) if state.kept is not None else None
-        raise TrainingInterrupted(log.interrupted(), kept) from None
-    log.finished()
-    return kept_result(model, recipe, state, log, train_rows, val_rows)
-
-
-def kept_result(model, recipe: Recipe, state: TrainState, log: RunLog, train_rows, val_rows) -> TrainResult:
-    """The TrainResult of the kept epoch, its weights loaded into `model`."""
-    if state.kept is not None:
-        model.load_state_dict(state.kept)
-    return TrainResult(model, recipe, state.history, train_rows, val_rows, state.best_epoch,
-                       log.provenance(state.best_epoch), log.checkpoint, state.val_probabilities)
-
-
-def placed_model(config: TrainConfig, outputs: int, processes: Processes = Processes()):
-    """(the configured model, pretrained and frozen as configured, placed on this process's device; that device)."""
-    device = processes.device(select_device(config.device))
-    model = build_model(config.backbone, outputs, config.weights, config.dropout, config.freeze, config.image_size)
-    return place_model(model, device, config.channels_last), device
-
-
-def share_features(config: TrainConfig, data: LabelledImages, processes: Processes) -> None:
-    """For a head-only recipe, the features of all of `data` computed by the processes together and kept on
-    `data`, so that the models each process then trains alone (e.g. cross-validation folds) find them there."""
-    if decide_recipe(config).head_only:
-        model, device = placed_model(config, len(data.attributes), processes)
-        cached_features(model, data, config, device, processes=processes)
+        kept = kept_result(model, recipe, state, train_rows, val_rows) if state.kept is not None else None
+        raise TrainingInterrupted("interrupted", kept) from None
+    return kept_result(model, recipe, state, train_rows, val_rows)
 
 
 def split_rows(config: TrainConfig, data: LabelledImages, rows=None) -> tuple[np.ndarray, np.ndarray]:
@@ -134,36 +117,83 @@ def split_rows(config: TrainConfig, data: LabelledImages, rows=None) -> tuple[np
     return np.arange(len(data)), np.arange(0)
 
 
-def run_epochs(state: TrainState, strategy, config: TrainConfig, phase: Phase, log: RunLog,
-               validate_each_epoch: bool = True) -> None:
-    """Epochs from the state's next one to the strategy's last: train, validate, keep, log."""
-    for epoch in range(state.epoch + 1, strategy.epochs + 1):
+def solve_linear_probe(config: TrainConfig, data: LabelledImages, model, train_rows, val_rows, device,
+                       processes: Processes) -> TrainResult:
+    """The head solved once on the backbone's features (every process solves the same problem on the same
+    shared features, so all hold the same head), and its validation at threshold 0.5 where there is a split."""
+    started = time.perf_counter()
+    features = cached_features(model, data, config, device, shown(), processes)
+    probe = LinearProbe(config.head_c, flip=config.augment == "flip", seed=config.seed)
+    probe.fit(features[:, train_rows], data.values[train_rows]).write_into(model.head)
+    history = {"iteration_loss": probe.objective_, "epochs": [], "head_c": probe.c_.tolist()}
+    probabilities, line = None, f"linear probe solved ({len(probe.objective_)} L-BFGS evaluations, objective " \
+                                f"{probe.objective_[-1]:.4f})"
+    if len(val_rows):
+        logits = head_logits(model.head, features[:, val_rows], device, config.tta)
+        probabilities = torch.sigmoid(logits).numpy()
+        table = attribute_metrics(data.values[val_rows], probabilities, 0.5, data.attributes)
+        line += f"  val F1 {table.loc['macro', 'f1']:.3f} [{' '.join(f'{v:.2f}' for v in table['f1'][:-1])}]"
+    log.info(f"{line}  {time.perf_counter() - started:.0f}s")
+    return TrainResult(model, Recipe.LINEAR_PROBE, history, train_rows, val_rows, None, probabilities)
+
+
+def run_epochs(state: TrainState, learner, config: TrainConfig, phase: Phase, callbacks,
+               validate_each_epoch: bool = True, name: str = "train") -> None:
+    """Epochs from the state's next one to the learner's last: train, validate, keep, report."""
+    for epoch in range(state.epoch + 1, learner.epochs + 1):
+        for callback in callbacks:
+            callback.epoch_started(epoch, name)
         started = time.perf_counter()
-        record = {"epoch": epoch, "train_loss": strategy.run_epoch(state, f"epoch {epoch}/{strategy.epochs}")}
+        record = {"epoch": epoch, "train_loss": learner.run_epoch(state, f"epoch {epoch}/{learner.epochs}")}
         probabilities = None
-        if len(phase.val_rows) and (validate_each_epoch or epoch == strategy.epochs):
-            loss, probabilities, table = validate(state.evaluated, phase, strategy.val_logits)
+        if len(phase.val_rows) and (validate_each_epoch or epoch == learner.epochs):
+            loss, probabilities, table = validate(state.evaluated, phase, learner.val_logits)
             record.update(val_loss=loss, val_macro_f1=float(table.loc["macro", "f1"]),
                           **{f"val_{metric}": {name: float(table.loc[name, metric]) for name in phase.attributes}
                              for metric in ("precision", "recall", "f1")})
         record["seconds"] = time.perf_counter() - started
         improved = state.end_epoch(record, probabilities, config.keep)
-        log.epoch_end(state, record, improved)
+        if name == "train":
+            log.info(describe_epoch(record, improved))
+            for callback in callbacks:
+                callback.epoch_ended(state, record, improved)
         if config.patience and state.stale >= config.patience:
-            log.say(f"early stopping: no improvement for {config.patience} epoch(s)")
+            log.info(f"early stopping: no improvement for {config.patience} epoch(s)")
             break
 
 
-def warm_start_head(model, config: TrainConfig, phase: Phase) -> None:
-    """The head phase before fine-tuning: every stage frozen, the head trained on features computed once;
-    then the configured stages learn again. Nothing of it is logged or saved: it only sets the head. Ctrl-C in
-    it stops the run (TrainingInterrupted), as it would in any epoch."""
+def describe_epoch(record: dict, improved: bool) -> str:
+    """The line a finished epoch prints: its training and validation losses (both the masked loss), and F1."""
+    text = f"epoch {record['epoch']:>3}  train loss {record['train_loss']:.4f}"
+    if "val_loss" in record:
+        per_attribute = " ".join(f"{v:.2f}" for v in record["val_f1"].values())
+        text += f"  val loss {record['val_loss']:.4f}  val F1 {record['val_macro_f1']:.3f} [{per_attribute}]"
+    return text + f"  {record['seconds']:.0f}s" + ("  *" if improved else "")
+
+
+def kept_result(model, recipe: Recipe, state: TrainState, train_rows, val_rows) -> TrainResult:
+    """The TrainResult of the kept epoch, its weights loaded into `model`."""
+    if state.kept is not None:
+        model.load_state_dict(state.kept)
+    return TrainResult(model, recipe, state.history, train_rows, val_rows, state.best_epoch, state.val_probabilities)
+
+
+def warm_start_head(model, config: TrainConfig, phase: Phase, callbacks) -> None:
+    """The head phase before fine-tuning: every stage frozen, the head solved or trained by epochs on features
+    computed once; then the configured stages learn again. Nothing of it is kept but the head. Ctrl-C in it
+    stops the run (TrainingInterrupted), as it would in any epoch."""
     frozen = model.frozen_stages
     model.freeze(len(model.stage_names))
-    strategy = choose_strategy(decide_recipe(config), model, config, phase)
-    log = RunLog(None, config, progress=False)
     try:
-        run_epochs(strategy.new_state(model, config), strategy, config, phase, log, validate_each_epoch=False)
+        with quiet():
+            if decide_recipe(config) is Recipe.LINEAR_PROBE:
+                for callback in callbacks:
+                    callback.epoch_started(1, "head")
+                solve_linear_probe(config, phase.data, model, phase.train_rows, np.arange(0), phase.device,
+                                   phase.processes)
+            else:
+                learner = epoch_learner(decide_recipe(config), model, config, phase)
+                run_epochs(learner.new_state(model, config), learner, config, phase, callbacks, False, "head")
     except KeyboardInterrupt:
         raise TrainingInterrupted("interrupted in the head-only epochs, before fine-tuning began: nothing was "
                                   "saved") from None

@@ -1,12 +1,11 @@
-"""How a recipe learns, one class per recipe: the whole network on images, the head by epochs on features
-computed once, or the head solved as a linear probe."""
+"""How the recipes that learn by epochs learn, one class each: the whole network on images, or the head on
+features computed once (the linear probe is solved in one pass: aimonk.training.linear_probe)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from aimonk.progress import progress_bar
 
 from aimonk.config import TrainConfig
 from aimonk.data.folder import LabelledImages
@@ -15,8 +14,8 @@ from aimonk.metrics import attribute_metrics
 from aimonk.model.features import cached_features, head_logits
 from aimonk.model.inference import predict_logits
 from aimonk.model.recipe import Recipe
+from aimonk.progress import progress_bar, shown
 from aimonk.runtime import autocast
-from aimonk.training.linear_probe import fit_linear_probe
 from aimonk.training.loaders import make_train_loader
 from aimonk.training.optim import WeightAverage, make_optimizer, make_scaler, make_scheduler
 from aimonk.training.state import TrainState
@@ -35,14 +34,13 @@ def training_step(model, inputs, targets, loss_fn, optimizer, scaler, device, am
 
 
 def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, history, description: str = "",
-                    scheduler=None, progress: bool = True, average=None,
-                    processes: Processes = Processes()) -> float:
+                    scheduler=None, average=None, processes: Processes = Processes()) -> float:
     """One pass over `loader`, whose batches (uint8 images, or precomputed features) only move to the device:
     the model prepares its own input. `average` (a WeightAverage) follows the weights after every step.
     Each step's loss goes into the history and the epoch's mean is returned, both averaged over the processes."""
     model.train()
     losses, total, count = [], 0.0, 0
-    bar = progress_bar(loader, desc=description, leave=False, disable=not progress)
+    bar = progress_bar(loader, desc=description, leave=False)
     for images, targets in bar:
         loss = training_step(model, images.to(device, non_blocking=True), targets.to(device, non_blocking=True),
                              loss_fn, optimizer, scaler, device, config.amp)
@@ -57,16 +55,6 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, config, h
     *losses, mean = processes.mean(torch.tensor(losses + [total / max(count, 1)])).tolist()
     history["iteration_loss"].extend(losses)
     return mean
-
-
-def solve_head(head, features: torch.Tensor, targets: np.ndarray, config: TrainConfig, history: dict) -> float:
-    """The linear probe on the training images' features (2, n, F), written into the head; returns its final
-    (penalised, class-balanced) loss. Each L-BFGS evaluation's loss goes into the history's iteration losses."""
-    losses, chosen = fit_linear_probe(head, features, targets, config.augment == "flip", config.head_c,
-                                      seed=config.seed)
-    history["iteration_loss"].extend(losses)
-    history["head_c"] = chosen.tolist()
-    return losses[-1]
 
 
 def validate(model, phase: "Phase", val_logits):
@@ -89,7 +77,6 @@ class Phase:
     val_rows: np.ndarray
     loss_fn: torch.nn.Module
     device: torch.device
-    progress: bool
     processes: Processes = Processes()
 
     @property
@@ -97,10 +84,10 @@ class Phase:
         return self.data.attributes
 
 
-def choose_strategy(recipe: Recipe, model, config: TrainConfig, phase: Phase):
-    """The strategy that carries out `recipe` (aimonk.model.recipe decides which)."""
-    strategy = next(kind for kind in (WholeNetwork, HeadOnFeatures, LinearProbe) if kind.recipe is recipe)
-    return strategy(model, config, phase)
+def epoch_learner(recipe: Recipe, model, config: TrainConfig, phase: Phase):
+    """The learner that carries out `recipe` by epochs (aimonk.model.recipe decides which)."""
+    learner = next(kind for kind in (WholeNetwork, HeadOnFeatures) if kind.recipe is recipe)
+    return learner(model, config, phase)
 
 
 class WholeNetwork:
@@ -132,8 +119,7 @@ class WholeNetwork:
         self.loader.sampler.set_epoch(state.epoch + 1)
         return train_one_epoch(self.trained, self.loader, self.phase.loss_fn, state.optimizer, state.scaler,
                                self.phase.device, self.config, state.history, description,
-                               scheduler=state.scheduler, progress=self.phase.progress, average=state.average,
-                               processes=self.phase.processes)
+                               scheduler=state.scheduler, average=state.average, processes=self.phase.processes)
 
     def val_logits(self, module, rows) -> torch.Tensor:
         return predict_logits(module, self.phase.data.images[rows], self.phase.device, tta=self.config.tta)
@@ -155,28 +141,9 @@ class HeadOnFeatures(ValidatedOnFeatures, WholeNetwork):
     def __init__(self, model, config: TrainConfig, phase: Phase):
         self.config, self.phase, self.epochs = config, phase, config.epochs
         self.trained = phase.processes.wrap(model.head, phase.device)
-        self.features = cached_features(model, phase.data, config, phase.device, phase.progress, phase.processes)
+        self.features = cached_features(model, phase.data, config, phase.device, shown(), phase.processes)
         self.loader = make_train_loader(phase.data, phase.train_rows, config, phase.device, self.features,
                                         phase.processes)
 
     def random_sources(self) -> dict:
         return {"loader": self.loader.generator, "flips": self.loader.dataset.generator}
-
-
-class LinearProbe(ValidatedOnFeatures):
-    """Only the head learns, solved exactly in one pass as a logistic regression (aimonk.training.linear_probe)."""
-
-    recipe = Recipe.LINEAR_PROBE
-
-    def __init__(self, model, config: TrainConfig, phase: Phase):
-        self.config, self.phase, self.epochs, self.head = config, phase, 1, model.head
-        # every process solves the same problem on the same shared features, so all hold the same head
-        self.features = cached_features(model, phase.data, config, phase.device, phase.progress, phase.processes)
-
-    def new_state(self, model, config: TrainConfig) -> "TrainState":
-        return TrainState(model)
-
-    def run_epoch(self, state: "TrainState", description: str) -> float:
-        rows = self.phase.train_rows
-        return solve_head(self.head, self.features[:, rows], self.phase.data.values[rows], self.config,
-                          state.history)
