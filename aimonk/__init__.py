@@ -23,6 +23,7 @@ API = {
     "PRESETS": "aimonk.config",
     "load_labelled_folder": "aimonk.data.folder",
     "TrainingInterrupted": "aimonk.training.loop",
+    "Callback": "aimonk.training.loop",
 }
 __all__ = ["__version__", *API]
 

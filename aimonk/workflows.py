@@ -46,7 +46,8 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
     already decoded at config.image_size), fit its decision rule on images the model did not learn from, and with
     `out` write the run there (model.pt, config.json, history.json, metrics.json, figures). resume=True continues
     the interrupted run in `out` with its own configuration. callbacks: aimonk.training.loop.Callback objects
-    that follow the epochs. Ctrl-C raises TrainingInterrupted, saying what was kept."""
+    that follow every fit of the run (its model's, then each threshold fold's). Ctrl-C raises
+    TrainingInterrupted, saying what was kept."""
     with progress_shown(progress):
         resumed = resumed_state(out, config) if resume else None
         config = TrainConfig.from_dict(resumed["config"]) if resumed else config or preset("default")
@@ -74,7 +75,7 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
             except TrainingInterrupted as stopped:
                 raise interrupted_run(run, stopped, config, data) from None
             try:
-                held_out = held_out_predictions(config, data, result, processes)
+                held_out = held_out_predictions(config, data, result, processes, callbacks)
             except KeyboardInterrupt:  # Ctrl-C in the threshold cross-validation: the model kept with 0.5
                 rule = DecisionRule.untuned(len(data.attributes), "the threshold cross-validation was interrupted: "
                                             "train again to tune them", config.threshold_strategy)
@@ -216,14 +217,16 @@ class CrossValidationRun:
 
 def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=None, *, final: str = "retrain",
                    overwrite: bool = False, progress: bool = True,
-                   on_report: Callable[[CrossValidationRun], None] | None = None) -> CrossValidationRun | None:
+                   on_report: Callable[[CrossValidationRun], None] | None = None,
+                   callbacks=()) -> CrossValidationRun | None:
     """K-fold cross-validation of `config` (default: the default preset) on `data` (a folder or a
     LabelledImages): every image predicted by the fold model that did not learn from it, the honest report
     (thresholds tuned on the other folds), the decision rule fitted on all out-of-fold predictions, the
     labels to check, and the final model (final: retrain on every image, ensemble the folds, or none). With
     `out` the tables, oof_predictions.csv, label_issues.csv, na_suggestions.csv and model.pt are written there.
-    on_report(run) is called once the report is ready, before the final model trains. Under torchrun only the
-    main process returns the run (the others return None)."""
+    on_report(run) is called once the report is ready, before the final model trains; callbacks
+    (aimonk.training.loop.Callback) follow each fold's fit, then the final model's. Under torchrun only the main
+    process returns the run (the others return None)."""
     config = config or preset("default")
     if not isinstance(folds, int) or folds < 2:
         raise ValueError(f"--cv must be at least 2 folds, not {folds}")
@@ -238,11 +241,12 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
                      + (f" -> {out}" if out else "")
                      + (f"; folds spread over {processes.world} processes" if processes.distributed else ""))
             log_notes(data)
-            cv = run_folds(config, data, folds, keep_models=final == "ensemble", processes=processes)
+            cv = run_folds(config, data, folds, keep_models=final == "ensemble", processes=processes,
+                           callbacks=callbacks)
             rule = DecisionRule.of(config).fit(out_of_fold(cv), cv.attributes)
             if not processes.main:
                 if final == "retrain":  # the final model trains in every process
-                    final_model(cv, config, data, final, rule, processes=processes)
+                    final_model(cv, config, data, final, rule, processes=processes, callbacks=callbacks)
                 return None
             calibrated = cv.calibrated(config.calibration)
             run = CrossValidationRun(cv, cv_report(cv, config.threshold_strategy, calibration=config.calibration),
@@ -253,7 +257,8 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
                 on_report(run)
             if final != "none":
                 try:
-                    run.checkpoint = final_model(cv, config, data, final, rule, processes=processes)
+                    run.checkpoint = final_model(cv, config, data, final, rule, processes=processes,
+                                                 callbacks=callbacks)
                 except KeyboardInterrupt:
                     note = folder.mark_incomplete(final)
                     if note is not None:

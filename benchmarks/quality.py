@@ -31,7 +31,7 @@ from aimonk.config import TrainConfig, preset
 from aimonk.data.folder import load_labelled_folder, read_label_folder
 from aimonk.data.images import DataWarning
 from aimonk.metrics import bootstrap_f1, majority_baseline_f1, ranking_scores, with_macro
-from aimonk.training.run import train
+from aimonk.workflows import train
 from aimonk.serve.predictor import Predictor
 from aimonk.decision.thresholds import tune_thresholds
 
@@ -83,7 +83,7 @@ def trained_run(name: str, seed: int, args, folders: Folders) -> Path:
     if not done.is_file():
         config = recipe_config(name, args).replace(seed=seed)
         started = time.perf_counter()
-        train(config, folders.get(args.data, config.image_size), run, progress=False)
+        train(folders.get(args.data, config.image_size), config, run, overwrite=True, progress=False)
         done.write_text(json.dumps({"seconds": time.perf_counter() - started}))
     return run
 

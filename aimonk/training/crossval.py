@@ -56,14 +56,15 @@ class CrossValidation:
 
 def run_folds(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: int | None = None,
               keep_models: bool = False, rows=None, processes: Processes = Processes(),
-              after_fold=None) -> CrossValidation:
+              after_fold=None, callbacks=()) -> CrossValidation:
     """Train one model per fold (config.epochs each, the last epoch kept) and collect its predictions.
 
     rows: the images to cross-validate (default all); the result's rows are these, in this order.
     processes: under torchrun the folds are spread over the processes (fold f trains in process f mod world)
     and every process gets the whole result. after_fold(fold, its rows, the out-of-fold probabilities so far,
     the fold of each row so far (-1: not yet)) is called after each fold in a single process (e.g. to prune
-    a hyperparameter trial); an exception it raises stops the cross-validation.
+    a hyperparameter trial); an exception it raises stops the cross-validation. callbacks: what follows each
+    fold's fit (aimonk.training.loop.Callback).
     """
     rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=int)
     values = data.values[rows]
@@ -78,7 +79,8 @@ def run_folds(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: i
                  + (f" (and {processes.world - 1} more folds at once in the other processes)"
                     if processes.distributed else ""))
         # a fold cannot be resumed: Ctrl-C in one (TrainingInterrupted) stops the cross-validation
-        result = fit(config.for_fold(), data, (rows[train_part], rows[val_part]), validate_each_epoch=False)
+        result = fit(config.for_fold(), data, (rows[train_part], rows[val_part]), validate_each_epoch=False,
+                     callbacks=callbacks)
         state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()} if keep_models else None
         trained[fold] = (result.val_probabilities, result.history, state)
         if after_fold is not None and not processes.distributed:
@@ -118,7 +120,7 @@ def share_features(config: TrainConfig, data: LabelledImages, processes: Process
 
 
 def final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, how: str, rule: DecisionRule | None,
-                processes: Processes = Processes()) -> Checkpoint | None:
+                processes: Processes = Processes(), callbacks=()) -> Checkpoint | None:
     """The model to use after cross-validation, with the decision rule fitted on the out-of-fold predictions.
 
     retrain: one model trained on every image for the same schedule (config.for_final_model()), by all the
@@ -127,7 +129,7 @@ def final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, 
     if how not in FINAL_MODELS[:2]:
         raise ValueError(f"final model must be one of {', '.join(FINAL_MODELS[:2])}")
     if how == "retrain":
-        result = fit(config.for_final_model(), data, processes=processes)
+        result = fit(config.for_final_model(), data, processes=processes, callbacks=callbacks)
         if not processes.main:  # it trained the model with the others; the main process keeps it
             return None
         model, history, recipe = result.model, result.history, result.recipe

@@ -64,7 +64,11 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class Callback:
     """What a caller follows of a fit: override what you need (each is called in the main process only).
-    An exception raised in one stops the fit as Ctrl-C would when it is a KeyboardInterrupt."""
+    A KeyboardInterrupt raised in one stops the fit as Ctrl-C would."""
+
+    def fit_started(self, rows: tuple) -> None:
+        """At the start of every fit (a run's model, each fold of its threshold cross-validation, ...), with
+        its (train, validation) rows."""
 
     def epoch_started(self, epoch: int, phase: str) -> None:
         """phase: "head" (the head-only epochs before fine-tuning) or "train"."""
@@ -86,6 +90,9 @@ def fit(config: TrainConfig, data: LabelledImages, rows=None, *, model: torch.nn
     recipe = decide_recipe(config)
     rows = rows if resume is None else (resume["rows"]["train"], resume["rows"]["val"])
     train_rows, val_rows = split_rows(config, data, rows)
+    callbacks = list(callbacks) if processes.main else []
+    for callback in callbacks:
+        callback.fit_started((train_rows, val_rows))
     device = processes.device(select_device(config.device))
     model = place_model(model if model is not None else build_model(config, data.attributes), device,
                         config.channels_last)
@@ -94,7 +101,6 @@ def fit(config: TrainConfig, data: LabelledImages, rows=None, *, model: torch.nn
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
     phase = Phase(data, train_rows, val_rows, loss_fn, device, processes)
-    callbacks = list(callbacks) if processes.main else []
     if config.head_epochs and recipe is Recipe.WHOLE_NETWORK and resume is None:
         warm_start_head(model, head_phase(config), phase, callbacks)  # linear probing, then fine-tuning
     learner = epoch_learner(recipe, model, config, phase)

@@ -92,20 +92,21 @@ def validation_metrics(data: LabelledImages, result: TrainResult) -> pd.DataFram
 
 
 def held_out_predictions(config: TrainConfig, data: LabelledImages, result: TrainResult,
-                         processes: Processes = Processes()) -> HeldOut | None:
+                         processes: Processes = Processes(), callbacks=()) -> HeldOut | None:
     """Predictions for images the model did not learn from, per config.threshold_source:
 
     cv: out-of-fold predictions of a config.threshold_folds-fold cross-validation of the same recipe on the
         training images (each fold trained for the whole schedule; cheap when only the head learns);
     val: the kept model's predictions for the validation split (the epoch was also chosen on them);
     none: None (thresholds stay at 0.5, probabilities uncalibrated).
+    callbacks follow each fold's fit.
     """
     if config.threshold_source == "cv":
         log.info(f"thresholds: {config.threshold_folds}-fold cross-validation on the {len(result.train_rows)} "
                  "training images")
         with quiet():
             return out_of_fold(run_folds(config, data, config.threshold_folds, rows=result.train_rows,
-                                         processes=processes))
+                                         processes=processes, callbacks=callbacks))
     if config.threshold_source == "val" and result.val_probabilities is not None:
         return HeldOut(data.values[result.val_rows], result.val_probabilities,
                        f"the predictions for {len(result.val_rows)} validation images")
