@@ -1,13 +1,10 @@
 """Running the numbered notebooks headless with papermill, in order, with shared parameters."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import json
-import logging
 import os
-import re
 import tempfile
 import uuid
 from pathlib import Path
@@ -19,7 +16,7 @@ from aimonk.data.demo import demo_folder
 from aimonk.data.folder import find_label_file
 from aimonk.files import check_output_folder
 from aimonk.plots import TRAINING_FIGURES
-from aimonk.workflows import TRAIN_OUTPUTS
+from aimonk.run_folder import TRAIN_OUTPUTS
 
 NOTEBOOKS = ("01_eda.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_predict.ipynb")
 FIGURES = ("imbalance.png", "na_per_image.png", "cooccurrence.png", "label_patterns.png", "image_sizes.png",
@@ -56,11 +53,10 @@ def run_notebooks(parameters: dict, out_dir, notebooks_dir=None, names=NOTEBOOKS
         source, target = notebooks_dir / name, out_dir / name
         passed = declared_parameters(parameters, papermill.inspect_notebook(str(source)))
         try:
-            with run_lines_shown(progress):
-                papermill.execute_notebook(str(source), str(target), parameters=passed, cwd=str(notebooks_dir),
-                                           kernel_name=kernel_name, log_output=progress,
-                                           progress_bar={"desc": f"[{index}/{len(names)}] {name}"} if progress
-                                           else False, **local_kernels())
+            papermill.execute_notebook(str(source), str(target), parameters=passed, cwd=str(notebooks_dir),
+                                       kernel_name=kernel_name, stderr_file=LinesAboveBar() if progress else None,
+                                       progress_bar={"desc": f"[{index}/{len(names)}] {name}"} if progress
+                                       else False, **local_kernels())
         except PapermillExecutionError as error:
             first_line = error.source.strip().splitlines()[0] if error.source.strip() else ""
             raise NotebookError(
@@ -92,34 +88,17 @@ def local_kernels() -> dict:
     return {"kernel_manager_class": LocalKernelManager}
 
 
-# the lines a run prints as it goes (aimonk.training.runlog, aimonk.training.run, aimonk.workflows)
-RUN_LINE = re.compile(r"^(training |note: |epoch +\d|linear probe solved|fold \d|thresholds|out-of-fold|kept |early stopping|interrupted|\d+-fold )")
+class LinesAboveBar:
+    """Where papermill copies what the cells write to stderr (the aimonk logger's lines of a training or
+    cross-validation cell, warnings): shown above the notebook's progress bar."""
 
-
-class RunLines(logging.Handler):
-    """Shows, above the notebook's progress bar, the lines a training or cross-validation cell prints (papermill
-    logs every output of a cell; the rest stays in the executed copy)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        for line in record.getMessage().splitlines():
-            if RUN_LINE.match(line) or record.levelno >= logging.WARNING or "Warning: " in line:
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            if line.strip():
                 tqdm.write(f"  {line}")
 
-
-@contextlib.contextmanager
-def run_lines_shown(shown: bool):
-    logger, handler = logging.getLogger("papermill"), RunLines()
-    level, propagate = logger.level, logger.propagate
-    if shown:
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False  # only the run's lines: not papermill's cell markers through the root logger
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
+    def flush(self) -> None:
+        pass
 
 
 def declared_parameters(parameters: dict, declared) -> dict:

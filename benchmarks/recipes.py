@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 from fnmatch import fnmatch
-from functools import partial
 import sys
 import time
 import warnings
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimonk.config import preset
 from aimonk.evaluation.tables import cv_report
-from aimonk.training.crossval import CrossValidation, cross_validate, load_cv, save_cv
+from aimonk.training.crossval import CrossValidation, load_cv, run_folds, save_cv
 from aimonk.data.folder import load_labelled_folder
 from aimonk.data.images import DataWarning
 from aimonk.data.split import kfold_splits
@@ -81,8 +80,8 @@ def fold_ensemble_cv(config, data, folds: int, seed: int = 0, inner_folds: int =
     probabilities = np.full(data.values.shape, np.nan, dtype=np.float32)
     fold_of_row = np.full(len(data), -1)
     for fold, (train_rows, val_rows) in enumerate(kfold_splits(data.values, folds, seed)):
-        logits = [special.logit(fit(config.replace(keep="last"), data, None, progress=False,
-                                    rows=(train_rows[inner], val_rows), validate_each_epoch=False).val_probabilities)
+        logits = [special.logit(fit(config.replace(keep="last"), data, (train_rows[inner], val_rows),
+                                    validate_each_epoch=False).val_probabilities)
                   for inner, _ in kfold_splits(data.values[train_rows], inner_folds, seed)]
         probabilities[val_rows] = special.expit(np.mean(logits, axis=0))
         fold_of_row[val_rows] = fold
@@ -129,7 +128,7 @@ def main(argv=None):
             final = changes.pop("final", "retrain")
             config = preset("reference", **{**BASE, "image_size": args.image_size, **changes})
             started = time.perf_counter()
-            validate = fold_ensemble_cv if final == "ensemble" else partial(cross_validate, progress=False)
+            validate = fold_ensemble_cv if final == "ensemble" else run_folds
             cv = validate(config, images_at(config.image_size), args.folds, seed=0)
             cv.config["seconds"] = time.perf_counter() - started
             save_cv(cv, path)

@@ -63,8 +63,7 @@ def timed(compute, *arguments) -> float:
 
 def features_rows(config, images: np.ndarray, exported: OnnxPredictor) -> dict:
     """ms per image (the image and its mirror image) of the default's backbones, four ways."""
-    model = place_model(build_model(config.backbone, len(exported.attributes), config.weights, freeze="all",
-                                    image_size=config.image_size), CPU)
+    model = place_model(build_model(config.replace(freeze="all"), exported.attributes), CPU)
 
     def pytorch(batch, amp):
         with torch.no_grad(), autocast(CPU, amp):
@@ -83,8 +82,7 @@ def features_rows(config, images: np.ndarray, exported: OnnxPredictor) -> dict:
 
 
 def engine_batch_rows(config, images: np.ndarray, attributes: int) -> dict:
-    model = place_model(build_model(config.backbone, attributes, config.weights, freeze="all",
-                                    image_size=config.image_size), CPU)
+    model = place_model(build_model(config.replace(freeze="all"), attributes), CPU)
     engine = feature_engine(model, CPU, config.image_size)
 
     def in_batches(batch_size):

@@ -51,7 +51,7 @@ def synchronize(device):
 
 
 def new_model(config, k, device, channels_last):
-    model = build_model(config.backbone, k, "none", config.dropout, config.freeze, config.image_size)
+    model = build_model(config.replace(weights="none"), k)
     return place_model(model, device, channels_last)
 
 
@@ -121,7 +121,7 @@ def head_only_pipeline(config, data, device):
                        batch_size=config.batch_size, val_fraction=0.0, device=str(device), head_solver="adam")
     synchronize(device)
     started = time.perf_counter()
-    fit(head_only, data, None, progress=False)
+    fit(head_only, data)
     synchronize(device)
     return len(data) * head_only.epochs / (time.perf_counter() - started), head_only.epochs
 
@@ -194,7 +194,7 @@ def quality(args, device):
             config = preset("finetune", backbone=args.quality_backbone, image_size=args.quality_size,
                             epochs=args.quality_epochs, amp=amp, device=str(device), seed=seed)
             started = time.perf_counter()
-            result = fit(config, data, None, progress=False)
+            result = fit(config, data)
             seconds[amp] += time.perf_counter() - started
             scores[amp].append(max(e["val_macro_f1"] for e in result.history["epochs"]))
     return scores, seconds
