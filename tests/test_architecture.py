@@ -1,5 +1,6 @@
-"""The shape of the package: layers that only import downwards (the import-linter contract in pyproject.toml),
-no import circle (imports inside functions counted), short modules, and the public API at the top."""
+"""The shape of the package: layers that only import downwards and an ONNX route without torch (the import-linter
+contracts in pyproject.toml), no import circle (imports inside functions counted), short modules, and the public
+API at the top."""
 import inspect
 import os
 import shutil
@@ -16,12 +17,36 @@ ROOT = Path(__file__).resolve().parents[1]
 SUBPACKAGES = ("data", "decision", "model", "training", "serve", "evaluation", "plots", "cli")
 
 
-def test_the_layers_contract_is_kept():
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """import-linter's verdict on the package under `root` (its cwd comes first on sys.path), by its contracts."""
     command = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or "lint-imports"
-    done = subprocess.run([command, "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
-                          text=True)
+    return subprocess.run([command, "--no-cache", "--config", str(root / "pyproject.toml")], cwd=root,
+                          capture_output=True, text=True)
+
+
+def test_the_import_contracts_are_kept():
+    """The layers, and the ONNX route without torch: every contract in pyproject.toml."""
+    done = lint_imports(ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "Contracts: 1 kept, 0 broken." in done.stdout
+    contracts = (ROOT / "pyproject.toml").read_text().count("[[tool.importlinter.contracts]]")
+    assert contracts == 2 and f"Contracts: {contracts} kept, 0 broken." in done.stdout
+
+
+@pytest.mark.parametrize("module, line, broken", [
+    ("serve/predictions.py", "import torch", "The ONNX route"),  # on the route itself
+    ("cli/parser.py", "import aimonk.serve.predictor", "The ONNX route"),  # torch through another module
+    ("serve/predictor.py", "import aimonk.training.loaders", "Layers"),  # serve and training: siblings
+    ("data/labels.py", "import aimonk.decision.rule", "Layers"),  # a lower layer importing a higher one
+])
+def test_the_import_contracts_catch_a_breach(tmp_path, module, line, broken):
+    shutil.copytree(ROOT / "aimonk", tmp_path / "aimonk", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    path = tmp_path / "aimonk" / module
+    path.write_text(path.read_text() + f"\n{line}\n")
+    done = lint_imports(tmp_path)
+    assert done.returncode == 1 and "1 kept, 1 broken" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+    assert next(row for row in done.stdout.splitlines() if row.startswith(broken)), done.stdout[-3000:]
 
 
 def cycle(graph) -> list[str] | None:
