@@ -3,6 +3,7 @@ contracts in pyproject.toml), no import circle (imports inside functions counted
 API at the top."""
 import inspect
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,30 @@ def test_the_import_contracts_catch_a_breach(tmp_path, module, line, broken):
     done = lint_imports(tmp_path)
     assert done.returncode == 1 and "1 kept, 1 broken" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
     assert next(row for row in done.stdout.splitlines() if row.startswith(broken)), done.stdout[-3000:]
+
+
+def requires_python(pyproject: str) -> tuple[int, int]:
+    """The lowest Python that pyproject.toml's requires-python allows (read without tomllib: Python 3.11)."""
+    return tuple(map(int, re.search(r'^requires-python = ">=(\d+)\.(\d+)"', pyproject, re.M).groups()))
+
+
+def test_requires_python_is_what_the_code_needs():
+    """vermin's minimum Python for the package, its tests and benchmarks is no newer than requires-python says.
+    (Its default rules: `X | Y` annotations are not counted, most sit under `from __future__ import annotations`.)"""
+    command = shutil.which("vermin", path=str(Path(sys.executable).parent)) or "vermin"
+    done = subprocess.run([command, "--no-tips", "--no-make-paths-absolute", "--format", "parsable", "aimonk", "tests",
+                           "benchmarks"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = [row.split(":", 5) for row in done.stdout.splitlines()]  # file:line:column:py2:py3:feature
+
+    def version(text: str):
+        return tuple(map(int, text.split("."))) if re.fullmatch(r"\d+\.\d+", text) else None
+
+    needed = version(rows[-1][4])  # the last row: the minimum for all of them
+    claimed = requires_python((ROOT / "pyproject.toml").read_text())
+    why = sorted({f"{row[0]}:{row[1]} {row[5]}" for row in rows[:-1]
+                  if row[1] and version(row[4]) and version(row[4]) > claimed})
+    assert needed <= claimed, f"the code needs Python {needed}, requires-python says {claimed}: " + "; ".join(why)
 
 
 def cycle(graph) -> list[str] | None:
