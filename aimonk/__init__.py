@@ -17,7 +17,7 @@ API = {
     "train": "aimonk.workflows",
     "cross_validate": "aimonk.workflows",
     "evaluate": "aimonk.workflows",
-    "load_predictor": "aimonk.serve.load",
+    "load_predictor": "aimonk.serve",
     "TrainConfig": "aimonk.config",
     "preset": "aimonk.config",
     "PRESETS": "aimonk.config",

@@ -9,8 +9,8 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image, ImageOps
 
-from aimonk.serve.explain import overlay
 from aimonk.data.images import load_image, to_rgb
+from aimonk.plots.figure import overlay
 
 PLACEHOLDER = "— pick an image from the dataset —"
 LISTED = 300  # the most names the dataset list holds at once; the search box narrows any number of images

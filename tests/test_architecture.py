@@ -1,7 +1,9 @@
-"""The shape of the package: layers that only import downwards (the import-linter contract in pyproject.toml),
-no import circle (imports inside functions counted), short modules, and the public API at the top."""
+"""The shape of the package: layers that only import downwards and an ONNX route without torch (the import-linter
+contracts in pyproject.toml), no import circle (imports inside functions counted), short modules, and the public
+API at the top."""
 import inspect
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,12 +18,60 @@ ROOT = Path(__file__).resolve().parents[1]
 SUBPACKAGES = ("data", "decision", "model", "training", "serve", "evaluation", "plots", "cli")
 
 
-def test_the_layers_contract_is_kept():
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """import-linter's verdict on the package under `root` (its cwd comes first on sys.path), by its contracts."""
     command = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or "lint-imports"
-    done = subprocess.run([command, "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
-                          text=True)
+    return subprocess.run([command, "--no-cache", "--config", str(root / "pyproject.toml")], cwd=root,
+                          capture_output=True, text=True)
+
+
+def test_the_import_contracts_are_kept():
+    """The layers, and the ONNX route without torch: every contract in pyproject.toml."""
+    done = lint_imports(ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "Contracts: 1 kept, 0 broken." in done.stdout
+    contracts = (ROOT / "pyproject.toml").read_text().count("[[tool.importlinter.contracts]]")
+    assert contracts == 2 and f"Contracts: {contracts} kept, 0 broken." in done.stdout
+
+
+@pytest.mark.parametrize("module, line, broken", [
+    ("serve/predictions.py", "import torch", "The ONNX route"),  # on the route itself
+    ("cli/parser.py", "import aimonk.serve.predictor", "The ONNX route"),  # torch through another module
+    ("serve/predictor.py", "import aimonk.training.loaders", "Layers"),  # serve and training: siblings
+    ("data/labels.py", "import aimonk.decision.rule", "Layers"),  # a lower layer importing a higher one
+])
+def test_the_import_contracts_catch_a_breach(tmp_path, module, line, broken):
+    shutil.copytree(ROOT / "aimonk", tmp_path / "aimonk", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    path = tmp_path / "aimonk" / module
+    path.write_text(path.read_text() + f"\n{line}\n")
+    done = lint_imports(tmp_path)
+    assert done.returncode == 1 and "1 kept, 1 broken" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+    assert next(row for row in done.stdout.splitlines() if row.startswith(broken)), done.stdout[-3000:]
+
+
+def requires_python(pyproject: str) -> tuple[int, int]:
+    """The lowest Python that pyproject.toml's requires-python allows (read without tomllib: Python 3.11)."""
+    return tuple(map(int, re.search(r'^requires-python = ">=(\d+)\.(\d+)"', pyproject, re.M).groups()))
+
+
+def test_requires_python_is_what_the_code_needs():
+    """vermin's minimum Python for the package, its tests and benchmarks is no newer than requires-python says.
+    (Its default rules: `X | Y` annotations are not counted, most sit under `from __future__ import annotations`.)"""
+    command = shutil.which("vermin", path=str(Path(sys.executable).parent)) or "vermin"
+    done = subprocess.run([command, "--no-tips", "--no-make-paths-absolute", "--format", "parsable", "aimonk", "tests",
+                           "benchmarks"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = [row.split(":", 5) for row in done.stdout.splitlines()]  # file:line:column:py2:py3:feature
+
+    def version(text: str):
+        return tuple(map(int, text.split("."))) if re.fullmatch(r"\d+\.\d+", text) else None
+
+    needed = version(rows[-1][4])  # the last row: the minimum for all of them
+    claimed = requires_python((ROOT / "pyproject.toml").read_text())
+    why = sorted({f"{row[0]}:{row[1]} {row[5]}" for row in rows[:-1]
+                  if row[1] and version(row[4]) and version(row[4]) > claimed})
+    assert needed <= claimed, f"the code needs Python {needed}, requires-python says {claimed}: " + "; ".join(why)
 
 
 def cycle(graph) -> list[str] | None:

@@ -7,7 +7,7 @@ import aimonk.training.loop as training
 import aimonk.training.strategies as strategies
 from aimonk.config import TrainConfig
 from aimonk.data.folder import load_labelled_folder
-from aimonk.model.features import FeatureDataset
+from aimonk.training.loaders import FeatureDataset
 from aimonk.model.recipe import Recipe, decide_recipe
 from aimonk.model.registry import build_model
 

@@ -106,7 +106,7 @@ def evaluate_cross_validated(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from aimonk.serve.load import load_predictor
+    from aimonk.serve import load_predictor
     from aimonk.serve.predictions import parse_thresholds
 
     predictor = load_predictor(args.model, args.device)

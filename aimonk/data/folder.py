@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from aimonk.data.images import cache_images, images_key, warn_about_data
 from aimonk.files import file_digest
@@ -137,23 +136,3 @@ def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, pro
         raise ValueError(f"no readable images for {table.source} in {image_dir}")
     return LabelledImages(images, table.subset(rows), image_dir, missing, unreadable,
                           images_key=key)
-
-
-class AttributeDataset(torch.utils.data.Dataset):
-    """Serves (uint8 HWC image after augmentation, float targets with NaN = unknown) for `rows` of the images
-    (default all), reading each image from the (memory-mapped) array only when it is asked for."""
-
-    def __init__(self, images: np.ndarray, targets: np.ndarray | None = None, transform=None, rows=None):
-        self.images, self.transform = images, transform
-        self.rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=int)
-        self.targets = targets if targets is not None else np.full((len(images), 0), np.nan, np.float32)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index):
-        index = self.rows[index]
-        image = self.images[index]
-        if self.transform is not None:
-            image = self.transform(image=image)["image"]
-        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(self.targets[index])

@@ -66,21 +66,6 @@ def feature_width(model, image_size: int, device) -> int:
     return model.head[-1].in_features
 
 
-class FeatureDataset(torch.utils.data.Dataset):
-    """(features, targets) pairs; with `flip`, each draw takes the mirror image's features half the time."""
-
-    def __init__(self, features: torch.Tensor, values: np.ndarray, flip: bool, seed: int = 0):
-        self.features, self.targets, self.flip = features, torch.from_numpy(values.astype(np.float32)), flip
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return self.features.shape[1]
-
-    def __getitem__(self, index):
-        side = int(torch.randint(2, (), generator=self.generator)) if self.flip else 0
-        return self.features[side, index], self.targets[index]
-
-
 def head_logits(head, features: torch.Tensor, device: torch.device, tta: bool) -> torch.Tensor:
     """The head's logits on precomputed features (2, N, F); tta averages in the mirror images."""
     head.eval()

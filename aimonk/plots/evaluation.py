@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 
 from aimonk.decision.calibration import expected_calibration_error, reliability
-from aimonk.plots.figure import label_mark, plot_image_grid
-from aimonk.serve.explain import overlay
+from aimonk.plots.figure import label_mark, overlay, plot_image_grid
 
 
 def plot_sample_predictions(images, names, targets, probabilities, thresholds, attributes, columns: int = 6):

@@ -1,9 +1,11 @@
-"""Saving (and, in a notebook, showing) a figure; the captioned image grid the other figures build on."""
+"""Saving (and, in a notebook, showing) a figure; the captioned image grid the other figures build on; a heatmap
+laid over an image (Grad-CAM's, aimonk.serve.explain)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib import colormaps
 import numpy as np
 
 from aimonk.files import atomic_path
@@ -56,3 +58,9 @@ def plot_image_grid(images, titles, columns: int = 6, title: str | None = None, 
     if title:
         figure.suptitle(title, y=1 - 0.08 / height, va="top")
     return figure
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, strength: float = 0.5) -> np.ndarray:
+    """The image with the heatmap laid over it in a 'jet'-like colour map, uint8 RGB."""
+    colours = colormaps["jet"](heatmap)[..., :3] * 255
+    return np.clip((1 - strength) * image + strength * colours, 0, 255).astype(np.uint8)

@@ -66,11 +66,3 @@ def _cam(feature_map: torch.Tensor, gradient: torch.Tensor, size) -> torch.Tenso
     weights = gradient.mean(dim=(2, 3), keepdim=True)  # how much each channel matters for the logit
     cam = functional.relu((weights * feature_map).sum(dim=1, keepdim=True)).float()
     return functional.interpolate(cam, size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
-
-
-def overlay(image: np.ndarray, heatmap: np.ndarray, strength: float = 0.5) -> np.ndarray:
-    """The image with the heatmap laid over it in a 'jet'-like colour map, uint8 RGB."""
-    from matplotlib import colormaps
-
-    colours = colormaps["jet"](heatmap)[..., :3] * 255
-    return np.clip((1 - strength) * image + strength * colours, 0, 255).astype(np.uint8)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from aimonk.config import TrainConfig
-from aimonk.data.folder import AttributeDataset, LabelledImages
+from aimonk.data.folder import LabelledImages
 from aimonk.data.transforms import seed_worker_transform, train_transform
 from aimonk.distributed import Processes, ShardedSampler
-from aimonk.model.features import FeatureDataset
 
 
 def make_train_loader(data: LabelledImages, rows, config: TrainConfig, device, features: torch.Tensor | None = None,
@@ -40,3 +39,38 @@ def rare_attribute_weights(values: np.ndarray, factor: float, rare_below: float 
     rare = rates < rare_below
     has_rare = (values[:, rare] == 1).any(axis=1) if rare.any() else np.zeros(len(values), bool)
     return torch.from_numpy(np.where(has_rare, factor, 1.0))
+
+
+class AttributeDataset(torch.utils.data.Dataset):
+    """Serves (uint8 HWC image after augmentation, float targets with NaN = unknown) for `rows` of the images
+    (default all), reading each image from the (memory-mapped) array only when it is asked for."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray | None = None, transform=None, rows=None):
+        self.images, self.transform = images, transform
+        self.rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=int)
+        self.targets = targets if targets is not None else np.full((len(images), 0), np.nan, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        index = self.rows[index]
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image=image)["image"]
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(self.targets[index])
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """(features, targets) pairs; with `flip`, each draw takes the mirror image's features half the time."""
+
+    def __init__(self, features: torch.Tensor, values: np.ndarray, flip: bool, seed: int = 0):
+        self.features, self.targets, self.flip = features, torch.from_numpy(values.astype(np.float32)), flip
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.features.shape[1]
+
+    def __getitem__(self, index):
+        side = int(torch.randint(2, (), generator=self.generator)) if self.flip else 0
+        return self.features[side, index], self.targets[index]
