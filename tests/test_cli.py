@@ -77,7 +77,7 @@ def test_a_model_trained_on_every_image_is_scored_on_its_out_of_fold_predictions
     from aimonk.data.folder import load_labelled_folder
     targets = load_labelled_folder(demo_dir, 48, progress=False).values
     decisions, _ = decisions_by_fold(targets, held.probabilities, held.folds)
-    recomputed = attribute_metrics(targets, decisions.astype(float), 0.5, checkpoint.attributes)["f1"]
+    recomputed = attribute_metrics(targets, decisions, 0.5, checkpoint.attributes)["f1"]
     assert [report[name]["f1"] for name in recomputed.index] == pytest.approx(recomputed.tolist())
 
 
