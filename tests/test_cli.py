@@ -162,7 +162,7 @@ def test_evaluate_needs_a_model_or_cv(demo_dir, capsys):
     assert "give --model" in capsys.readouterr().err
 
 
-def test_config_options_reach_the_preset():
+def test_config_options_reach_the_preset(capsys):
     from aimonk.cli import build_parser, config_from_args
 
     args = build_parser().parse_args(["train", "data", "--out", "o", "--preset", "finetune", "--freeze", "all", "--augment", "none",
@@ -174,6 +174,8 @@ def test_config_options_reach_the_preset():
     assert config_from_args(build_parser().parse_args(["train", "data", "--out", "o", "--freeze", "3"])).freeze == 3
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "data", "--out", "o", "--freeze", "most"])
+    error = capsys.readouterr().err
+    assert "argument --freeze: freeze must be a number of stages (0 or more), -1 or 'all', not 'most'" in error
 
 
 def test_train_resume_continues_an_interrupted_run(demo_dir, tmp_path, capsys, monkeypatch):
