@@ -64,17 +64,39 @@ def parse_strategy(strategy: str) -> tuple[str, float | None]:
 
 
 def check_freeze(freeze) -> None:
+    """--freeze's value: 'all', a number of stages (0 or more) or -1 (the reference's rule); a one-line
+    ValueError naming the option otherwise."""
     if freeze != "all" and (not isinstance(freeze, int) or isinstance(freeze, bool) or freeze < -1):
         raise ValueError(f"freeze must be a number of stages (0 or more), -1 or 'all', not {freeze!r}")
 
 
+def freeze_from_text(text: str) -> int | str:
+    """--freeze as typed: a whole number (whose range check_freeze checks with the rest of the configuration),
+    or 'all'; check_freeze's error for anything else."""
+    try:
+        return int(text)
+    except ValueError:
+        check_freeze(text)
+        return text
+
+
+def check_frozen_stages(count: int, stage_names) -> None:
+    """Stages of a backbone with `stage_names` to freeze: 0 up to all of them; a one-line ValueError naming
+    --freeze and the stages otherwise."""
+    if not 0 <= count <= len(stage_names):
+        raise ValueError(f"freeze must be between 0 and {len(stage_names)} stages ({', '.join(stage_names)}), "
+                         f"not {count}")
+
+
 def check_backbone(backbone: str) -> None:
-    """Our names, or timm:NAME (timm's registry checks NAME when the model is built, before any work)."""
+    """Our names, or timm:NAME, or several joined by '+' (timm's registry checks NAME when the model is built,
+    before any work); a one-line ValueError naming the first unknown one otherwise."""
     unknown = [name for name in str(backbone).split("+")
                if name not in BACKBONE_NAMES and not (name.startswith("timm:") and len(name) > len("timm:"))]
     if unknown:
         raise ValueError(f"unknown backbone {unknown[0]!r}; choose one of {', '.join(BACKBONE_NAMES)}, timm:NAME "
-                         "for any of timm's models, or several joined by '+'")
+                         "for any of timm's models (`aimonk backbones PATTERN` lists them), or several joined by "
+                         "'+' (their features concatenated)")
 
 
 @dataclass

@@ -10,14 +10,15 @@ def _known(targets, column):
     return ~np.isnan(targets[:, column])
 
 
-def attribute_metrics(targets: np.ndarray, probabilities: np.ndarray, thresholds, attributes) -> pd.DataFrame:
-    """Precision, recall, F1 per attribute at its threshold, and their macro mean."""
+def attribute_metrics(targets: np.ndarray, decisions: np.ndarray, thresholds, attributes) -> pd.DataFrame:
+    """Precision, recall, F1 per attribute of the decisions (N, K) made at its threshold (recorded in the
+    table), and their macro mean."""
     thresholds = np.broadcast_to(np.asarray(thresholds, dtype=float), (targets.shape[1],))
     rows = []
     for column, name in enumerate(attributes):
         known = _known(targets, column)
         truth = targets[known, column].astype(int)
-        predicted = (probabilities[known, column] >= thresholds[column]).astype(int)
+        predicted = np.asarray(decisions)[known, column].astype(int)
         precision = recall = f1 = np.nan  # no known label to score: NaN, and left out of the macro mean
         if known.any():
             precision, recall, f1, _ = precision_recall_fscore_support(

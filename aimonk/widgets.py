@@ -9,6 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image, ImageOps
 
+from aimonk.decision.thresholds import decide
 from aimonk.data.images import load_image, to_rgb
 from aimonk.plots.figure import overlay
 
@@ -32,9 +33,8 @@ def png_bytes(image: np.ndarray, size: int = 256) -> bytes:
 
 def result_html(name: str, attributes, probabilities, thresholds) -> str:
     """A probability bar per attribute with its threshold marked, and PRESENT/ABSENT."""
-    rows = []
-    for attribute, p, t in zip(attributes, probabilities, thresholds):
-        present = p >= t
+    rows, decisions = [], decide(probabilities, thresholds)
+    for attribute, p, t, present in zip(attributes, probabilities, thresholds, decisions):
         colour = "#2e7d32" if present else "#9e9e9e"
         rows.append(
             f"<tr><td style='padding-right:8px'><b>{html.escape(attribute)}</b></td>"
@@ -45,7 +45,7 @@ def result_html(name: str, attributes, probabilities, thresholds) -> str:
             f"<td style='padding-left:8px'>{p:.1%}</td>"
             f"<td style='padding-left:8px;color:{colour}'>{'✓ PRESENT' if present else '✗ ABSENT'}</td></tr>"
         )
-    present = [a for a, p, t in zip(attributes, probabilities, thresholds) if p >= t]
+    present = [a for a, flag in zip(attributes, decisions) if flag]
     return (f"<div><b>{html.escape(name)}</b><table>{''.join(rows)}</table>"
             f"<p>Attributes present: {html.escape(', '.join(present)) if present else 'none'}</p></div>")
 

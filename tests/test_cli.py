@@ -77,7 +77,7 @@ def test_a_model_trained_on_every_image_is_scored_on_its_out_of_fold_predictions
     from aimonk.data.folder import load_labelled_folder
     targets = load_labelled_folder(demo_dir, 48, progress=False).values
     decisions, _ = decisions_by_fold(targets, held.probabilities, held.folds)
-    recomputed = attribute_metrics(targets, decisions.astype(float), 0.5, checkpoint.attributes)["f1"]
+    recomputed = attribute_metrics(targets, decisions, 0.5, checkpoint.attributes)["f1"]
     assert [report[name]["f1"] for name in recomputed.index] == pytest.approx(recomputed.tolist())
 
 
@@ -162,7 +162,7 @@ def test_evaluate_needs_a_model_or_cv(demo_dir, capsys):
     assert "give --model" in capsys.readouterr().err
 
 
-def test_config_options_reach_the_preset():
+def test_config_options_reach_the_preset(capsys):
     from aimonk.cli import build_parser, config_from_args
 
     args = build_parser().parse_args(["train", "data", "--out", "o", "--preset", "finetune", "--freeze", "all", "--augment", "none",
@@ -174,6 +174,8 @@ def test_config_options_reach_the_preset():
     assert config_from_args(build_parser().parse_args(["train", "data", "--out", "o", "--freeze", "3"])).freeze == 3
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "data", "--out", "o", "--freeze", "most"])
+    error = capsys.readouterr().err
+    assert "argument --freeze: freeze must be a number of stages (0 or more), -1 or 'all', not 'most'" in error
 
 
 def test_train_resume_continues_an_interrupted_run(demo_dir, tmp_path, capsys, monkeypatch):

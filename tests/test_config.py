@@ -1,5 +1,7 @@
-from aimonk.config import PRESETS, TrainConfig
+import pytest
 
+from aimonk.config import (PRESETS, TrainConfig, check_backbone, check_freeze, check_frozen_stages,
+                           freeze_from_text)
 
 
 def test_presets_default_trains_the_head_only_and_finetune_the_backbone():
@@ -52,3 +54,45 @@ def test_derived_configurations_are_valid_for_every_preset():
             assert derived.keep == "last" and derived.val_fraction == 0.0 and derived.threshold_source == "none"
             assert derived.replace(threshold_source=config.threshold_source, val_fraction=config.val_fraction,
                                    keep=config.keep) == config, name
+
+
+@pytest.mark.parametrize("freeze", ["all", -1, 0, 3])
+def test_freeze_takes_all_minus_one_or_a_number_of_stages(freeze):
+    check_freeze(freeze)
+    assert TrainConfig(freeze=freeze).freeze == freeze
+
+
+@pytest.mark.parametrize("freeze", [-2, 1.5, True, "most", "3", None])
+def test_any_other_freeze_is_one_line_naming_the_option(freeze):
+    with pytest.raises(ValueError, match=r"^freeze must be a number of stages \(0 or more\), -1 or 'all', not "):
+        check_freeze(freeze)
+    with pytest.raises(ValueError, match="^freeze must be"):
+        TrainConfig(freeze=freeze)
+
+
+def test_freeze_as_typed_is_a_whole_number_or_all():
+    assert [freeze_from_text(text) for text in ("all", "-1", "0", "12", "-2")] == ["all", -1, 0, 12, -2]
+    with pytest.raises(ValueError, match="^freeze must be a number of stages .* not 'most'$"):
+        freeze_from_text("most")
+
+
+def test_frozen_stages_run_from_none_to_all_of_the_backbones():
+    check_frozen_stages(0, ("a", "b"))
+    check_frozen_stages(2, ("a", "b"))
+    for count in (-1, 3):
+        with pytest.raises(ValueError, match=rf"^freeze must be between 0 and 2 stages \(a, b\), not {count}$"):
+            check_frozen_stages(count, ("a", "b"))
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0+efficientnet_lite1", "timm:convnext_atto",
+                                      "resnet50+timm:resnet10t"])
+def test_our_backbones_timm_names_and_joins_of_them_are_known(backbone):
+    check_backbone(backbone)
+
+
+@pytest.mark.parametrize("backbone, unknown", [("vgg", "vgg"), ("resnet18+vgg16", "vgg16"), ("timm:", "timm:"),
+                                               ("resnet18+", "")])
+def test_an_unknown_backbone_is_named_in_one_line(backbone, unknown):
+    with pytest.raises(ValueError, match=rf"^unknown backbone '{unknown}'; choose one of resnet18, .*'\+'") as error:
+        check_backbone(backbone)
+    assert "\n" not in str(error.value)

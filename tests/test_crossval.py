@@ -57,7 +57,7 @@ def test_bootstrap_point_estimate_is_sklearns_f1_and_seeds_average(rng):
     targets = (rng.random((300, 3)) < 0.4).astype(float)
     targets[rng.random(targets.shape) < 0.1] = np.nan
     decisions = [((np.nan_to_num(targets) + rng.normal(0, 0.6, targets.shape)) > 0.5).astype(int) for _ in range(2)]
-    expected = [attribute_metrics(targets, d.astype(float), 0.5, ["a", "b", "c"])["f1"].to_numpy() for d in decisions]
+    expected = [attribute_metrics(targets, d, 0.5, ["a", "b", "c"])["f1"].to_numpy() for d in decisions]
     point, low, high = bootstrap_f1(targets, decisions[0], rounds=200)
     np.testing.assert_allclose(point, expected[0])
     assert (low < point).all() and (point < high).all()

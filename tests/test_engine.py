@@ -45,6 +45,15 @@ def test_the_cpu_engine_is_onnxruntime_and_gives_pytorchs_float32_answer(images,
     torch.testing.assert_close(predict_logits(model, images, CPU, tta=True), logits, atol=1e-4, rtol=1e-4)
 
 
+def test_the_mirror_flips_arrays_and_tensors_alike_and_averages_the_two_sides():
+    images = np.arange(2 * 2 * 3 * 3, dtype=np.uint8).reshape(2, 2, 3, 3)
+    flipped = images[:, :, [2, 1, 0]]
+    np.testing.assert_array_equal(engine.mirrored(images), flipped)
+    np.testing.assert_array_equal(engine.mirrored(torch.from_numpy(images)).numpy(), flipped)
+    assert engine.mirror_averaged(torch.tensor([1.0, 3.0]), torch.tensor([2.0, 0.0])).tolist() == [1.5, 1.5]
+    assert engine.mirror_averaged(torch.tensor([1.0, 3.0])).tolist() == [1.0, 3.0]
+
+
 def test_a_graph_is_traced_once_per_weights_and_kept_for_later_models(images, traces, monkeypatch, tmp_path):
     monkeypatch.setenv("AIMONK_CACHE", str(tmp_path / "cache"))
     first = engine.feature_engine(resnet18(seed=1), CPU, 48)(images)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from aimonk.training.losses import MaskedBCEWithLogits, MaskedFocalLoss, make_loss, positive_weights
+from aimonk.training.losses import MaskedBCEWithLogits, MaskedFocalLoss, make_loss, masked_mean, positive_weights
 
 NAN = float("nan")
 
@@ -12,6 +12,14 @@ NAN = float("nan")
 def bce(x, y, w=1.0):
     p = 1 / (1 + math.exp(-x))
     return -(w * y * math.log(p) + (1 - y) * math.log(1 - p))
+
+
+def test_the_masked_mean_counts_only_where_the_mask_holds():
+    loss = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    mask = torch.tensor([[True, False], [True, False], [False, False]])
+    assert masked_mean(loss, mask).item() == 2.0  # (1 + 3) / 2
+    assert masked_mean(loss, mask, 0).tolist() == [2.0, 0.0]  # nothing known in the second column: 0
+    assert masked_mean(loss, mask, 1).tolist() == [1.0, 3.0, 0.0]
 
 
 def test_masked_bce_matches_hand_computation():

@@ -5,17 +5,20 @@ from aimonk.metrics import attribute_metrics, majority_baseline_f1, majority_cla
 
 def test_perfect_predictor_scores_one_and_nan_rows_are_ignored():
     targets = np.array([[1, 0], [0, np.nan], [1, 1], [np.nan, 0]], dtype=np.float32)
-    probabilities = np.nan_to_num(targets, nan=0.77)  # whatever is predicted for unknown labels
-    table = attribute_metrics(targets, probabilities, 0.5, ["a", "b"])
+    decisions = np.nan_to_num(targets, nan=1).astype(bool)  # whatever is decided for unknown labels
+    table = attribute_metrics(targets, decisions, 0.5, ["a", "b"])
     assert table.loc["macro", "f1"] == 1.0
     assert table.loc["a", "known"] == 3 and table.loc["b", "known"] == 3
 
 
-def test_per_attribute_thresholds_are_used():
-    targets = np.array([[1], [0]], dtype=np.float32)
-    probabilities = np.array([[0.3], [0.1]])
-    assert attribute_metrics(targets, probabilities, [0.2], ["a"]).loc["a", "f1"] == 1.0
-    assert attribute_metrics(targets, probabilities, [0.5], ["a"]).loc["a", "f1"] == 0.0
+def test_the_decisions_are_scored_and_their_thresholds_recorded():
+    targets = np.array([[1, 1], [0, 1], [1, 0]], dtype=np.float32)
+    decisions = np.array([[True, True], [True, False], [False, False]])
+    table = attribute_metrics(targets, decisions, [0.2, 0.7], ["a", "b"])
+    # a: 1 true positive, 1 false positive, 1 false negative; b: 1 true positive, 1 false negative
+    assert table.loc["a", ["precision", "recall", "f1"]].tolist() == [0.5, 0.5, 0.5]
+    assert table.loc["b", ["precision", "recall"]].tolist() == [1.0, 0.5] and table.loc["b", "f1"] == 2 / 3
+    assert table["threshold"].tolist()[:2] == [0.2, 0.7]
 
 
 def test_majority_baseline_f1_formula():

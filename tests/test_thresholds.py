@@ -2,7 +2,22 @@ import numpy as np
 import pytest
 
 from aimonk.config import parse_strategy
-from aimonk.decision.thresholds import tune_threshold, tune_thresholds
+from aimonk.decision.rule import DecisionRule
+from aimonk.decision.thresholds import decide, tune_threshold, tune_thresholds
+
+
+def test_a_probability_at_its_threshold_is_present_and_nan_is_absent():
+    probabilities = np.array([[0.3, 0.7], [0.29, np.nan], [1.0, 0.0]])
+    expected = [[True, False], [False, False], [True, False]]
+    assert decide(probabilities, [0.3, 0.71]).tolist() == expected
+    assert decide(probabilities, 0.3).tolist() == [[True, True], [False, False], [True, False]]
+
+
+def test_the_rule_decides_at_its_stored_thresholds_unless_given_others():
+    rule = DecisionRule.untuned(2, "a test")
+    probabilities = np.array([[0.5, 0.49], [0.2, 0.9]])
+    assert rule.decide(probabilities).tolist() == [[True, False], [False, True]]
+    assert rule.decide(probabilities, [0.1, 0.95]).tolist() == [[True, False], [True, False]]
 
 
 def test_f1_threshold_separates_a_separable_attribute():

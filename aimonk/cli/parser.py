@@ -9,17 +9,15 @@ import re
 import textwrap
 from pathlib import Path
 
-from aimonk.config import DEVICES, FINAL_MODELS, PRESETS, TrainConfig, preset
+from aimonk.config import DEVICES, FINAL_MODELS, PRESETS, TrainConfig, freeze_from_text, preset
 from aimonk.version import __version__
 
 
 def freeze_value(text: str) -> int | str:
-    if text == "all":
-        return text
     try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a number of stages, -1 or all, not {text!r}") from None
+        return freeze_from_text(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 FIELD_TYPES = {"freeze": freeze_value}

@@ -15,7 +15,7 @@ import numpy as np
 
 from aimonk.config import CALIBRATIONS, TrainConfig, parse_strategy
 from aimonk.decision.calibration import EPSILON, Calibration, fit_calibration, sigmoid
-from aimonk.decision.thresholds import HeldOut, tune_thresholds
+from aimonk.decision.thresholds import HeldOut, decide, tune_thresholds
 
 
 @dataclass
@@ -69,7 +69,7 @@ class DecisionRule:
 
     def decide(self, probabilities: np.ndarray, thresholds=None) -> np.ndarray:
         """present (N, K) for calibrated probabilities, at the stored thresholds or the given ones."""
-        return np.asarray(probabilities) >= np.asarray(self.thresholds if thresholds is None else thresholds)
+        return decide(probabilities, self.thresholds if thresholds is None else thresholds)
 
     def apply(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated probabilities, decisions) for the model's logits (N, K)."""
@@ -111,10 +111,10 @@ def one_decision_for_all(targets: np.ndarray, probabilities: np.ndarray, thresho
     """(attribute, PRESENT or ABSENT) for each attribute whose threshold decides all its known rows alike,
     where those rows hold both classes (with one class only, every threshold does)."""
     names = list(attributes) if attributes is not None else [f"attribute {k + 1}" for k in range(targets.shape[1])]
-    same = []
+    decisions, same = decide(probabilities, thresholds), []
     for column, name in enumerate(names):
         known = ~np.isnan(targets[:, column])
-        truth, present = targets[known, column], probabilities[known, column] >= thresholds[column]
+        truth, present = targets[known, column], decisions[known, column]
         if len(truth) and truth.min() != truth.max() and present.min() == present.max():
             same.append((name, "PRESENT" if present[0] else "ABSENT"))
     return same

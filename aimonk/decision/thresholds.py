@@ -22,6 +22,12 @@ class HeldOut:
     folds: np.ndarray | None = None  # the fold that predicted each image
 
 
+def decide(probabilities, thresholds) -> np.ndarray:
+    """present: each probability at or above its attribute's threshold (thresholds (K,) or one for all; a NaN
+    probability is absent). The one place a probability meets a threshold."""
+    return np.asarray(probabilities) >= np.asarray(thresholds)
+
+
 def tune_threshold(truth: np.ndarray, scores: np.ndarray, strategy: str = "f1") -> float:
     """The threshold for one attribute's known labels; 0.5 when there is nothing to tune on."""
     name, floor = parse_strategy(strategy)
@@ -66,7 +72,7 @@ def decisions_by_fold(targets: np.ndarray, probabilities: np.ndarray, fold_of_ro
     for fold in np.unique(fold_of_row):
         scored = fold_of_row == fold
         thresholds = tune_thresholds(targets[~scored], probabilities[~scored], strategy)
-        decisions[scored] = probabilities[scored] >= thresholds
+        decisions[scored] = decide(probabilities[scored], thresholds)
         per_fold.append(thresholds)
     return decisions, np.array(per_fold)
 
@@ -76,4 +82,4 @@ def metrics_decided_by_fold(targets: np.ndarray, probabilities: np.ndarray, fold
     """Precision, recall and F1 per attribute (and macro) with each fold's rows decided by thresholds tuned on
     the other folds only (decisions_by_fold): the honest score of out-of-fold predictions."""
     decisions, _ = decisions_by_fold(targets, probabilities, fold_of_row, strategy)
-    return attribute_metrics(targets, decisions.astype(float), 0.5, attributes)
+    return attribute_metrics(targets, decisions, 0.5, attributes)

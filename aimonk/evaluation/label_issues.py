@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from aimonk.decision.thresholds import decide
+
 ISSUE_COLUMNS = ["attribute", "filename", "given", "suggested", "probability", "self_confidence", "rank"]
 
 
@@ -55,8 +57,9 @@ def na_suggestions(targets: np.ndarray, probabilities: np.ndarray, filenames, at
         for index in np.flatnonzero(np.isnan(targets[:, column])):
             probability = float(probabilities[index, column])
             if max(probability, 1 - probability) >= confidence:
-                rows.append({"attribute": name, "filename": filenames[index], "suggested": int(probability >= 0.5),
-                             "probability": probability, "confidence": max(probability, 1 - probability)})
+                rows.append({"attribute": name, "filename": filenames[index],
+                             "suggested": int(decide(probability, 0.5)), "probability": probability,
+                             "confidence": max(probability, 1 - probability)})
     table = pd.DataFrame(rows, columns=["attribute", "filename", "suggested", "probability", "confidence"])
     return table.sort_values(["attribute", "confidence"], ascending=[True, False], kind="stable").reset_index(drop=True)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aimonk.config import check_frozen_stages
+
 
 class AttributeClassifier(nn.Module):
     backbone = ""  # its registry name, set by aimonk.model.registry.build_model
@@ -52,11 +54,9 @@ class AttributeClassifier(nn.Module):
 
     def freeze(self, num_stages: int) -> None:
         """Freeze the first `num_stages` stages: no gradients, batch-norm statistics fixed."""
-        stages = self.stage_modules()
-        if not 0 <= num_stages <= len(stages):
-            raise ValueError(f"freeze must be between 0 and {len(stages)} stages ({', '.join(self.stage_names)})")
+        check_frozen_stages(num_stages, self.stage_names)
         self.frozen_stages = num_stages
-        for index, modules in enumerate(stages):
+        for index, modules in enumerate(self.stage_modules()):
             for module in modules:
                 for parameter in module.parameters(recurse=False):
                     parameter.requires_grad_(index >= num_stages)

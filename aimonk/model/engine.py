@@ -177,10 +177,16 @@ def _cached_graph(classifier, image_size: int, key: str, keep: bool) -> np.ndarr
                         "source": f"weights {key[:8]}"})[0]
 
 
-def mirrored(images: np.ndarray) -> np.ndarray:
-    """The horizontally flipped uint8 images (N, H, W, 3): the test-time augmentation (as
-    aimonk.model.inference.mirror does it to tensors)."""
-    return images[:, :, ::-1]
+def mirrored(images):
+    """The horizontally flipped images (N, H, W, 3), a numpy array or a tensor: the test-time augmentation,
+    the same on every route."""
+    return images.flip(2) if isinstance(images, torch.Tensor) else images[:, :, ::-1]
+
+
+def mirror_averaged(outputs, mirror_outputs=None):
+    """The outputs for the images, averaged with those for their mirror images when given: how every route
+    applies the test-time augmentation."""
+    return outputs if mirror_outputs is None else (outputs + mirror_outputs) / 2
 
 
 def features_and_mirror(engine, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,8 @@ import torch
 from aimonk.progress import progress_bar
 
 from aimonk.cache import files_key, load_array, release_pages, store_array
-from aimonk.model.engine import engine_batch, engine_name, feature_engine, features_and_mirror, weights_digest
+from aimonk.model.engine import (engine_batch, engine_name, feature_engine, features_and_mirror, mirror_averaged,
+                                 weights_digest)
 from aimonk.distributed import Processes
 
 def backbone_features(model, images: np.ndarray, device: torch.device, progress: bool = False,
@@ -70,7 +71,4 @@ def head_logits(head, features: torch.Tensor, device: torch.device, tta: bool) -
     """The head's logits on precomputed features (2, N, F); tta averages in the mirror images."""
     head.eval()
     with torch.no_grad():
-        logits = head(features[0].to(device)).float()
-        if tta:
-            logits = (logits + head(features[1].to(device)).float()) / 2
-    return logits.cpu()
+        return mirror_averaged(*[head(side.to(device)).float() for side in features[:2 if tta else 1]]).cpu()

@@ -7,7 +7,7 @@ import torch
 from aimonk.progress import progress_bar
 from aimonk.runtime import use_channels_last
 from aimonk.model.classifier import classifiers
-from aimonk.model.engine import feature_engine, features_and_mirror, in_eval_mode
+from aimonk.model.engine import feature_engine, features_and_mirror, in_eval_mode, mirror_averaged, mirrored
 
 
 def place_model(model: torch.nn.Module, device: torch.device, channels_last: bool | None = None) -> torch.nn.Module:
@@ -20,16 +20,9 @@ def place_model(model: torch.nn.Module, device: torch.device, channels_last: boo
     return model
 
 
-def mirror(images: torch.Tensor) -> torch.Tensor:
-    """The horizontally flipped uint8 batch (N, H, W, 3): the test-time augmentation, the same everywhere."""
-    return images.flip(2)
-
-
 def with_mirror_averaged(model, images: torch.Tensor, tta: bool) -> torch.Tensor:
-    """model(images), averaged with model(mirror(images)) when tta: how every prediction path applies TTA
-    (batched inference, validation, and the exported ONNX graph)."""
-    outputs = model(images).float()
-    return (outputs + model(mirror(images)).float()) / 2 if tta else outputs
+    """model(images), averaged with model(mirrored(images)) when tta (what the exported ONNX graph computes)."""
+    return mirror_averaged(model(images).float(), model(mirrored(images)).float() if tta else None)
 
 
 @torch.no_grad()
@@ -52,10 +45,8 @@ def predict_logits(model, images: np.ndarray, device: torch.device, progress: bo
 
 
 def _head_logits(classifier, engine, images: np.ndarray, device: torch.device, tta: bool) -> torch.Tensor:
-    if not tta:
-        return classifier.head(torch.from_numpy(engine(images)).to(device)).float().cpu()
-    both = [classifier.head(torch.from_numpy(side).to(device)).float() for side in features_and_mirror(engine, images)]
-    return ((both[0] + both[1]) / 2).cpu()
+    sides = features_and_mirror(engine, images) if tta else (engine(images),)
+    return mirror_averaged(*[classifier.head(torch.from_numpy(side).to(device)).float() for side in sides]).cpu()
 
 
 def predict_probabilities(model, images: np.ndarray, device: torch.device, **options) -> np.ndarray:

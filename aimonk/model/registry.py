@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aimonk.config import BACKBONE_NAMES, TrainConfig
+from aimonk.config import BACKBONE_NAMES, TrainConfig, check_backbone, check_freeze, check_frozen_stages
 from aimonk.model.classifier import (AttributeClassifier, ConcatenatedBackbones, EnsembleClassifier, TimmClassifier,
                                      classifiers)
 from aimonk.model.timm_backbone import (Backbone, WeightsUnavailableError, build_timm, is_timm, pretrained_names,
@@ -219,15 +219,11 @@ def load_weights(model: nn.Module, state: dict, name: str) -> None:
 
 
 def check_names(backbone: str) -> list[str]:
-    """The backbones joined by '+' in `backbone`, each one ours or timm's, or a one-line ValueError."""
+    """The backbones joined by '+' in `backbone`, each one ours or in timm's registry, or a one-line ValueError."""
+    check_backbone(backbone)
     names = backbone.split("+")
-    for name in names:
-        if is_timm(name):
-            timm_name(name)
-        elif name not in BACKBONES:
-            raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}, timm:NAME for "
-                             "any of timm's models (`aimonk backbones PATTERN` lists them), or several joined by "
-                             "'+' (their features concatenated)")
+    for name in filter(is_timm, names):
+        timm_name(name)
     return names
 
 
@@ -272,20 +268,14 @@ def frozen_stages(backbone: str, freeze: int | str) -> tuple[int, int]:
     """(stages frozen, stages in all) for `--freeze` on `backbone`: 'all' freezes every stage, -1 the
     reference's rule (up to stride 8), N the first N. Backbones joined by '+' are one stage, frozen by any
     freeze but 0. A count above the backbone's stages is a one-line ValueError naming them."""
-    names = backbone.split("+")
-    if len(names) > 1:
+    check_freeze(freeze)
+    if "+" in backbone:
         return (0 if freeze == 0 else 1), 1
     stage_names, reference_freeze = timm_layout(backbone) if is_timm(backbone) else (
         BACKBONES[backbone].stage_names, BACKBONES[backbone].reference_freeze)
-    total = len(stage_names)
-    if freeze == "all":
-        return total, total
-    if isinstance(freeze, str) and not freeze.lstrip("-").isdigit():
-        raise ValueError(f"freeze must be a number of stages, -1 or 'all', not {freeze!r}")
-    frozen = reference_freeze if int(freeze) < 0 else int(freeze)
-    if frozen > total:
-        raise ValueError(f"freeze must be between 0 and {total} stages ({', '.join(stage_names)}), not {freeze}")
-    return frozen, total
+    frozen = len(stage_names) if freeze == "all" else reference_freeze if freeze == -1 else freeze
+    check_frozen_stages(frozen, stage_names)
+    return frozen, len(stage_names)
 
 
 def available_backbones(pattern: str = "*") -> tuple[list[str], list[str] | None]:

@@ -8,16 +8,17 @@ import numpy as np
 import pandas as pd
 
 from aimonk.decision.calibration import expected_calibration_error, reliability
+from aimonk.decision.thresholds import decide
 from aimonk.plots.figure import label_mark, overlay, plot_image_grid
 
 
 def plot_sample_predictions(images, names, targets, probabilities, thresholds, attributes, columns: int = 6):
     """Each image with ✓/✗ per attribute; green where the prediction is right, red where wrong."""
     titles, colours = [], []
-    for name, truth, probs in zip(names, targets, probabilities):
+    for name, truth, probs, decisions in zip(names, targets, probabilities, decide(probabilities, thresholds)):
         lines, line_colours = [Path(name).name], ["black"]
-        for attribute, t, p, threshold in zip(attributes, truth, probs, thresholds):
-            mark, colour = label_mark(t, p >= threshold)
+        for attribute, t, p, present in zip(attributes, truth, probs, decisions):
+            mark, colour = label_mark(t, present)
             lines.append(f"{mark} {attribute} {p:.0%}")
             line_colours.append(colour)
         titles.append("\n".join(lines))
@@ -31,6 +32,7 @@ def plot_precision_recall(targets, probabilities, attributes, thresholds=None):
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     figure, ax = plt.subplots(figsize=(6.5, 5.5))
+    decisions = None if thresholds is None else decide(probabilities, thresholds)
     for column, name in enumerate(attributes):
         known = ~np.isnan(targets[:, column])
         truth, scores = targets[known, column].astype(int), probabilities[known, column]
@@ -39,8 +41,8 @@ def plot_precision_recall(targets, probabilities, attributes, thresholds=None):
         precision, recall, _ = precision_recall_curve(truth, scores)
         line, = ax.plot(recall, precision, label=f"{name} (AP {average_precision_score(truth, scores):.2f}, "
                                                   f"{truth.mean():.0%} positive)")
-        if thresholds is not None:
-            chosen = scores >= thresholds[column]
+        if decisions is not None:
+            chosen = decisions[known, column]
             if chosen.any():
                 ax.plot(truth[chosen].sum() / truth.sum(), truth[chosen].mean(), "o", color=line.get_color())
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.02),
@@ -81,10 +83,11 @@ def plot_explanation(image, heatmaps, attributes, probabilities, thresholds, nam
     figure, axes = plt.subplots(1, len(attributes) + 1, figsize=(2.6 * (len(attributes) + 1), 3.0))
     axes[0].imshow(image)
     axes[0].set_title(Path(name).name or "image", fontsize=9)
-    for ax, attribute, heatmap, p, t in zip(axes[1:], attributes, heatmaps, probabilities, thresholds):
+    for ax, attribute, heatmap, p, t, present in zip(axes[1:], attributes, heatmaps, probabilities, thresholds,
+                                                     decide(probabilities, thresholds)):
         ax.imshow(overlay(image, heatmap))
-        ax.set_title(f"{attribute}: {'PRESENT' if p >= t else 'absent'}\n{p:.0%} (threshold {t:.2f})", fontsize=9,
-                     color="#2e7d32" if p >= t else "#616161")
+        ax.set_title(f"{attribute}: {'PRESENT' if present else 'absent'}\n{p:.0%} (threshold {t:.2f})", fontsize=9,
+                     color="#2e7d32" if present else "#616161")
     for ax in axes:
         ax.axis("off")
     figure.tight_layout()
@@ -95,10 +98,11 @@ def plot_confusion_matrices(targets, probabilities, thresholds, attributes):
     from sklearn.metrics import confusion_matrix
 
     figure, axes = plt.subplots(1, len(attributes), figsize=(3.2 * len(attributes), 3.2), squeeze=False)
+    decisions = decide(probabilities, thresholds)
     for column, (ax, name) in enumerate(zip(axes[0], attributes)):
         known = ~np.isnan(targets[:, column])
-        matrix = confusion_matrix(targets[known, column].astype(int),
-                                  (probabilities[known, column] >= thresholds[column]).astype(int), labels=[0, 1])
+        matrix = confusion_matrix(targets[known, column].astype(int), decisions[known, column].astype(int),
+                                  labels=[0, 1])
         ax.imshow(matrix, cmap="Blues")
         for (i, j), count in np.ndenumerate(matrix):
             ax.text(j, i, str(count), ha="center", va="center",

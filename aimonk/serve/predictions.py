@@ -10,6 +10,7 @@ import pandas as pd
 
 from aimonk.data.images import load_image_folder
 from aimonk.decision.rule import DecisionRule
+from aimonk.decision.thresholds import decide
 from aimonk.files import csv_text
 
 FORMATS = ("text", "json", "csv")
@@ -39,7 +40,7 @@ class Predictions:
 
     @property
     def present(self) -> np.ndarray:
-        return self.probabilities >= np.asarray(self.thresholds)
+        return decide(self.probabilities, self.thresholds)
 
     def to_frame(self) -> pd.DataFrame:
         columns = {"image": self.names}  # built whole: a column added at a time fragments a wide frame

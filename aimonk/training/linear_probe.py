@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional
 
 from aimonk.data.split import kfold_splits
+from aimonk.training.losses import masked_mean
 
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 
@@ -23,9 +24,7 @@ def balanced_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     known, positive = ~torch.isnan(targets), targets == 1
     negative = known & ~positive
     per_entry = functional.binary_cross_entropy_with_logits(logits, torch.nan_to_num(targets), reduction="none")
-    positives = (per_entry * positive).sum(0) / positive.sum(0).clamp(min=1)
-    negatives = (per_entry * negative).sum(0) / negative.sum(0).clamp(min=1)
-    return (positives + negatives) / 2
+    return (masked_mean(per_entry, positive, 0) + masked_mean(per_entry, negative, 0)) / 2
 
 
 def solve(inputs: torch.Tensor, targets: torch.Tensor, c: torch.Tensor, start=None, max_iter: int = 100):

@@ -36,9 +36,10 @@ def _known(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return known, torch.where(known, targets, torch.zeros_like(targets))
 
 
-def _masked_mean(loss: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    # multiplying by the mask (not indexing) keeps shapes static; the NaN targets were zeroed by _known
-    return (loss * known).sum() / known.sum().clamp(min=1)
+def masked_mean(loss: torch.Tensor, mask: torch.Tensor, *dims: int) -> torch.Tensor:
+    """The mean of `loss` where `mask` holds, over `dims` (all when none), 0 where it holds nowhere.
+    Multiplying by the mask (not indexing) keeps shapes static; the loss must be finite where it does not hold."""
+    return (loss * mask).sum(*dims) / mask.sum(*dims).clamp(min=1)
 
 
 class MaskedBCEWithLogits(nn.Module):
@@ -50,7 +51,7 @@ class MaskedBCEWithLogits(nn.Module):
         known, targets = _known(targets)
         loss = F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=self.pos_weight,
                                                   reduction="none")
-        return _masked_mean(loss, known)
+        return masked_mean(loss, known)
 
 
 class MaskedFocalLoss(nn.Module):
@@ -69,7 +70,7 @@ class MaskedFocalLoss(nn.Module):
         loss = (1 - p_true) ** self.gamma * bce
         if self.pos_weight is not None:
             loss = loss * torch.where(targets > 0, self.pos_weight.expand_as(loss), torch.ones_like(loss))
-        return _masked_mean(loss, known)
+        return masked_mean(loss, known)
 
 
 class MaskedAsymmetricLoss(nn.Module):
@@ -92,7 +93,7 @@ class MaskedAsymmetricLoss(nn.Module):
             positive = positive * self.pos_weight
         shifted = (p - self.clip).clamp(min=0)
         negative = shifted ** self.gamma_negative * -torch.log((1 - shifted).clamp(min=1e-8))
-        return _masked_mean(torch.where(targets > 0, positive, negative), known)
+        return masked_mean(torch.where(targets > 0, positive, negative), known)
 
 
 def make_loss(name: str, train_values: np.ndarray, use_pos_weight: bool = True, focal_gamma: float = 2.0,
