@@ -46,7 +46,8 @@ def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path, capfd):
                 "explanation"}
     assert {p.stem for p in figures.glob("*.png")} == expected
     assert {p.name for p in figures.glob("*.png")} <= set(FIGURES)  # what `aimonk notebooks` protects
-    for name in ("model.pt", "evaluation.csv", "cv_metrics.csv"):
+    for name in ("model.pt", "evaluation/metrics.csv", "evaluation/metrics.json", "cv/cv_metrics.csv",
+                 "cv/label_issues.csv"):  # written by aimonk.evaluate and aimonk.cross_validate themselves
         assert (tmp_path / name).is_file(), name
     assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 58  # header + 57 images
     shown = {"01_eda.ipynb": 6, "02_train.ipynb": 2, "03_evaluate.ipynb": 9, "04_predict.ipynb": 1}

@@ -118,6 +118,12 @@ def check_inside(table: LabelTable, image_dir: Path) -> None:
         first_name.setdefault(target, name)
 
 
+def present_rows(filenames, missing) -> list[int]:
+    """The rows of `filenames` whose image is on disk: every row but those named in `missing`."""
+    absent = set(missing)
+    return [row for row, name in enumerate(filenames) if name not in absent]
+
+
 def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, progress: bool = True,
                          trainable: bool = False, labels=None) -> LabelledImages:
     """Read the labels and decode every present, readable image once at image_size x image_size.
@@ -126,7 +132,7 @@ def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, pro
     table, image_dir, missing = labels or read_label_folder(data, unknown_as_na)
     if trainable:
         check_trainable(table)
-    present = [i for i, name in enumerate(table.filenames) if name not in set(missing)]
+    present = present_rows(table.filenames, missing)
     paths = [image_dir / table.filenames[i] for i in present]
     key = images_key(paths, image_size)
     images, kept = cache_images(paths, image_size, progress=progress, key=key)

@@ -126,6 +126,7 @@ def cache_images(paths: list[Path], size: int, workers: int = 4, progress: bool 
 
 
 def list_images(folder) -> list[Path]:
+    """The image files directly in `folder` (by suffix, e.g. .jpg or .png), sorted by name."""
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 

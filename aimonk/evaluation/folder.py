@@ -20,8 +20,12 @@ SUBSETS = ("auto", "val", "all")
 
 @dataclass
 class Evaluation:
+    """The scores of a model on labelled images: the table, and the scored images' names, their rows in the data
+    scored (names[i] is data.filenames[rows[i]]), labels and probabilities."""
+
     table: pd.DataFrame  # one row per attribute and a "macro" row
     names: list[str]
+    rows: np.ndarray
     targets: np.ndarray
     probabilities: np.ndarray
     subset: str
@@ -86,7 +90,7 @@ def evaluate_checkpoint(data, model, subset: str = "auto", thresholds=None, devi
                      "cross-validation: each image predicted by the fold model that did not learn from it "
                      "(calibrated by a map fitted on other images) and decided by thresholds tuned on the other "
                      "folds; the thresholds column is what the model uses on new images")
-    return Evaluation(table, [data.filenames[i] for i in rows], targets, probabilities, used, source, notes)
+    return Evaluation(table, [data.filenames[i] for i in rows], rows, targets, probabilities, used, source, notes)
 
 
 def stored_out_of_fold(predictor, data: LabelledImages, rows, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

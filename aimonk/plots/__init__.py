@@ -6,6 +6,7 @@ from aimonk.plots.training import (
     TRAINING_FIGURES, save_training_figure,
 )
 from aimonk.plots.data import plot_imbalance, plot_heatmap, plot_labelled_samples
+from aimonk.plots.eda import plot_na_per_image, plot_label_patterns, plot_image_sizes, plot_folder_samples
 from aimonk.plots.evaluation import (
     plot_sample_predictions, plot_precision_recall, plot_reliability, plot_explanation,
     plot_confusion_matrices, plot_f1_comparison, plot_worst_mistakes, plot_f1_intervals,
@@ -24,6 +25,10 @@ __all__ = [
     "plot_imbalance",
     "plot_heatmap",
     "plot_labelled_samples",
+    "plot_na_per_image",
+    "plot_label_patterns",
+    "plot_image_sizes",
+    "plot_folder_samples",
     "plot_sample_predictions",
     "plot_precision_recall",
     "plot_reliability",
