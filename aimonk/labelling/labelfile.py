@@ -65,10 +65,10 @@ class Batch:
 class LabelFileChanged(ValueError):
     """The file on disk is no longer the one read: nothing was written; the answers are kept in `.answers`."""
 
-    def __init__(self, path, answers=(), what: str = "the answers were not written and are kept"):
+    def __init__(self, path, answers=(), what: str | None = None):
+        what = what or "the answers were not written and are kept: open the file again and apply them"
         self.path, self.answers = Path(path), list(answers)
-        super().__init__(f"{path} changed on disk since it was read (another program or window wrote it): "
-                         f"{what}; open the file again and apply them")
+        super().__init__(f"{path} changed on disk since it was read (another program or window wrote it): {what}")
 
 
 class LabelFileWriteError(ValueError):
@@ -180,7 +180,7 @@ class LabelFile:
             changed[cell] = record["old"]
         batch = self._batch(source, changed)
         batch.undoes = last
-        self._commit(batch, changed, [], on_before_replace, "the undo was not done")
+        self._commit(batch, changed, [], on_before_replace, "nothing was undone: open the file again to undo")
         return batch
 
     # -- the file's cells ---------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ class LabelFile:
             return SKIP if value.strip().lower() == SKIP else math.nan
         if value is None or isinstance(value, numbers.Real) and (value in (0, 1) or math.isnan(value)):
             return math.nan if value is None or math.isnan(value) else float(value)
-        raise ValueError(f"{self.path}: the answer for {answer.filename} / {answer.attribute} is {shown(repr(value))};"
+        raise ValueError(f"{self.path}: the answer for {answer.filename} / {answer.attribute} is {repr(value)[:80]};"
                          " expected 1, 0, None (unknown) or 'skip'")
 
     def _spell(self, value: float) -> str:
@@ -258,7 +258,7 @@ class LabelFile:
         return batch
 
     def _commit(self, batch: Batch, changed: dict, answers: list, hook: Hook | None,
-                what: str = "the answers were not written and are kept") -> None:
+                what: str | None = None) -> None:
         data = self._render(changed)
         try:
             with folder_lock(self.target.parent, option="the label file's folder"):
