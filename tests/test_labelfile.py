@@ -289,3 +289,21 @@ def test_a_975_line_file_takes_ten_answers(tmp_path):
     assert written[0] == "image_0.jpg 0 1 1 NA" and written[100] == "image_100.jpg 0 1 1 NA"
     assert written[1] == "image_1.jpg 1 NA 0 NA" and written[974] == "image_974.jpg 0 NA 1 NA"
     assert sum(a != b for a, b in zip(written, lines)) == 10
+
+
+def test_a_file_removed_since_read_is_changed_too(tmp_path):
+    path = write(tmp_path / "labels.txt", b"a.jpg NA 1\n")
+    labels = LabelFile.open(path)
+    path.rename(tmp_path / "moved.txt")
+    with pytest.raises(LabelFileChanged, match="labels.txt changed on disk since it was read"):
+        labels.apply([Answer("a.jpg", "Attr1", 1.0)])
+    assert sorted(os.listdir(tmp_path)) == ["moved.txt"]
+
+
+def test_a_symlinked_label_file_stays_a_link_and_its_target_is_written(tmp_path):
+    (tmp_path / "real").mkdir()
+    real = write(tmp_path / "real" / "labels.txt", b"a.jpg NA 1\n")
+    (tmp_path / "labels.txt").symlink_to(real)
+    LabelFile.open(tmp_path / "labels.txt").apply([Answer("a.jpg", "Attr1", 0.0)])
+    assert (tmp_path / "labels.txt").is_symlink() and real.read_bytes() == b"a.jpg 0 1\n"
+    assert (tmp_path / "real" / "labels.txt.orig").read_bytes() == b"a.jpg NA 1\n"

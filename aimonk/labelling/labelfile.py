@@ -10,7 +10,6 @@ first write keeps the original as `<name>.orig`, and each changed cell is a line
 from __future__ import annotations
 
 import codecs
-import errno
 import hashlib
 import math
 import numbers
@@ -262,7 +261,11 @@ class LabelFile:
         data = self._render(changed)
         try:
             with folder_lock(self.target.parent, option="the label file's folder"):
-                if hashlib.sha256(_read(self.target, self.path)).hexdigest() != self.digest:
+                try:
+                    on_disk = self.target.read_bytes()
+                except FileNotFoundError:  # removed or renamed since read: changed too
+                    on_disk = None
+                if on_disk is None or hashlib.sha256(on_disk).hexdigest() != self.digest:
                     raise LabelFileChanged(self.path, answers, what)
                 status = os.stat(self.target)
                 if not self.original_path.exists() and not self.journal_path.exists():
@@ -270,8 +273,6 @@ class LabelFile:
                 replace_file(self.target, data, status, hook)
         except OSError as error:
             raise LabelFileWriteError(self.path, error, answers) from None
-        except LabelFileError as error:  # the file could not be read back
-            raise LabelFileWriteError(self.path, OSError(errno.EIO, str(error)), answers) from None
         self._load(data)
         lines = {name: line for name, line in zip(self.table.filenames, self.table.lines)}
         records = [{"time": batch.time, "source": batch.source, "batch": batch.id,
