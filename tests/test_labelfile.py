@@ -307,3 +307,16 @@ def test_a_symlinked_label_file_stays_a_link_and_its_target_is_written(tmp_path)
     LabelFile.open(tmp_path / "labels.txt").apply([Answer("a.jpg", "Attr1", 0.0)])
     assert (tmp_path / "labels.txt").is_symlink() and real.read_bytes() == b"a.jpg 0 1\n"
     assert (tmp_path / "real" / "labels.txt.orig").read_bytes() == b"a.jpg NA 1\n"
+
+
+def test_undo_restores_a_fields_spaces_and_quotes_exactly(tmp_path):
+    original = b'filename,red,big\na.jpg, 1 ,"0"\nb.jpg,,\nc.jpg,,1\n'
+    path = write(tmp_path / "labels.csv", original)
+    labels = LabelFile.open(path)
+    labels.apply([Answer("a.jpg", "red", None), Answer("a.jpg", "big", None)])  # NA here is an empty field
+    assert path.read_bytes() == b'filename,red,big\na.jpg,  ,""\nb.jpg,,\nc.jpg,,1\n'
+    journal = (tmp_path / "labels.csv.aimonk-journal.jsonl").read_text().splitlines()
+    assert [(json.loads(line)["old_text"], json.loads(line)["new_text"]) for line in journal] == [
+        (" 1 ", "  "), ('"0"', '""')]
+    labels.undo()
+    assert path.read_bytes() == original

@@ -4,8 +4,8 @@ labels.txt stays txt and labels.csv stays CSV: only the answered cells' tokens c
 (separators, line endings, header, quoting, delimiter, BOM, the spelling of untouched NA) is kept. A batch of
 answers is one atomic write (a temporary file beside it, fsync, rename; the file's permissions kept); the
 first write keeps the original as `<name>.orig`, and each changed cell is a line of the journal beside it,
-`<name>.aimonk-journal.jsonl` (time, source, batch, filename, attribute, old and new token), from which
-`undo` restores the last batch. A file changed on disk since it was read is never overwritten.
+`<name>.aimonk-journal.jsonl` (time, source, batch, filename, attribute, old and new token and field text),
+from which `undo` restores the last batch exactly. A file changed on disk since it was read is never overwritten.
 """
 from __future__ import annotations
 
@@ -169,17 +169,21 @@ class LabelFile:
                      if record.get("action") == "apply" and record["batch"] not in undone), None)
         if last is None:
             return None
-        changed = {}
+        changed, raw = {}, {}  # raw: the fields' text as they were, spaces and quotes included
         for record in [record for record in records if record["batch"] == last]:
             cell = self._locate(record["filename"], record["attribute"])
-            if self._token(*cell) != record["new"]:
+            start, end, _ = self._cells[cell[0]][cell[1] + 1]
+            if record.get("new_text", self._text[start:end]) != self._text[start:end] or \
+                    self._token(*cell) != record["new"]:
                 raise ValueError(f"{self.path}: cannot undo batch {last}: {record['filename']} / "
                                  f"{record['attribute']} holds {self._token(*cell)!r}, not the {record['new']!r} "
                                  "it wrote (changed since); nothing was undone")
             changed[cell] = record["old"]
+            if isinstance(record.get("old_text"), str):
+                raw[cell] = record["old_text"]
         batch = self._batch(source, changed)
         batch.undoes = last
-        self._commit(batch, changed, [], on_before_replace, "nothing was undone: open the file again to undo")
+        self._commit(batch, changed, [], on_before_replace, "nothing was undone: open the file again to undo", raw)
         return batch
 
     # -- the file's cells ---------------------------------------------------------------------------------
@@ -205,9 +209,12 @@ class LabelFile:
         raw = self._text[start:end]
         return (raw[1:-1].replace('""', '"') if kind == "quoted" else raw).strip()
 
-    def _field(self, row: int, column: int, token: str) -> tuple[int, int, str]:
-        """(start, end, text) replacing a cell by `token`, keeping its quotes and the spaces around it."""
+    def _field(self, row: int, column: int, token: str, raw: str | None = None) -> tuple[int, int, str]:
+        """(start, end, text) replacing a cell by `token`, keeping its quotes and the spaces around it (or by the
+        field's `raw` text, as an undo restores it)."""
         start, end, kind = self._cells[row][column + 1]
+        if raw is not None:
+            return start, end, raw
         if kind == "mixed":
             raise LabelFileError(self.path, self.table.lines[row], f"the field of {self.table.attributes[column]!r}"
                                                                    " mixes quoted and unquoted text; edit it by hand")
@@ -216,9 +223,9 @@ class LabelFile:
         text = lead + token + trail if inner.strip() else token
         return start, end, f'"{text}"' if kind == "quoted" else text
 
-    def _render(self, changed: dict) -> bytes:
+    def _render(self, fields) -> bytes:
         pieces, at = [], 0
-        for start, end, text in sorted(self._field(*cell, token) for cell, token in changed.items()):
+        for start, end, text in sorted(fields):
             pieces += [self._text[at:start], text]
             at = end
         return self._bom + ("".join(pieces) + self._text[at:]).encode("utf-8")
@@ -257,8 +264,10 @@ class LabelFile:
         return batch
 
     def _commit(self, batch: Batch, changed: dict, answers: list, hook: Hook | None,
-                what: str | None = None) -> None:
-        data = self._render(changed)
+                what: str | None = None, raw: dict | None = None) -> None:
+        fields = [self._field(*cell, token, (raw or {}).get(cell)) for cell, token in changed.items()]
+        texts = [(self._text[start:end], text) for start, end, text in fields]  # in the order of batch.changes
+        data = self._render(fields)
         try:
             with folder_lock(self.target.parent, option="the label file's folder"):
                 try:
@@ -278,7 +287,8 @@ class LabelFile:
         records = [{"time": batch.time, "source": batch.source, "batch": batch.id,
                     "action": "undo" if batch.undoes else "apply", **({"undoes": batch.undoes} if batch.undoes else {}),
                     "filename": change.filename, "attribute": change.attribute, "line": lines.get(change.filename),
-                    "old": change.old, "new": change.new} for change in batch.changes]
+                    "old": change.old, "new": change.new, "old_text": old, "new_text": new}
+                   for change, (old, new) in zip(batch.changes, texts)]
         try:
             append_journal(self.journal_path, records)
         except OSError as error:
