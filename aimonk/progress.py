@@ -39,9 +39,13 @@ class BarFriendlyHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def progress_shown(show: bool = True, stream_name: str = "stderr"):
+def progress_shown(show: bool | None = True, stream_name: str = "stderr"):
     """Within it, the aimonk logger shows INFO lines and bars (show) or only warnings (not show), with a line
-    handler on `stream_name` unless the logger already has one (the CLI's); as it was after."""
+    handler on `stream_name` unless the logger already has one (the CLI's); as it was after. show=None changes
+    nothing (what the caller set)."""
+    if show is None:
+        yield
+        return
     level, added = LOGGER.level, None
     if show and not LOGGER.handlers:
         added = BarFriendlyHandler(stream_name)

@@ -124,7 +124,7 @@ def cmd_explain(args) -> int:
     from aimonk.serve.predictor import Predictor
 
     predictor = Predictor.load(args.model, args.device)
-    images, paths = load_image_folder(args.path, predictor.image_size, progress=False)
+    images, paths = load_image_folder(args.path, predictor.image_size)
     names = explanation_names(paths)
     out = check_output_folder(args.out, args.overwrite, names=names)
     for start in progress_bar(range(0, len(images), 8), desc="explaining", disable=len(images) <= 8, leave=False):

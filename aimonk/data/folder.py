@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from aimonk.data.images import cache_images, images_key, warn_about_data
-from aimonk.files import file_digest
 from aimonk.data.labels import LabelFileError, LabelTable, check_trainable, read_labels, summarize
+from aimonk.files import file_digest
+from aimonk.progress import progress_shown
 
 LABEL_FILE_NAMES = ("labels.txt", "labels.csv")
 
@@ -124,7 +125,7 @@ def present_rows(filenames, missing) -> list[int]:
     return [row for row, name in enumerate(filenames) if name not in absent]
 
 
-def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, progress: bool = True,
+def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, progress: bool | None = None,
                          trainable: bool = False, labels=None) -> LabelledImages:
     """Read the labels and decode every present, readable image once at image_size x image_size.
     trainable: first check that every attribute can be learned (before any image is decoded); labels: what
@@ -135,7 +136,8 @@ def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, pro
     present = present_rows(table.filenames, missing)
     paths = [image_dir / table.filenames[i] for i in present]
     key = images_key(paths, image_size)
-    images, kept = cache_images(paths, image_size, progress=progress, key=key)
+    with progress_shown(progress):
+        images, kept = cache_images(paths, image_size, key=key)
     rows = [present[i] for i in kept]
     unreadable = [table.filenames[i] for i in sorted(set(present) - set(rows))]
     if not rows:

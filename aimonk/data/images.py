@@ -87,7 +87,7 @@ def images_key(paths, size: int) -> str:
     return files_key(paths, "images", size)
 
 
-def cache_images(paths: list[Path], size: int, workers: int = 4, progress: bool = True, key: str | None = None):
+def cache_images(paths: list[Path], size: int, workers: int = 4, key: str | None = None):
     """Decode and resize every image once. Returns (uint8 array (M, size, size, 3), kept indices).
 
     The array is a memory map of aimonk.cache's entry for these files at this size: written image by image
@@ -104,7 +104,7 @@ def cache_images(paths: list[Path], size: int, workers: int = 4, progress: bool 
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 results = pool.map(lambda p: _try_load(p, size), paths)
                 for index, (array, message) in enumerate(progress_bar(results, total=len(paths), leave=False,
-                                                                          desc=f"decoding images at {size}px", disable=not progress)):
+                                                                          desc=f"decoding images at {size}px")):
                     if array is None:
                         failures.append(message)
                     else:
@@ -131,7 +131,7 @@ def list_images(folder) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def load_image_folder(paths, image_size: int, progress: bool = True) -> tuple[np.ndarray, list[Path]]:
+def load_image_folder(paths, image_size: int) -> tuple[np.ndarray, list[Path]]:
     """Unlabelled images for prediction: a file, a folder, or a list of files."""
     if isinstance(paths, (str, Path)):
         paths = folder = Path(paths)
@@ -144,7 +144,7 @@ def load_image_folder(paths, image_size: int, progress: bool = True) -> tuple[np
         else:
             raise FileNotFoundError(f"no such image or folder: {paths}")
     paths = [Path(p) for p in paths]
-    images, kept = cache_images(paths, image_size, progress=progress)
+    images, kept = cache_images(paths, image_size)
     if not kept:
         raise ValueError(f"none of the {len(paths)} image file(s) could be read (see the warning above)")
     return images, [paths[i] for i in kept]

@@ -61,14 +61,13 @@ def rows_named(data: LabelledImages, names) -> np.ndarray:
     return np.array([i for i, name in enumerate(data.filenames) if name in wanted], dtype=int)
 
 
-def evaluate_checkpoint(data, model, subset: str = "auto", thresholds=None, device: str = "auto",
-                        progress: bool = True) -> Evaluation:
+def evaluate_checkpoint(data, model, subset: str = "auto", thresholds=None, device: str = "auto") -> Evaluation:
     """Score `model` (a checkpoint's path, or a Predictor already loaded) on the folder `data` at its stored
     (or the given) thresholds."""
     predictor = model if isinstance(model, Predictor) else Predictor.load(model, device)
     if not isinstance(data, LabelledImages):
         data = load_labelled_folder(find_label_file(data), predictor.image_size,
-                                    predictor.config.unknown_as_na, progress)
+                                    predictor.config.unknown_as_na)
     notes = data.notes()
     data, matching = matched_attributes(data, predictor.attributes)
     notes += matching
@@ -77,7 +76,7 @@ def evaluate_checkpoint(data, model, subset: str = "auto", thresholds=None, devi
     if used == "out-of-fold":
         raw, probabilities, folds = stored_out_of_fold(predictor, data, rows, targets)
     else:
-        probabilities = predictor.data_probabilities(data, rows, progress)
+        probabilities = predictor.data_probabilities(data, rows)
         notes += training_overlap(data, rows, predictor.checkpoint.provenance)
     notes += unscorable(targets, predictor.attributes)
     majority = predictor.checkpoint.provenance.majority or majority_classes(targets)

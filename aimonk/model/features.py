@@ -16,7 +16,7 @@ from aimonk.model.engine import (engine_batch, engine_name, feature_engine, feat
                                  weights_digest)
 from aimonk.distributed import Processes
 
-def backbone_features(model, images: np.ndarray, device: torch.device, progress: bool = False,
+def backbone_features(model, images: np.ndarray, device: torch.device,
                       out: np.ndarray | None = None, keep_graph: bool = True):
     """Pooled features (2, N, F) on the CPU, float32, of a model placed on `device`, by its feature_engine:
     [0] of the images, [1] of their mirror images; written batch by batch into `out` when given (e.g. a disk
@@ -25,14 +25,13 @@ def backbone_features(model, images: np.ndarray, device: torch.device, progress:
     if out is None:
         out = np.zeros((2, len(images), feature_width(model, images.shape[1], device)), np.float32)
     step = engine.batch_size
-    for start in progress_bar(range(0, len(images), step), desc="features", disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(images), step), desc="features", leave=False):
         out[0, start:start + step], out[1, start:start + step] = features_and_mirror(engine, images[start:start + step])
         release_pages(images)
     return torch.from_numpy(out)
 
 
-def cached_features(model, data, config, device, progress: bool = False,
-                    processes: Processes = Processes()) -> torch.Tensor:
+def cached_features(model, data, config, device, processes: Processes = Processes()) -> torch.Tensor:
     """backbone_features of all of `data`, computed once per backbone, weights, image size and engine: kept
     on `data` for this process and in aimonk.cache's feature entries for later runs. Several processes
     (torchrun) each compute a block of the images and share them; the main process stores them."""
@@ -48,10 +47,10 @@ def cached_features(model, data, config, device, progress: bool = False,
             def compute(out: np.ndarray) -> int:
                 if processes.distributed:  # whole batches of one process's run, so that the features are its
                     own = processes.batches_block(len(data), engine_batch(device))
-                    part = backbone_features(model, data.images[own], device, progress, keep_graph=on_disk)
+                    part = backbone_features(model, data.images[own], device, keep_graph=on_disk)
                     out[:] = processes.gather_rows(part, dim=1).numpy()
                 else:
-                    backbone_features(model, data.images, device, progress, out=out, keep_graph=on_disk)
+                    backbone_features(model, data.images, device, out=out, keep_graph=on_disk)
                 return len(out)
 
             shape = (2, len(data), feature_width(model, config.image_size, device))

@@ -26,7 +26,7 @@ def with_mirror_averaged(model, images: torch.Tensor, tta: bool) -> torch.Tensor
 
 
 @torch.no_grad()
-def predict_logits(model, images: np.ndarray, device: torch.device, progress: bool = False, tta: bool = False,
+def predict_logits(model, images: np.ndarray, device: torch.device, tta: bool = False,
                    keep_graphs: bool = False) -> torch.Tensor:
     """Logits (N, K) on the CPU for cached uint8 images (N, H, W, 3) by a model placed on `device`
     (place_model): each classifier's backbone by its feature_engine (`keep_graphs`: the CPU engine's graphs
@@ -37,7 +37,7 @@ def predict_logits(model, images: np.ndarray, device: torch.device, progress: bo
     engines = [feature_engine(member, device, images.shape[1], keep_graphs) for member in members]
     step = engines[0].batch_size
     outputs = [torch.zeros((0, model.num_outputs))]
-    for start in progress_bar(range(0, len(images), step), desc="predicting", disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(images), step), desc="predicting", leave=False):
         batch = images[start:start + step]
         logits = sum(_head_logits(member, engine, batch, device, tta) for member, engine in zip(members, engines))
         outputs.append(logits / len(members))

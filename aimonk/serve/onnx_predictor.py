@@ -38,7 +38,7 @@ class OnnxPredictor(PredictsImages):
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
 
-    def probabilities(self, images: np.ndarray, progress: bool = False, batch_size: int = 16) -> np.ndarray:
+    def probabilities(self, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """Calibrated probabilities (N, K) for uint8 images (N, size, size, 3), from the graph alone."""
         outputs = [self.session.run(None, {"images": np.ascontiguousarray(images[start:start + batch_size])})[0]
                    for start in range(0, len(images), batch_size)]

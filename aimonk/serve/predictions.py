@@ -12,6 +12,7 @@ from aimonk.data.images import load_image_folder
 from aimonk.decision.rule import DecisionRule
 from aimonk.decision.thresholds import decide
 from aimonk.files import csv_text
+from aimonk.progress import progress_shown
 
 FORMATS = ("text", "json", "csv")
 
@@ -89,7 +90,7 @@ class Predictions:
 
 class PredictsImages:
     """What every predictor (a checkpoint, an exported ONNX model) shares on top of its own
-    probabilities(images, progress): the stored decision rule, threshold overrides, and files and folders to
+    probabilities(images): the stored decision rule, threshold overrides, and files and folders to
     Predictions."""
 
     attributes: list[str]
@@ -105,8 +106,10 @@ class PredictsImages:
         """The given thresholds (a list or an array), or the stored ones."""
         return list(self.thresholds if thresholds is None else np.asarray(thresholds, dtype=float).tolist())
 
-    def predict_paths(self, paths, thresholds=None, progress: bool = True) -> Predictions:
+    def predict_paths(self, paths, thresholds=None, progress: bool | None = True) -> Predictions:
         """A file, a folder, or a list of files; unreadable files are skipped with a warning."""
-        images, kept = load_image_folder(paths, self.image_size, progress=progress)
-        return Predictions([str(p) for p in kept], self.attributes, self.probabilities(images, progress),
+        with progress_shown(progress):
+            images, kept = load_image_folder(paths, self.image_size)
+            probabilities = self.probabilities(images)
+        return Predictions([str(p) for p in kept], self.attributes, probabilities,
                            self.thresholds_or_stored(thresholds))

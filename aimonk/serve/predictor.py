@@ -34,19 +34,19 @@ class Predictor(PredictsImages):
         except ValueError as error:  # its weights do not fit its own architecture: a damaged or edited file
             raise ValueError(f"{path}: {error}") from None
 
-    def probabilities(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (N, K) for uint8 images (N, H, W, 3) at the model's size."""
-        logits = predict_logits(self.model, images, self.device, progress=progress, tta=self.config.tta,
+        logits = predict_logits(self.model, images, self.device, tta=self.config.tta,
                                 keep_graphs=True)
         return self.rule.apply(logits.numpy())[0]
 
-    def data_probabilities(self, data, rows=None, progress: bool = False) -> np.ndarray:
+    def data_probabilities(self, data, rows=None) -> np.ndarray:
         """Probabilities for rows of a LabelledImages. When only the head was trained, the frozen backbone's
         features are cached on `data` (as training does), so scoring several such models costs one pass."""
         rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=int)
         if self.checkpoint.ensemble_size or not self.checkpoint.recipe.head_only:
-            return self.probabilities(data.images[rows], progress)
-        features = cached_features(self.model, data, self.config, self.device, progress)
+            return self.probabilities(data.images[rows])
+        features = cached_features(self.model, data, self.config, self.device)
         logits = head_logits(self.model.head, features[:, rows], self.device, self.config.tta)
         return self.rule.apply(logits.numpy())[0]
 

@@ -26,7 +26,6 @@ from aimonk.model.features import cached_features
 from aimonk.model.inference import place_model
 from aimonk.model.recipe import decide_recipe
 from aimonk.model.registry import build_model
-from aimonk.progress import shown
 from aimonk.runtime import select_device
 from aimonk.training.loop import fit
 from aimonk.training.state import new_history
@@ -116,7 +115,7 @@ def share_features(config: TrainConfig, data: LabelledImages, processes: Process
     if decide_recipe(config).head_only:
         device = processes.device(select_device(config.device))
         model = place_model(build_model(config, data.attributes), device, config.channels_last)
-        cached_features(model, data, config, device, shown(), processes)
+        cached_features(model, data, config, device, processes)
 
 
 def final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, how: str, rule: DecisionRule | None,

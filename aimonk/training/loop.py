@@ -26,7 +26,7 @@ from aimonk.model.features import cached_features, head_logits
 from aimonk.model.inference import place_model
 from aimonk.model.recipe import Recipe, decide_recipe
 from aimonk.model.registry import build_model
-from aimonk.progress import quiet, shown
+from aimonk.progress import quiet
 from aimonk.runtime import seed_everything, select_device
 from aimonk.training.linear_probe import LinearProbe
 from aimonk.training.losses import make_loss
@@ -128,7 +128,7 @@ def solve_linear_probe(config: TrainConfig, data: LabelledImages, model, train_r
     """The head solved once on the backbone's features (every process solves the same problem on the same
     shared features, so all hold the same head), and its validation at threshold 0.5 where there is a split."""
     started = time.perf_counter()
-    features = cached_features(model, data, config, device, shown(), processes)
+    features = cached_features(model, data, config, device, processes)
     probe = LinearProbe(config.head_c, flip=config.augment == "flip", seed=config.seed)
     probe.fit(features[:, train_rows], data.values[train_rows]).write_into(model.head)
     history = {"iteration_loss": probe.objective_, "epochs": [], "head_c": probe.c_.tolist()}

@@ -15,7 +15,7 @@ from aimonk.metrics import attribute_metrics
 from aimonk.model.features import cached_features, head_logits
 from aimonk.model.inference import predict_logits
 from aimonk.model.recipe import Recipe
-from aimonk.progress import progress_bar, shown
+from aimonk.progress import progress_bar
 from aimonk.runtime import autocast
 from aimonk.training.loaders import make_train_loader
 from aimonk.training.optim import WeightAverage, make_optimizer, make_scaler, make_scheduler
@@ -142,7 +142,7 @@ class HeadOnFeatures(ValidatedOnFeatures, WholeNetwork):
     def __init__(self, model, config: TrainConfig, phase: Phase):
         self.config, self.phase, self.epochs = config, phase, config.epochs
         self.trained = phase.processes.wrap(model.head, phase.device)
-        self.features = cached_features(model, phase.data, config, phase.device, shown(), phase.processes)
+        self.features = cached_features(model, phase.data, config, phase.device, phase.processes)
         self.loader = make_train_loader(phase.data, phase.train_rows, config, phase.device, self.features,
                                         phase.processes)
 
