@@ -24,6 +24,8 @@ API = {
     "load_labelled_folder": "aimonk.data.folder",
     "TrainingInterrupted": "aimonk.training.loop",
     "Callback": "aimonk.training.loop",
+    "label_queue": "aimonk.label_session",
+    "LabelSession": "aimonk.label_session",
     # what the notebooks use besides the above (and aimonk.plots): exploring a folder, looking at mistakes,
     # predicting and exporting
     "locate_data": "aimonk.data.demo",

@@ -105,6 +105,42 @@ def evaluate_cross_validated(args) -> int:
     return 0
 
 
+def cmd_label(args) -> int:
+    from aimonk.data.folder import find_label_file
+    from aimonk.labelling.labelfile import LabelFile
+
+    if args.model and args.queue is None:
+        raise ValueError("--model ranks the questions of --queue; answers and undo need no model")
+    if args.queue is not None:
+        return print_queue(args)
+    labels = LabelFile.open(find_label_file(args.data))
+    if args.undo:
+        batch = labels.undo(source="aimonk label --undo")
+        print(f"took back batch {batch.undoes} ({len(batch.changes)} cell(s)) in {labels.path}" if batch else
+              f"nothing to undo in {labels.path}")
+        return 0
+    from aimonk.labelling.answers import read_answers
+
+    batch = labels.apply(read_answers(args.answers), source=f"aimonk label --answers {args.answers}")
+    print(f"wrote {len(batch.changes)} answer(s) to {labels.path} as batch {batch.id} ({len(batch.skipped)} skipped; "
+          f"the original is kept as {labels.original_path.name}, every change in {labels.journal_path.name}); take "
+          "it back with --undo")
+    return 0
+
+
+def print_queue(args) -> int:
+    import pandas as pd
+
+    from aimonk.label_session import LabelSession
+
+    if args.queue < 1:
+        raise ValueError(f"--queue must be at least 1, not {args.queue}")
+    session = LabelSession(args.data, args.model, score=args.score, source="aimonk label")
+    questions = session.questions(args.queue)
+    sys.stdout.write(csv_text(pd.DataFrame([q.to_dict() for q in questions]), index=False))
+    return 0
+
+
 def cmd_predict(args) -> int:
     from aimonk.serve import load_predictor
     from aimonk.serve.predictions import parse_thresholds
@@ -246,4 +282,4 @@ def megabytes(entries) -> str:
 
 COMMANDS = {"summary": cmd_summary, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "notebooks": cmd_notebooks, "explain": cmd_explain, "export": cmd_export, "cache": cmd_cache,
-            "demo": cmd_demo, "tune": cmd_tune, "backbones": cmd_backbones}
+            "demo": cmd_demo, "tune": cmd_tune, "label": cmd_label, "backbones": cmd_backbones}

@@ -9,7 +9,8 @@ import re
 import textwrap
 from pathlib import Path
 
-from aimonk.config import DEVICES, FINAL_MODELS, PRESETS, TrainConfig, freeze_from_text, preset
+from aimonk.config import (DEFAULT_LABEL_SCORE, DEVICES, FINAL_MODELS, LABEL_SCORES, PRESETS, TrainConfig,
+                           freeze_from_text, preset)
 from aimonk.version import __version__
 
 
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aimonk", formatter_class=WholeWords,
         description="Multilabel image classification with missing labels and imbalanced classes: "
-                    "`aimonk summary|train|evaluate|tune|predict|explain|export|notebooks|backbones|cache|demo`.")
+                    "`aimonk summary|train|evaluate|tune|label|predict|explain|export|notebooks|backbones|cache|demo`.")
     parser.add_argument("--version", action="version", version=f"aimonk {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     command = functools.partial(commands.add_parser, formatter_class=WholeWords)
@@ -153,6 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
                          help="text (a report per image), json or csv")
     predict.add_argument("--device", default="auto", choices=DEVICES, help="where the model runs (auto: a GPU if any)")
     predict.set_defaults(run="predict")
+
+    label = command("label", help="fill the gaps: the next questions about NA and doubtful labels, or apply answers",
+        description="The labelling queue of a folder: NA cells whose answer should help most and known labels the "
+                    "out-of-fold predictions confidently contradict (--queue N prints the next N as CSV); a CSV of "
+                    "answers written into the folder's own labels file in one atomic batch, the original kept as "
+                    ".orig and every change in a journal beside it (--answers); the last batch taken back (--undo).")
+    label.add_argument("data", help="the labelled folder (labels.txt or labels.csv, and images/), or its label file")
+    label.add_argument("--model", help="with --queue: the checkpoint whose predictions rank the questions (default: "
+                                       "the default recipe trained on DATA first)")
+    task = label.add_mutually_exclusive_group(required=True)
+    task.add_argument("--queue", type=int, metavar="N", help="print the next N questions as CSV")
+    task.add_argument("--answers", metavar="ANSWERS.csv", help="apply a CSV of answers (columns filename, "
+                                                               "attribute, answer: 1, 0, unknown or skip)")
+    task.add_argument("--undo", action="store_true", help="take back the last batch of answers")
+    label.add_argument("--score", choices=LABEL_SCORES, default=DEFAULT_LABEL_SCORE, help="how NA cells are ranked (see "
+                                                                              "aimonk.labelling.queue)")
+    label.set_defaults(run="label")
 
     notebooks = command("notebooks", help="run the numbered notebooks headless with papermill")
     notebooks.add_argument("--data", required=True, help="the labelled folder")
