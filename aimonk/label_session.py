@@ -79,19 +79,22 @@ class LabelSession:
         if checkpoint is not None:
             self.use(checkpoint)
         else:
-            self.use(train(self.data, self.config, progress=False).checkpoint)
+            self.use_trained(train(self.data, self.config, progress=False))
 
     def check_same_attributes(self) -> None:
         if list(self.file.attributes) != list(self.data.attributes):
             raise ValueError(f"{self.file.path} names the attributes {', '.join(self.file.attributes)}; the model "
                              f"was trained on {', '.join(self.data.attributes)}")
 
-    def use(self, checkpoint: Checkpoint) -> None:
+    def use_trained(self, trained) -> None:
+        self.use(trained.checkpoint, trained.result.model)
+
+    def use(self, checkpoint: Checkpoint, model=None) -> None:
         """The model's calibrated probabilities for every cell, its out-of-fold ones for the known labels, its
-        thresholds, and its out-of-fold F1."""
+        thresholds, and its out-of-fold F1. model: the checkpoint's network, where it is built already."""
         self.checkpoint = checkpoint
         rule = checkpoint.decision_rule
-        self.probabilities = Predictor(checkpoint, "cpu").data_probabilities(self.data)
+        self.probabilities = Predictor(checkpoint, "cpu", model).data_probabilities(self.data)
         self.out_of_fold = np.full(self.data.values.shape, np.nan, dtype=np.float32)
         self.folds = np.full(len(self.data), -1)
         stored = checkpoint.out_of_fold
@@ -173,7 +176,7 @@ class LabelSession:
                      f"aimonk train {shlex.quote(str(Path(self.file.path).parent))} --config CONFIG.json --out RUN")
             result = Retrained(batch, before, None, time.perf_counter() - started)
         else:
-            self.use(train(self.data, self.config, progress=False).checkpoint)
+            self.use_trained(train(self.data, self.config, progress=False))
             result = Retrained(batch, before, self.f1, time.perf_counter() - started)
             log.info(result.describe())
         self.history.append(result)

@@ -28,6 +28,11 @@ def decide(probabilities, thresholds) -> np.ndarray:
     return np.asarray(probabilities) >= np.asarray(thresholds)
 
 
+def metrics_at(targets: np.ndarray, probabilities: np.ndarray, thresholds, attributes) -> pd.DataFrame:
+    """Precision, recall and F1 per attribute (and macro) of the decisions at `thresholds`."""
+    return attribute_metrics(targets, decide(probabilities, thresholds), thresholds, attributes)
+
+
 def tune_threshold(truth: np.ndarray, scores: np.ndarray, strategy: str = "f1") -> float:
     """The threshold for one attribute's known labels; 0.5 when there is nothing to tune on."""
     name, floor = parse_strategy(strategy)

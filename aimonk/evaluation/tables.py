@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from aimonk.decision.calibration import expected_calibration_error
-from aimonk.decision.thresholds import decide, decisions_by_fold
-from aimonk.metrics import attribute_metrics, bootstrap_f1, majority_baseline_f1, majority_classes, ranking_scores, with_macro
+from aimonk.decision.thresholds import decide, decisions_by_fold, metrics_at
+from aimonk.metrics import bootstrap_f1, majority_baseline_f1, majority_classes, ranking_scores, with_macro
 from aimonk.training.crossval import CrossValidation
 
 
@@ -17,7 +17,7 @@ def macro_of(values: np.ndarray) -> float:
 
 
 def score(targets, probabilities, thresholds, attributes, majority) -> pd.DataFrame:
-    table = attribute_metrics(targets, decide(probabilities, thresholds), thresholds, attributes)
+    table = metrics_at(targets, probabilities, thresholds, attributes)
     table["ece"] = with_macro(expected_calibration_error(targets, probabilities))
     baseline = majority_baseline_f1(np.asarray(majority), targets)
     table["baseline_f1"] = list(baseline) + [macro_of(baseline)]
@@ -29,7 +29,7 @@ def compare_thresholds(targets, probabilities, thresholds, attributes, majority)
     """Precision, recall and F1 at 0.5 beside those at the given thresholds (the ones stored with the model,
     chosen on images it did not learn from), and the majority-class baseline's F1."""
     at_half = score(targets, probabilities, 0.5, attributes, majority)
-    stored = attribute_metrics(targets, decide(probabilities, thresholds), thresholds, attributes)
+    stored = metrics_at(targets, probabilities, thresholds, attributes)
     return pd.DataFrame({
         "precision@0.5": at_half["precision"], "recall@0.5": at_half["recall"], "f1@0.5": at_half["f1"],
         "precision@stored": stored["precision"], "recall@stored": stored["recall"], "f1@stored": stored["f1"],
@@ -59,7 +59,7 @@ def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, see
     per attribute, and "macro")."""
     decisions, _ = fold_tuned_decisions(cv, strategy)
     tuned = score(cv.targets, decisions.astype(float), 0.5, cv.attributes, majority_classes(cv.targets))
-    at_half = attribute_metrics(cv.targets, decide(cv.probabilities, 0.5), 0.5, cv.attributes)
+    at_half = metrics_at(cv.targets, cv.probabilities, 0.5, cv.attributes)
     _, low, high = bootstrap_f1(cv.targets, decisions, rounds, seed)
     ap, auc = ranking_scores(cv.targets, cv.probabilities)
     ece = expected_calibration_error(cv.targets, cv.probabilities)

@@ -16,14 +16,16 @@ class Predictor(PredictsImages):
     """A checkpoint ready to predict: `Predictor.load(path).predict_paths(folder)`. Its probabilities are the
     model's, calibrated by the checkpoint's decision rule; its decisions are the rule's."""
 
-    def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto", model=None):
+        """model: the checkpoint's network already built (e.g. the one just trained), else built from it."""
         self.checkpoint = checkpoint
         self.config = checkpoint.config
         self.attributes: list[str] = checkpoint.attributes
         self.rule = checkpoint.decision_rule
         self.image_size: int = checkpoint.image_size
         self.device = select_device(device)
-        self.model = place_model(checkpoint.network(), self.device, self.config.channels_last)
+        self.model = place_model(model if model is not None else checkpoint.network(), self.device,
+                                 self.config.channels_last).eval()
 
     @classmethod
     def load(cls, path, device: str = "auto") -> "Predictor":

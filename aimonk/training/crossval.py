@@ -24,7 +24,7 @@ from aimonk.metrics import majority_classes
 from aimonk.model.checkpoint import Checkpoint, OutOfFold, Provenance
 from aimonk.model.features import cached_features
 from aimonk.model.inference import place_model
-from aimonk.model.recipe import decide_recipe
+from aimonk.model.recipe import Recipe, decide_recipe
 from aimonk.model.registry import build_model
 from aimonk.runtime import select_device
 from aimonk.training.loop import fit
@@ -70,6 +70,9 @@ def run_folds(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: i
     splits = kfold_splits(values, folds, config.seed if seed is None else seed)
     if processes.distributed:
         share_features(config, data, processes)  # computed once by all, not once per process
+    # the linear probe writes every weight of its head and no other: its folds can share one model
+    shared = build_model(config, data.attributes) if decide_recipe(config) is Recipe.LINEAR_PROBE and \
+        not keep_models else None
     trained = {}
     for fold, (train_part, val_part) in enumerate(splits):
         if fold % processes.world != processes.rank:
@@ -78,8 +81,8 @@ def run_folds(config: TrainConfig, data: LabelledImages, folds: int = 5, seed: i
                  + (f" (and {processes.world - 1} more folds at once in the other processes)"
                     if processes.distributed else ""))
         # a fold cannot be resumed: Ctrl-C in one (TrainingInterrupted) stops the cross-validation
-        result = fit(config.for_fold(), data, (rows[train_part], rows[val_part]), validate_each_epoch=False,
-                     callbacks=callbacks)
+        result = fit(config.for_fold(), data, (rows[train_part], rows[val_part]), model=shared,
+                     validate_each_epoch=False, callbacks=callbacks)
         state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()} if keep_models else None
         trained[fold] = (result.val_probabilities, result.history, state)
         if after_fold is not None and not processes.distributed:

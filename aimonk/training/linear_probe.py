@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional
 
 from aimonk.data.split import kfold_splits
+from aimonk.runtime import one_thread
 from aimonk.training.losses import masked_mean
 
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
@@ -47,7 +48,8 @@ def solve(inputs: torch.Tensor, targets: torch.Tensor, c: torch.Tensor, start=No
         losses.append(float(loss.detach()))
         return loss
 
-    optimizer.step(closure)
+    with one_thread():
+        optimizer.step(closure)
     return weights.detach(), biases.detach(), losses
 
 

@@ -20,8 +20,8 @@ from aimonk.config import TrainConfig
 from aimonk.data.folder import LabelledImages
 from aimonk.data.labels import check_trainable
 from aimonk.data.split import train_val_split
+from aimonk.decision.thresholds import metrics_at
 from aimonk.distributed import Processes
-from aimonk.metrics import attribute_metrics
 from aimonk.model.features import cached_features, head_logits
 from aimonk.model.inference import place_model
 from aimonk.model.recipe import Recipe, decide_recipe
@@ -137,7 +137,7 @@ def solve_linear_probe(config: TrainConfig, data: LabelledImages, model, train_r
     if len(val_rows):
         logits = head_logits(model.head, features[:, val_rows], device, config.tta)
         probabilities = torch.sigmoid(logits).numpy()
-        table = attribute_metrics(data.values[val_rows], probabilities, 0.5, data.attributes)
+        table = metrics_at(data.values[val_rows], probabilities, 0.5, data.attributes)
         line += f"  val F1 {table.loc['macro', 'f1']:.3f} [{' '.join(f'{v:.2f}' for v in table['f1'][:-1])}]"
     log.info(f"{line}  {time.perf_counter() - started:.0f}s")
     return TrainResult(model, Recipe.LINEAR_PROBE, history, train_rows, val_rows, None, probabilities)

@@ -11,9 +11,8 @@ import pandas as pd
 from aimonk.config import TrainConfig
 from aimonk.data.folder import LabelledImages
 from aimonk.decision.rule import DecisionRule
-from aimonk.decision.thresholds import HeldOut
+from aimonk.decision.thresholds import HeldOut, metrics_at
 from aimonk.distributed import Processes
-from aimonk.metrics import attribute_metrics
 from aimonk.model.checkpoint import Checkpoint
 from aimonk.progress import quiet
 from aimonk.training.crossval import out_of_fold, run_folds
@@ -88,7 +87,7 @@ def validation_metrics(data: LabelledImages, result: TrainResult) -> pd.DataFram
     """The kept model's precision, recall and F1 at threshold 0.5 on the validation split, where there is one."""
     if result.val_probabilities is None:
         return None
-    return attribute_metrics(data.values[result.val_rows], result.val_probabilities, 0.5, data.attributes)
+    return metrics_at(data.values[result.val_rows], result.val_probabilities, 0.5, data.attributes)
 
 
 def held_out_predictions(config: TrainConfig, data: LabelledImages, result: TrainResult,

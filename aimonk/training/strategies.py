@@ -9,9 +9,8 @@ import torch
 
 from aimonk.config import TrainConfig
 from aimonk.data.folder import LabelledImages
-from aimonk.decision.thresholds import decide
+from aimonk.decision.thresholds import metrics_at
 from aimonk.distributed import Processes
-from aimonk.metrics import attribute_metrics
 from aimonk.model.features import cached_features, head_logits
 from aimonk.model.inference import predict_logits
 from aimonk.model.recipe import Recipe
@@ -66,7 +65,7 @@ def validate(model, phase: "Phase", val_logits):
     targets = phase.data.values[rows]
     loss = float(phase.loss_fn(logits.to(phase.device), torch.from_numpy(targets).to(phase.device)))
     probabilities = torch.sigmoid(logits).numpy()
-    return loss, probabilities, attribute_metrics(targets, decide(probabilities, 0.5), 0.5, phase.attributes)
+    return loss, probabilities, metrics_at(targets, probabilities, 0.5, phase.attributes)
 
 
 @dataclass
