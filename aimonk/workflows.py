@@ -29,7 +29,7 @@ from aimonk.model.checkpoint import Checkpoint, OutOfFold, Provenance
 from aimonk.model.registry import build_model
 from aimonk.progress import LOGGER, progress_shown
 from aimonk.run_folder import CV_OUTPUTS, EVALUATE_OUTPUTS, TRAIN_OUTPUTS, RunFolder
-from aimonk.runtime import select_device
+from aimonk.runtime import seed_everything, select_device
 from aimonk.serve.predictions import parse_thresholds
 from aimonk.serve.predictor import Predictor
 from aimonk.training.crossval import CrossValidation, final_model, out_of_fold, run_folds
@@ -55,6 +55,7 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
         with RunFolder(out, TRAIN_OUTPUTS, overwrite=overwrite, resume=resume, main=processes.main) as run:
             run.open_tracker(config)
             labels = None if isinstance(data, LabelledImages) else read_label_folder(data, config.unknown_as_na)
+            seed_everything(config.seed)  # the model's first weights are the seed's
             model = build_model(config, data.attributes if labels is None else labels[0].attributes)
             note_pretrained_size(model, config)
             data = training_images(data, config, processes, labels)

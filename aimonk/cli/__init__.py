@@ -74,7 +74,7 @@ def run_command(args) -> int:
         print(f"aimonk {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stopped:  # training says what it kept; anything else stops without a traceback
-        print(f"aimonk {args.command}: {stopped or 'interrupted'}", file=sys.stderr)
+        print(f"aimonk {args.command}: {str(stopped) or 'interrupted'}", file=sys.stderr)
         return INTERRUPTED
 
 

@@ -97,7 +97,10 @@ def fit(config: TrainConfig, data: LabelledImages, rows=None, *, model: torch.nn
     model = place_model(model if model is not None else build_model(config, data.attributes), device,
                         config.channels_last)
     if recipe is Recipe.LINEAR_PROBE:
-        return solve_linear_probe(config, data, model, train_rows, val_rows, device, processes)
+        try:
+            return solve_linear_probe(config, data, model, train_rows, val_rows, device, processes)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted("interrupted") from None
     loss_fn = make_loss(config.loss, data.values[train_rows], config.pos_weight, config.focal_gamma,
                         data.attributes).to(device)
     phase = Phase(data, train_rows, val_rows, loss_fn, device, processes)
