@@ -39,15 +39,15 @@ def test_an_interrupted_study_continues(demo_dir, tmp_path, capsys):
 
     command = ["tune", str(demo_dir), "--trials", "3", "--out", str(tmp_path), *SMALL, "--space",
                str(space_file(tmp_path))]
-    with ctrl_c_on_line("out-of-fold macro F1", nth=2) as first:  # Ctrl-C as the second trial's score is shown
+    with ctrl_c_on_line(": out-of-fold macro F1", nth=2) as first:  # Ctrl-C as the second trial's score is shown
         assert main(command) == 130
     assert "interrupted: 1 finished trial(s) are kept in" in capsys.readouterr().err
-    with ctrl_c_on_line("out-of-fold macro F1", nth=0) as second:  # nth 0: never interrupts, only records
+    with ctrl_c_on_line(": out-of-fold macro F1", nth=0) as second:  # nth 0: never interrupts, only records
         assert main(command) == 0
     assert "1 done before, continuing" in capsys.readouterr().out
     trials = pd.read_csv(tmp_path / "trials.csv")
     assert list(trials["state"]) == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
-    scored = [line.split(":")[0] for run in (first, second) for line in run.lines if "out-of-fold macro F1" in line]
+    scored = [line.split(":")[0] for run in (first, second) for line in run.lines if ": out-of-fold macro F1" in line]
     assert scored == ["trial 0", "trial 1", "trial 2", "trial 3"]  # the interrupted trial is not scored again
 
 
