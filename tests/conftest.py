@@ -1,8 +1,14 @@
+import contextlib
+import logging
+import os
+import sys
+
 import numpy as np
 import pytest
 
 from aimonk.config import preset
 from aimonk.data.demo import make_demo_dataset
+from aimonk.training.loop import Callback
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
@@ -29,13 +35,24 @@ def tiny_config():
 
 @pytest.fixture(scope="session")
 def trained_run(demo_dir, tmp_path_factory, tiny_config):
-    """One tiny epoch of training on the demo data; returns (run folder, TrainResult)."""
+    """One tiny epoch of training on the demo data, a real run folder written by aimonk.workflows.train;
+    returns (run folder, TrainedModel)."""
     from aimonk.data.folder import load_labelled_folder
-    from aimonk.training.loop import fit
+    from aimonk.workflows import train
 
     out = tmp_path_factory.mktemp("run")
     data = load_labelled_folder(demo_dir, tiny_config.image_size, progress=False)
-    return out, fit(tiny_config, data, out, progress=False)
+    return out, train(data, tiny_config, out, progress=False)
+
+
+def model_of(backbone: str, outputs: int, **fields):
+    """A model to train, built the one way the package builds one: build_model(TrainConfig(...), outputs)
+    (fields: TrainConfig's, e.g. weights, freeze, image_size, dropout; freeze 0, every stage learning, unless
+    given)."""
+    from aimonk.config import TrainConfig
+    from aimonk.model.registry import build_model
+
+    return build_model(TrainConfig(backbone=backbone, **{"freeze": 0, **fields}), outputs)
 
 
 def write(path, text):
@@ -48,27 +65,26 @@ def rng():
     return np.random.default_rng(0)
 
 
-def interrupt_call(monkeypatch, name: str, call: int, calls: list | None = None):
-    """Make the call-th call of aimonk.training.strategies.NAME (what every strategy's epoch calls) raise
-    KeyboardInterrupt, as Ctrl-C would, appending to `calls` at each call; returns the real function (to put
-    back with monkeypatch.setattr)."""
-    import aimonk.training.strategies as training
+class Interrupt(Callback):
+    """A Callback (aimonk.training.loop.Callback, the public seam) that presses Ctrl-C: it raises
+    KeyboardInterrupt at the `at`-th call of its hook (`on`: "epoch_started" or "fit_started"), counting only
+    epochs of `phase` when given. `calls` records every call of that hook it saw, as (epoch, phase) or rows."""
 
-    real, calls = getattr(training, name), [] if calls is None else calls
+    def __init__(self, at: int, on: str = "epoch_started", phase: str | None = None):
+        self.at, self.on, self.phase, self.calls = at, on, phase, []
 
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == call:
+    def fit_started(self, rows):
+        if self.on == "fit_started":
+            self.count(rows)
+
+    def epoch_started(self, epoch, phase):
+        if self.on == "epoch_started" and (self.phase is None or phase == self.phase):
+            self.count((epoch, phase))
+
+    def count(self, seen):
+        self.calls.append(seen)
+        if len(self.calls) == self.at:
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, name, interrupted)
-    return real
-
-
-def interrupt_in_epoch(monkeypatch, epoch: int):
-    """Ctrl-C in the epoch-th epoch (aimonk.training.strategies.train_one_epoch); returns the real function."""
-    return interrupt_call(monkeypatch, "train_one_epoch", epoch)
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +96,52 @@ def run(demo_dir, tmp_path_factory):
     assert main(["train", str(demo_dir), "--out", str(out), "--backbone", "efficientnet_lite0",
                  "--threshold-source", "none", "--image-size", "48", "--batch-size", "8"]) == 0
     return out
+
+
+class CtrlCOnLine(logging.Handler):
+    """Ctrl-C as the `aimonk` logger (where every progress line goes: aimonk.progress) shows a line that holds
+    `text` for the nth time (nth 0: never; it only records the lines): for what has no callback to hook, e.g. a
+    command run through aimonk.cli.main."""
+
+    def __init__(self, text: str, nth: int = 1):
+        super().__init__(logging.INFO)
+        self.text, self.nth, self.lines = text, nth, []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+        if sum(self.text in line for line in self.lines) == self.nth and self.text in self.lines[-1]:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def ctrl_c_on_line(text: str, nth: int = 1):
+    handler = CtrlCOnLine(text, nth)
+    logger = logging.getLogger("aimonk")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+_OPENED: list = []  # (path) of every file opened while an `opened` block runs; the audit hook stays for good
+
+
+def _audit(event, args):
+    if event == "open" and _OPENED and isinstance(args[0], (str, bytes, os.PathLike)):
+        for paths in _OPENED:
+            paths.append(os.fsdecode(args[0]))
+
+
+@contextlib.contextmanager
+def opened():
+    """The paths of the files opened inside the block (Python's "open" audit event)."""
+    if not getattr(sys, "_aimonk_test_audit", False):
+        sys.addaudithook(_audit)
+        sys._aimonk_test_audit = True
+    paths: list[str] = []
+    _OPENED.append(paths)
+    try:
+        yield paths
+    finally:
+        _OPENED.remove(paths)

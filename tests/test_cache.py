@@ -46,7 +46,7 @@ def test_features_are_reused_by_a_later_run(folder, monkeypatch):
     from aimonk.model.registry import build_model
 
     config = preset("default", **TINY).replace(backbone="efficientnet_lite0", amp=False)
-    model = build_model(config.backbone, 4, config.weights, freeze="all", image_size=48).eval()
+    model = build_model(config.replace(freeze="all", image_size=48), 4).eval()
     first = features.cached_features(model, load_labelled_folder(folder, 48, progress=False), config,
                                      torch.device("cpu"))
     monkeypatch.setattr(features, "backbone_features", lambda *a, **k: pytest.fail("computed again"))

@@ -17,14 +17,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_checkpoint_holds_everything_and_loads_safely(trained_run):
-    out, result = trained_run
+    out, trained = trained_run
+    result = trained.result
     checkpoint = Checkpoint.load(out / "model.pt")  # torch.load(weights_only=True) inside
     assert checkpoint.image_size == checkpoint.config.image_size == 48 and len(checkpoint.attributes) == 4
     assert len(checkpoint.history["iteration_loss"]) > 0 and checkpoint.recipe is Recipe.WHOLE_NETWORK
     assert checkpoint.provenance.version and checkpoint.provenance.split["train"] and checkpoint.provenance.majority
     assert checkpoint.provenance.epoch == result.best_epoch
-    assert checkpoint.rule is None  # fit() alone: the epoch kept, no decision rule fitted yet
-    assert "not tuned" in checkpoint.decision_rule.source_ and checkpoint.decision_rule.thresholds == [0.5] * 4
+    # written once, as the run ended: with the decision rule tuned on the validation split (the finetune preset's)
+    assert checkpoint.rule is not None and checkpoint.rule.thresholds == trained.rule.thresholds
+    assert "validation images" in checkpoint.rule.source_ and checkpoint.decision_rule.source_ == trained.rule.source_
     model = checkpoint.network()
     x = torch.randint(0, 255, (2, 48, 48, 3), dtype=torch.uint8)
     result.model.eval()
@@ -145,5 +147,11 @@ def test_predictor_on_an_array_of_any_size(trained_run):
     image = np.random.default_rng(0).integers(0, 255, (100, 70, 3), dtype=np.uint8)
     predictions = predictor.predict_array(image, thresholds=[0.0] * 4)
     assert predictions.probabilities.shape == (1, 4) and predictions.present.all()
-    assert not predictor.predict_array(image, thresholds=np.ones(4)).present.any()  # arrays work too
+    probabilities = predictions.probabilities[0]
+    # arrays work too, decided as probability >= threshold (the run's Platt map, fitted on a few validation images,
+    # may be steep enough to reach 1.0 in float32: present even at threshold 1)
+    np.testing.assert_array_equal(predictor.predict_array(image, thresholds=np.ones(4)).present[0], probabilities >= 1)
+    above = np.minimum(np.nextafter(probabilities, np.float32(2)), 1.0)
+    np.testing.assert_array_equal(predictor.predict_array(image, thresholds=above).present[0], probabilities >= 1)
+    assert predictor.predict_array(image, thresholds=probabilities).present.all()
     assert predictor.predict_array(image).thresholds == predictor.thresholds

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from aimonk.cli import main
-from conftest import interrupt_in_epoch, write
+from conftest import ctrl_c_on_line, opened, write
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
@@ -178,16 +178,13 @@ def test_config_options_reach_the_preset(capsys):
     assert "argument --freeze: freeze must be a number of stages (0 or more), -1 or 'all', not 'most'" in error
 
 
-def test_train_resume_continues_an_interrupted_run(demo_dir, tmp_path, capsys, monkeypatch):
-    import aimonk.training.strategies as training
-
+def test_train_resume_continues_an_interrupted_run(demo_dir, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", str(demo_dir), "--out", str(out), "--preset", "finetune", "--epochs", "3", "--image-size", "48",
             "--batch-size", "16", "--device", "cpu", "--threshold-source", "none"]
-    real = interrupt_in_epoch(monkeypatch, 2)
-    assert main(args) == 130 and (out / "last.pt").is_file()
+    with ctrl_c_on_line("epoch   2  train loss"):  # Ctrl-C as the second epoch's line is shown
+        assert main(args) == 130 and (out / "last.pt").is_file()
     assert "--resume" in capsys.readouterr().out
-    monkeypatch.setattr(training, "train_one_epoch", real)
     assert main(args + ["--resume"]) == 2  # its own configuration: options are refused
     assert "--resume continues the run with its own configuration; leave out --image-size" in capsys.readouterr().err
     assert main(["train", str(demo_dir), "--out", str(out), "--resume"]) == 0
@@ -198,32 +195,31 @@ def test_train_resume_continues_an_interrupted_run(demo_dir, tmp_path, capsys, m
     assert "only an interrupted run can be resumed" in capsys.readouterr().err
 
 
-def test_evaluate_with_given_thresholds_reads_the_checkpoint_once(demo_dir, cli_run, tmp_path, capsys, monkeypatch):
-    import aimonk.model.checkpoint as checkpoint
+def test_evaluate_with_given_thresholds_reads_the_checkpoint_once(demo_dir, cli_run, tmp_path, capsys):
+    from aimonk.model.checkpoint import Checkpoint
 
-    reads, real = [], checkpoint.read_torch_file
-    monkeypatch.setattr(checkpoint, "read_torch_file", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
-    assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), "--subset", "all",
-                 "--thresholds", "0.2,0.3,0.4,0.6", "--out", str(tmp_path)]) == 0
-    assert "thresholds given by the caller" in capsys.readouterr().out and len(reads) == 1
+    model = str(cli_run / "model.pt")
+    with opened() as one_read:
+        Checkpoint.load(model)
+    with opened() as paths:
+        assert main(["evaluate", str(demo_dir), "--model", model, "--subset", "all",
+                     "--thresholds", "0.2,0.3,0.4,0.6", "--out", str(tmp_path)]) == 0
+    assert "thresholds given by the caller" in capsys.readouterr().out
+    assert one_read.count(model) >= 1 and paths.count(model) == one_read.count(model)  # read once
     report = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
     assert [r["threshold"] for r in report[:4]] == pytest.approx([0.2, 0.3, 0.4, 0.6])
     assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), "--thresholds", "0.1,0.2"]) == 2
     assert "expected 1 or 4 thresholds" in capsys.readouterr().err
 
 
-def test_ctrl_c_stops_a_command_without_a_traceback_and_exit_130(demo_dir, tmp_path, capsys, monkeypatch):
-    import aimonk.training.strategies as training
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(training, "solve_head", interrupted)
+def test_ctrl_c_stops_a_command_without_a_traceback_and_exit_130(demo_dir, tmp_path, capsys):
     out = tmp_path / "cv"
-    assert main(["evaluate", str(demo_dir), "--cv", "3", "--out", str(out), "--image-size", "48"]) == 130
+    with ctrl_c_on_line("fold 1/3"):  # Ctrl-C as the first fold starts
+        assert main(["evaluate", str(demo_dir), "--cv", "3", "--out", str(out), "--image-size", "48"]) == 130
     assert "aimonk evaluate: interrupted" in capsys.readouterr().err and not (out / "cv_metrics.csv").exists()
     # the default run interrupted before its one pass ended: nothing saved, and it says so
-    assert main(["train", str(demo_dir), "--out", str(tmp_path / "run"), "--image-size", "48"]) == 130
+    with ctrl_c_on_line("linear probe solved"):  # Ctrl-C as the solve's line is shown, before anything is saved
+        assert main(["train", str(demo_dir), "--out", str(tmp_path / "run"), "--image-size", "48"]) == 130
     assert "interrupted before the first epoch ended: nothing was saved" in capsys.readouterr().out
     assert not (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "config.json").exists()
 

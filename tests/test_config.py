@@ -39,10 +39,10 @@ def test_the_weight_decay_help_names_the_optimizer_that_uses_it():
 
     import torch
 
-    from aimonk.model.registry import build_model
+    from conftest import model_of
     from aimonk.training.optim import make_optimizer
 
-    optimizer = make_optimizer(build_model("resnet18", 2, weights="none"), TrainConfig())
+    optimizer = make_optimizer(model_of("resnet18", 2, weights="none"), TrainConfig())
     help_text = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}["weight_decay"]
     assert type(optimizer) is torch.optim.Adam and help_text.startswith("Adam's weight decay")
     assert "AdamW" not in help_text

@@ -3,7 +3,7 @@ import pytest
 
 from aimonk.decision.rule import DecisionRule
 from aimonk.evaluation.tables import cv_report, fold_tuned_decisions
-from aimonk.training.crossval import CrossValidation, cross_validate, out_of_fold
+from aimonk.training.crossval import CrossValidation, out_of_fold, run_folds
 from aimonk.metrics import attribute_metrics, bootstrap_f1
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
@@ -76,7 +76,7 @@ def test_cross_validate_scores_every_image_once(demo_dir, tiny_config):
     from aimonk.data.folder import load_labelled_folder
 
     data = load_labelled_folder(demo_dir, 48, progress=False)
-    cv = cross_validate(tiny_config, data, folds=3, progress=False)
+    cv = run_folds(tiny_config, data, folds=3)
     assert not np.isnan(cv.probabilities).any()
     assert sorted(np.unique(cv.folds)) == [0, 1, 2] and len(cv.histories) == 3
     table, rule = cv_report(cv, rounds=50), DecisionRule().fit(out_of_fold(cv))
@@ -90,7 +90,7 @@ def test_cross_validate_on_some_rows_keeps_their_order(demo_dir, tiny_config):
 
     data = load_labelled_folder(demo_dir, 48, progress=False)
     rows = np.arange(len(data))[::-1][:30]  # a subset, in another order
-    cv = cross_validate(tiny_config, data, folds=3, progress=False, rows=rows)
+    cv = run_folds(tiny_config, data, folds=3, rows=rows)
     assert cv.names == [data.filenames[i] for i in rows]
     np.testing.assert_array_equal(cv.targets, data.values[rows])
     assert not np.isnan(cv.probabilities).any() and len(cv.probabilities) == 30

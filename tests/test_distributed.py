@@ -138,18 +138,18 @@ def test_blocks_cover_every_row_once():
     assert max(map(len, rows)) - min(map(len, rows)) <= 1
 
 
-def test_a_run_interrupted_in_one_process_resumes_under_torchrun(data, tmp_path, monkeypatch):
+def test_a_run_interrupted_in_one_process_resumes_under_torchrun(data, tmp_path):
     from aimonk.config import preset
     from aimonk.data.folder import load_labelled_folder
-    from aimonk.training.loop import TrainingInterrupted, fit
-    from conftest import interrupt_in_epoch
+    from aimonk.training.loop import TrainingInterrupted
+    from aimonk.workflows import train
+    from conftest import Interrupt
 
     config = preset("finetune", backbone="resnet18", weights="none", freeze=3, image_size=32, epochs=3,
                     batch_size=16, device="cpu", num_workers=0)
-    interrupt_in_epoch(monkeypatch, 3)
     images = load_labelled_folder(data, 32, progress=False)
-    with pytest.raises(TrainingInterrupted):
-        fit(config, images, tmp_path / "run", progress=False)
+    with pytest.raises(TrainingInterrupted):  # Ctrl-C as the third epoch starts
+        train(images, config, tmp_path / "run", progress=False, callbacks=[Interrupt(3)])
     assert (tmp_path / "run" / "last.pt").is_file()
     out = aimonk(["train", data, "--out", tmp_path / "run", "--resume"], tmp_path / "cache", processes=2)
     assert "resumed after epoch 2" in out and out.count("epoch   3") == 1

@@ -8,14 +8,14 @@ import aimonk.model.engine as engine
 from aimonk.cache import cache_entries
 from aimonk.model.classifier import EnsembleClassifier
 from aimonk.model.inference import place_model, predict_logits, with_mirror_averaged
-from aimonk.model.registry import build_model
+from conftest import model_of
 
 CPU = torch.device("cpu")
 
 
 def resnet18(seed: int = 0, outputs: int = 3):
     torch.manual_seed(seed)
-    return place_model(build_model("resnet18", outputs, weights="none", freeze="all", image_size=48), CPU)
+    return place_model(model_of("resnet18", outputs, weights="none", freeze="all", image_size=48), CPU)
 
 
 @pytest.fixture()

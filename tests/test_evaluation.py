@@ -27,12 +27,13 @@ def test_worst_mistakes_are_confidently_wrong_known_labels():
 
 
 def test_held_out_folder_is_scored_whole_with_stored_thresholds(trained_run, demo_dir):
-    out, _ = trained_run
+    out, trained = trained_run
     evaluation = evaluate_checkpoint(demo_dir, out / "model.pt", subset="all", device="cpu", progress=False)
     assert evaluation.subset == "all" and len(evaluation.names) == 57
     assert list(evaluation.table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
-    assert (evaluation.table.loc["Attr1":"Attr4", "threshold"] == 0.5).all()
-    assert evaluation.thresholds_source == "0.5, not tuned (the run ended before its thresholds were tuned)"  # fit alone
+    # the thresholds the run tuned on its validation split and stored with the model
+    assert evaluation.table.loc["Attr1":"Attr4", "threshold"].tolist() == pytest.approx(trained.rule.thresholds)
+    assert "validation images" in trained.rule.source_ and trained.rule.source_ in evaluation.thresholds_source
 
 
 def test_the_evaluate_api_takes_thresholds_as_one_number_a_list_or_text(trained_run, demo_dir):

@@ -7,7 +7,7 @@ from torch.nn import functional
 from aimonk.cli import main
 from aimonk.serve.explain import feature_map_layers, grad_cam
 from aimonk.model.classifier import EnsembleClassifier
-from aimonk.model.registry import build_model
+from conftest import model_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 IMAGES = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
@@ -15,7 +15,7 @@ IMAGES = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint
 
 def test_with_a_linear_head_on_pooled_features_it_is_class_activation_mapping():
     torch.manual_seed(0)
-    model = build_model("resnet18", 3, weights="none", image_size=64).eval()
+    model = model_of("resnet18", 3, weights="none", image_size=64).eval()
     heatmaps, logits = grad_cam(model, IMAGES)
     with torch.no_grad():
         features = model.feature_maps(torch.from_numpy(IMAGES))  # (2, 512, 2, 2)
@@ -31,9 +31,9 @@ def test_with_a_linear_head_on_pooled_features_it_is_class_activation_mapping():
 def test_every_member_contributes(kind):
     torch.manual_seed(0)
     if kind == "concatenated":
-        model = build_model("efficientnet_lite0+efficientnet_lite1", 4, weights="none", freeze="all", image_size=64)
+        model = model_of("efficientnet_lite0+efficientnet_lite1", 4, weights="none", freeze="all", image_size=64)
     else:
-        model = EnsembleClassifier([build_model("resnet18", 4, weights="none", image_size=64) for _ in range(2)])
+        model = EnsembleClassifier([model_of("resnet18", 4, weights="none", image_size=64) for _ in range(2)])
     assert len(feature_map_layers(model)) == 2
     heatmaps, _ = grad_cam(model.eval(), IMAGES)
     assert heatmaps.shape == (2, 4, 64, 64) and heatmaps.min() >= 0 and np.allclose(heatmaps.max(axis=(2, 3)), 1)

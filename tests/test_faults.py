@@ -134,34 +134,33 @@ def test_a_full_output_disk_names_the_file_and_keeps_the_earlier_one(tmp_path):
 
 # ---- what an interruption says was kept -------------------------------------------------------------------
 
-@pytest.mark.parametrize("interrupted_save, said", [(1, "interrupted before the first epoch ended: nothing was saved"),
-                                                    (2, "the best checkpoint so far (epoch 1) is kept in")])
-def test_ctrl_c_while_an_epoch_is_being_saved_claims_only_what_is_on_disk(demo_dir, tmp_path, monkeypatch,
-                                                                          interrupted_save, said):
-    """Ctrl-C after an epoch's line is printed, while its model.pt is written: the message names what the folder
-    holds, which the checkpoint on disk confirms."""
+@pytest.mark.parametrize("interrupt, said", [
+    ({"at": 1}, "interrupted before the first epoch ended: nothing was saved"),
+    ({"at": 1, "on": "epoch_ended"}, "the best checkpoint so far (epoch 1) is kept in")])
+def test_ctrl_c_claims_only_what_is_on_disk(demo_dir, tmp_path, interrupt, said):
+    """Ctrl-C as the first epoch starts, or just after its training state was saved: the message names what the
+    folder holds, which the files on disk confirm."""
     from aimonk.config import preset
     from aimonk.data.folder import load_labelled_folder
     from aimonk.model.checkpoint import Checkpoint
-    from aimonk.training.loop import TrainingInterrupted, fit
+    from aimonk.training.loop import TrainingInterrupted
+    from aimonk.workflows import train
+    from conftest import Interrupt
 
-    real_save, saves = Checkpoint.save, []
+    class InterruptAfterEpoch(Interrupt):
+        def epoch_ended(self, state, record, improved):  # the run folder's own epoch_ended ran first
+            self.count(record["epoch"])
 
-    def save(self, path):
-        saves.append(path)
-        if len(saves) == interrupted_save:
-            raise KeyboardInterrupt
-        return real_save(self, path)
-
-    monkeypatch.setattr(Checkpoint, "save", save)
+    stop = InterruptAfterEpoch(**interrupt) if interrupt.get("on") == "epoch_ended" else Interrupt(**interrupt)
     config = preset("finetune", image_size=48, epochs=3, batch_size=16, device="cpu", keep="last")
     with pytest.raises(TrainingInterrupted) as stopped:
-        fit(config, load_labelled_folder(demo_dir, 48, progress=False), tmp_path, progress=False)
+        train(load_labelled_folder(demo_dir, 48, progress=False), config, tmp_path, progress=False, callbacks=[stop])
     assert said in str(stopped.value)
-    if interrupted_save == 1:
-        assert not (tmp_path / "model.pt").exists()
+    if interrupt.get("on") != "epoch_ended":
+        assert not (tmp_path / "model.pt").exists() and not (tmp_path / "last.pt").exists()
     else:
         assert Checkpoint.load(tmp_path / "model.pt").provenance.epoch == 1
+        assert "--resume" in str(stopped.value) and (tmp_path / "last.pt").is_file()
 
 
 # ---- signals ----------------------------------------------------------------------------------------------
@@ -241,17 +240,16 @@ def test_a_pickle_given_as_weights_is_refused_before_any_image_is_decoded(run, d
 
 @pytest.fixture(scope="module")
 def interrupted_run(demo_dir, tmp_path_factory):
-    """A finetune run stopped by Ctrl-C in its second epoch: last.pt and model.pt of epoch 1."""
-    monkeypatch = pytest.MonkeyPatch()
-    from conftest import interrupt_in_epoch
+    """A finetune run stopped by Ctrl-C as its second epoch started: last.pt and model.pt of epoch 1."""
+    from aimonk.config import preset
+    from aimonk.training.loop import TrainingInterrupted
+    from aimonk.workflows import train
+    from conftest import Interrupt
 
-    interrupt_in_epoch(monkeypatch, 2)
     out = tmp_path_factory.mktemp("interrupted") / "run"
-    try:
-        assert main(["train", str(demo_dir), "--out", str(out), "--preset", "finetune", "--epochs", "3",
-                     "--image-size", "48", "--batch-size", "16", "--device", "cpu"]) == 130
-    finally:
-        monkeypatch.undo()
+    with pytest.raises(TrainingInterrupted):
+        train(demo_dir, preset("finetune", epochs=3, image_size=48, batch_size=16, device="cpu"), out,
+              progress=False, callbacks=[Interrupt(2)])
     assert (out / "last.pt").is_file()
     return out
 
@@ -372,17 +370,13 @@ def test_a_damaged_cache_entry_is_detected_and_recomputed(tmp_path, monkeypatch,
     assert kept == [0, 1, 2, 3]
 
 
-def test_an_interrupted_cross_validation_leaves_a_folder_that_says_it_is_incomplete(demo_dir, tmp_path, capsys,
-                                                                                   monkeypatch):
-    import aimonk.workflows as workflows
+def test_an_interrupted_cross_validation_leaves_a_folder_that_says_it_is_incomplete(demo_dir, tmp_path, capsys):
+    from conftest import ctrl_c_on_line
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(workflows, "final_model", interrupted)  # Ctrl-C while the final model trains
     out = tmp_path / "cv"
-    code = main(["evaluate", str(demo_dir), "--cv", "2", "--out", str(out), "--image-size", "48", "--backbone",
-                 "efficientnet_lite0"])
+    with ctrl_c_on_line("linear probe solved", nth=3):  # two folds solved, then Ctrl-C as the final model's ends
+        code = main(["evaluate", str(demo_dir), "--cv", "2", "--out", str(out), "--image-size", "48", "--backbone",
+                     "efficientnet_lite0"])
     err = capsys.readouterr().err
     assert code == 130 and "interrupted while the final model trained" in err and "--overwrite" in err
     assert (out / "cv_metrics.csv").is_file() and not (out / "model.pt").exists()

@@ -3,13 +3,14 @@ import pytest
 import torch
 
 import aimonk.model.features as features
-import aimonk.training.loop as training
-import aimonk.training.strategies as strategies
 from aimonk.config import TrainConfig
 from aimonk.data.folder import load_labelled_folder
 from aimonk.training.loaders import FeatureDataset
 from aimonk.model.recipe import Recipe, decide_recipe
 from aimonk.model.registry import build_model
+from aimonk.runtime import seed_everything
+from aimonk.training.loop import Callback, fit
+from conftest import model_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
@@ -26,12 +27,12 @@ def head_only(tiny_config):
 
 
 def test_freeze_all_leaves_only_the_head_trainable():
-    model = build_model("resnet18", 3, weights="none", freeze="all")
+    model = model_of("resnet18", 3, weights="none", freeze="all")
     assert model.frozen_stages == len(model.stages)
     assert all(not p.requires_grad for p in model.stages.parameters())
     assert all(p.requires_grad for p in model.head.parameters())
     with pytest.raises(ValueError, match="'some'"):
-        build_model("resnet18", 3, weights="none", freeze="some")
+        model_of("resnet18", 3, weights="none", freeze="some")
 
 
 def is_head_only(**fields) -> bool:
@@ -53,7 +54,7 @@ def test_freezing_every_stage_by_number_is_the_recipe_of_freeze_all(backbone, fr
     --freeze all, for the model that is built and for the recipe that trains it."""
     config = TrainConfig(backbone=backbone, freeze=freeze, augment="flip", weights="none")
     assert decide_recipe(config) is decide_recipe(config.replace(freeze="all")) is Recipe.LINEAR_PROBE
-    model = build_model(backbone, 2, weights="none", freeze=freeze, image_size=64)
+    model = model_of(backbone, 2, weights="none", freeze=freeze, image_size=64)
     assert model.frozen_stages == len(model.stages)
 
 
@@ -62,10 +63,18 @@ def test_a_freeze_beyond_the_backbone_is_refused_with_its_stages():
         decide_recipe(TrainConfig(backbone="resnet18", freeze=6))
 
 
-def test_precomputed_features_train_the_same_model_as_images(data, head_only, monkeypatch):
-    fast = training.fit(head_only, data, None, progress=False)
-    monkeypatch.setattr(training, "decide_recipe", lambda config: Recipe.WHOLE_NETWORK)
-    slow = training.fit(head_only, data, None, progress=False)
+def seeded_model(config, data):
+    """The model fit() would build for `config` (built right after seeding the same way)."""
+    seed_everything(config.seed)
+    return build_model(config, data.attributes)
+
+
+def test_precomputed_features_train_the_same_model_as_images(data, head_only):
+    fast = fit(head_only, data, model=seeded_model(head_only, data))
+    # freeze=4 of resnet18's 5 stages is a recipe that learns through the images; given a model whose every
+    # stage is frozen, it trains the same head on the same (unchanging) backbone, only batch by batch of images
+    slow = fit(head_only.replace(freeze=4), data, model=seeded_model(head_only, data))
+    assert fast.recipe is Recipe.HEAD_BY_EPOCHS and slow.recipe is Recipe.WHOLE_NETWORK
     for name, value in fast.model.head.state_dict().items():
         torch.testing.assert_close(value, slow.model.head.state_dict()[name], atol=1e-4, rtol=1e-3)
     np.testing.assert_allclose(fast.val_probabilities, slow.val_probabilities, atol=1e-4)
@@ -73,18 +82,18 @@ def test_precomputed_features_train_the_same_model_as_images(data, head_only, mo
 
 
 def test_features_are_computed_once_for_all_folds(data, head_only, monkeypatch):
-    from aimonk.training.crossval import cross_validate
+    from aimonk.training.crossval import run_folds
 
     calls = []
     real = features.backbone_features
     monkeypatch.setattr(features, "backbone_features", lambda *a, **k: calls.append(1) or real(*a, **k))
-    cv = cross_validate(head_only.replace(epochs=1), data, folds=3, progress=False)
+    cv = run_folds(head_only.replace(epochs=1), data, folds=3)
     assert len(calls) == 1
     assert not np.isnan(cv.probabilities).any()
 
 
 def test_mirror_features_are_those_of_the_flipped_image(data):
-    model = build_model("resnet18", 2, weights="none", freeze="all").eval()
+    model = model_of("resnet18", 2, weights="none", freeze="all").eval()
     images = data.images[:4]
     both = features.backbone_features(model, images, torch.device("cpu"))
     mirrored = features.backbone_features(model, images[:, :, ::-1].copy(), torch.device("cpu"))
@@ -100,30 +109,33 @@ def test_flip_draws_both_sides():
     assert {float(FeatureDataset(feats, values, flip=False)[i][0][0]) for i in range(5)} == {0.0}
 
 
-def test_fine_tuning_starts_from_the_head_trained_alone(data, head_only, monkeypatch):
+class Watch(Callback):
+    """At the start of every epoch: its phase, the model's head, and whether any backbone stage learns."""
+
+    def __init__(self, model):
+        self.model, self.epochs = model, []
+
+    def epoch_started(self, epoch, phase):
+        self.epochs.append((epoch, phase, {k: v.clone() for k, v in self.model.head.state_dict().items()},
+                            any(p.requires_grad for p in self.model.stages.parameters())))
+
+
+def test_fine_tuning_starts_from_the_head_trained_alone(data, head_only):
     config = head_only.replace(freeze=3, augment="none", head_epochs=2, epochs=1)
-    phases = []
-    real_run = training.run_epochs
+    model = seeded_model(config, data)
+    untrained = {k: v.clone() for k, v in model.head.state_dict().items()}
+    watch = Watch(model)
+    result = fit(config, data, model=model, callbacks=[watch])
+    assert [(epoch, phase) for epoch, phase, _, _ in watch.epochs] == [(1, "head"), (2, "head"), (1, "train")]
+    assert not any(learns for _, phase, _, learns in watch.epochs if phase == "head")  # every stage frozen then
+    assert watch.epochs[-1][3] and result.model.frozen_stages == 3  # the configured stages learn again after
+    assert len(result.history["epochs"]) == 1  # the head's epochs are not the run's
 
-    def recording_run(state, strategy, phase_config, *args, **kwargs):
-        frozen = [p.requires_grad for p in state.model.stages.parameters()]
-        interrupted = real_run(state, strategy, phase_config, *args, **kwargs)
-        phases.append((phase_config, type(strategy).__name__, not any(frozen),
-                       {k: v.clone() for k, v in state.model.head.state_dict().items()}))
-        return interrupted
-
-    started = []
-    real_epoch = strategies.train_one_epoch
-    monkeypatch.setattr(training, "run_epochs", recording_run)
-    monkeypatch.setattr(strategies, "train_one_epoch",
-                        lambda model, *a, **k: started.append({n: v.clone() for n, v in model.head.state_dict().items()}
-                                                              if hasattr(model, "head") else None)
-                        or real_epoch(model, *a, **k))
-    result = training.fit(config, data, None, progress=False)
-    (probe, probe_kind, all_frozen, head_after_probe), (run, run_kind, _, _) = phases  # the head phase runs first
-    assert probe.freeze == "all" and probe.epochs == 2 and probe.lr == config.head_lr and run == config
-    assert probe_kind == "HeadOnFeatures" and all_frozen and run_kind == "WholeNetwork"
-    assert len(result.history["epochs"]) == 1  # the probe's epochs are not the run's
-    fine_tuning_start = started[-1]
-    assert all(torch.equal(fine_tuning_start[k], head_after_probe[k]) for k in head_after_probe)
-    assert result.model.frozen_stages == 3  # the configured stages learn again after the head phase
+    # the head alone, trained by itself as --head-epochs says: every stage frozen, head_epochs at head_lr
+    alone = fit(config.replace(freeze="all", augment="flip", epochs=2, lr=config.head_lr, head_epochs=0,
+                               head_lr_multiplier=1.0, warmup_epochs=0.0, keep="last", ema=0.0),
+                data, (result.train_rows, result.val_rows), model=seeded_model(config, data))
+    fine_tuning_start = watch.epochs[-1][2]
+    assert not all(torch.equal(fine_tuning_start[k], untrained[k]) for k in untrained)
+    for name, value in alone.model.head.state_dict().items():
+        torch.testing.assert_close(fine_tuning_start[name], value, atol=1e-5, rtol=1e-4)

@@ -4,7 +4,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from aimonk.training.linear_probe import choose_c, fit_linear_probe
+from aimonk.training.linear_probe import LinearProbe, choose_c
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
@@ -22,7 +22,10 @@ def problem(rng, n=240, features=12, attributes=3):
 def test_the_probe_is_scikit_learns_balanced_logistic_regression_on_standardised_features(rng):
     features, targets = problem(rng)
     head = nn.Sequential(nn.Dropout(0.4), nn.Linear(12, 3))
-    losses, chosen = fit_linear_probe(head, features, targets, flip=False, c=0.05)
+    probe = LinearProbe(c=0.05, flip=False).fit(features, targets)
+    assert probe.fit(features, targets) is probe  # scikit-learn's way
+    probe.write_into(head)
+    losses, chosen = probe.objective_, probe.c_
     assert chosen.tolist() == [0.05] * 3 and losses[-1] < losses[0]
     x = features[0].numpy().astype(np.float64)
     standard = (x - x.mean(0)) / x.std(0, ddof=1)
@@ -42,9 +45,9 @@ def test_unknown_labels_do_not_move_the_probe(rng):
     changed = targets.copy()
     unknown = np.isnan(targets[:, 1])
     heads = [nn.Sequential(nn.Linear(12, 3)) for _ in range(2)]
-    fit_linear_probe(heads[0], features, targets, flip=True, c=0.05)
+    LinearProbe(c=0.05, flip=True).fit(features, targets).write_into(heads[0])
     changed[unknown, 0] = np.nan  # hide attribute 0's labels: attribute 1's probe must not move, 0's must
-    fit_linear_probe(heads[1], features, changed, flip=True, c=0.05)
+    LinearProbe(c=0.05, flip=True).fit(features, changed).write_into(heads[1])
     np.testing.assert_allclose(heads[0][0].weight[1].detach(), heads[1][0].weight[1].detach(), atol=1e-3)
     assert not torch.allclose(heads[0][0].weight[0], heads[1][0].weight[0])
 
@@ -61,7 +64,7 @@ def test_the_default_reports_its_one_solve_as_a_solve_and_plots_its_out_of_fold_
 
     config = aimonk.preset("default", image_size=48, device="cpu", backbone="efficientnet_lite0")
     trained = aimonk.train(demo_dir, config, tmp_path)
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err  # the API shows its progress on stderr
     assert "linear probe solved (" in printed and "epoch" not in printed  # no 'epoch 1' for a closed-form solve
     assert trained.kept() == "the linear probe, solved in one pass"
     table = trained.learning_table()

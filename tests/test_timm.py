@@ -9,7 +9,8 @@ import torch
 
 from aimonk.cli import main
 from aimonk.model import timm_backbone
-from aimonk.model.registry import WeightsUnavailableError, build_model, frozen_stages
+from aimonk.model.registry import WeightsUnavailableError, frozen_stages
+from conftest import model_of
 from aimonk.serve.explain import grad_cam
 
 timm = pytest.importorskip("timm")
@@ -25,7 +26,7 @@ def uint8_images(count, size, seed=0):
 def test_stages_normalisation_and_features_come_from_timm(backbone):
     name = backbone.removeprefix("timm:")
     reference = timm.create_model(name, pretrained=False)
-    model = build_model(backbone, 5, weights="none", image_size=64).eval()
+    model = model_of(backbone, 5, weights="none", image_size=64).eval()
     assert model.stage_names == tuple(info["module"] for info in reference.feature_info)
     assert model.mean.flatten().tolist() == pytest.approx(reference.pretrained_cfg["mean"])
     assert model.std.flatten().tolist() == pytest.approx(reference.pretrained_cfg["std"])
@@ -41,7 +42,7 @@ def test_stages_normalisation_and_features_come_from_timm(backbone):
 def test_the_reference_rule_and_stage_freezing_follow_timms_feature_info():
     assert frozen_stages("timm:resnet10t", -1) == (3, 5)  # act1, layer1, layer2: stride 8, as ResNet-34's rule
     assert frozen_stages("timm:vit_tiny_patch16_224", -1) == (0, 12)  # every block is at stride 16
-    model = build_model("timm:resnet10t", 2, weights="none", freeze=2, image_size=64).train()
+    model = model_of("timm:resnet10t", 2, weights="none", freeze=2, image_size=64).train()
     net = model.stages[0].net
     assert not any(p.requires_grad for p in [*net.conv1.parameters(), *net.layer1.parameters()])
     assert all(p.requires_grad for p in [*net.layer2.parameters(), *net.layer4.parameters()])
@@ -50,20 +51,20 @@ def test_the_reference_rule_and_stage_freezing_follow_timms_feature_info():
     model(uint8_images(4, 64))
     assert torch.equal(before, net.layer1[0].bn1.running_mean)
     with pytest.raises(ValueError, match="between 0 and 5 stages"):
-        build_model("timm:resnet10t", 2, weights="none", freeze=6)
+        model_of("timm:resnet10t", 2, weights="none", freeze=6)
 
 
 def test_timm_and_our_backbones_join_when_they_share_a_normalisation():
-    model = build_model("timm:resnet10t+resnet18", 3, weights="none", freeze="all", image_size=64).eval()
+    model = model_of("timm:resnet10t+resnet18", 3, weights="none", freeze="all", image_size=64).eval()
     with torch.no_grad():
         assert model.features(uint8_images(2, 64)).shape == (2, 512 + 512)
     with pytest.raises(ValueError, match="share an input normalisation"):
-        build_model("timm:resnet10t+efficientnet_lite0", 3, weights="none", image_size=64)
+        model_of("timm:resnet10t+efficientnet_lite0", 3, weights="none", image_size=64)
 
 
 @pytest.mark.parametrize("backbone", ["timm:vit_tiny_patch16_224", "timm:mobilenetv3_small_050+resnet18"])
 def test_grad_cam_explains_token_and_joined_models(backbone):
-    model = build_model(backbone, 3, weights="none", freeze=-1, image_size=96)
+    model = model_of(backbone, 3, weights="none", freeze=-1, image_size=96)
     heatmaps, logits = grad_cam(model, uint8_images(2, 96, seed=1).numpy())
     assert heatmaps.shape == (2, 3, 96, 96) and logits.shape == (2, 3)
     assert np.all(heatmaps.reshape(6, -1).max(axis=1) == pytest.approx(1.0))  # a ViT's class token hides none
@@ -72,13 +73,13 @@ def test_grad_cam_explains_token_and_joined_models(backbone):
 def test_a_local_weights_file_loads_through_timms_overlay(tmp_path):
     source = timm.create_model("resnet10t", pretrained=False)  # with its 1000-class classifier, as downloaded
     torch.save(source.state_dict(), tmp_path / "resnet10t.pth")
-    model = build_model("timm:resnet10t", 4, weights=str(tmp_path / "resnet10t.pth"), image_size=64)
+    model = model_of("timm:resnet10t", 4, weights=str(tmp_path / "resnet10t.pth"), image_size=64)
     loaded = model.stages[0].net.state_dict()
     assert all(torch.equal(loaded[key], value) for key, value in source.state_dict().items() if key in loaded)
     assert "fc.weight" not in loaded
     torch.save(timm.create_model("mobilenetv3_small_050").state_dict(), tmp_path / "other.pth")
     with pytest.raises(WeightsUnavailableError, match=r"other.pth does not fit timm:resnet10t"):
-        build_model("timm:resnet10t", 4, weights=str(tmp_path / "other.pth"), image_size=64)
+        model_of("timm:resnet10t", 4, weights=str(tmp_path / "other.pth"), image_size=64)
 
 
 @pytest.mark.parametrize("contents", ["empty", "prefixed", "one tensor"])
@@ -90,7 +91,7 @@ def test_a_weights_file_that_leaves_weights_unloaded_is_refused(tmp_path, conten
     torch.save(state, tmp_path / "weights.pth")
     with pytest.raises(WeightsUnavailableError, match=r"weights.pth does not fit timm:resnet10t: \d+ of its tensors "
                                                       r"are not in the file \(.*\)$"):
-        build_model("timm:resnet10t", 4, weights=str(tmp_path / "weights.pth"), image_size=64)
+        model_of("timm:resnet10t", 4, weights=str(tmp_path / "weights.pth"), image_size=64)
 
 
 def test_families_whose_feature_info_names_no_module_are_one_stage():
@@ -101,7 +102,7 @@ def test_families_whose_feature_info_names_no_module_are_one_stage():
 def test_an_image_size_the_model_cannot_take_is_one_line_before_any_weights():
     with pytest.raises(ValueError, match=r"timm:efficientformer_l1 does not take 160px images \(.*\); it was "
                                          r"pretrained at 224px: try --image-size 224"):
-        build_model("timm:efficientformer_l1", 2, weights="imagenet", image_size=160)
+        model_of("timm:efficientformer_l1", 2, weights="imagenet", image_size=160)
 
 
 def test_synchronised_batch_norm_keeps_timms_fused_activations():

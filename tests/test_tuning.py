@@ -34,25 +34,21 @@ def test_tune_writes_the_study_and_train_takes_its_choice(demo_dir, tmp_path, ca
     assert Checkpoint.load(tmp_path / "run" / "model.pt").config == chosen
 
 
-def test_an_interrupted_study_continues(demo_dir, tmp_path, monkeypatch, capsys):
-    calls = []
-    real = tuning.cross_validate
+def test_an_interrupted_study_continues(demo_dir, tmp_path, capsys):
+    from conftest import ctrl_c_on_line
 
-    def interrupted_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(tuning, "cross_validate", interrupted_second)
     command = ["tune", str(demo_dir), "--trials", "3", "--out", str(tmp_path), *SMALL, "--space",
                str(space_file(tmp_path))]
-    assert main(command) == 130
+    with ctrl_c_on_line(": out-of-fold macro F1", nth=2) as first:  # Ctrl-C as the second trial's score is shown
+        assert main(command) == 130
     assert "interrupted: 1 finished trial(s) are kept in" in capsys.readouterr().err
-    assert main(command) == 0
+    with ctrl_c_on_line(": out-of-fold macro F1", nth=0) as second:  # nth 0: never interrupts, only records
+        assert main(command) == 0
     assert "1 done before, continuing" in capsys.readouterr().out
     trials = pd.read_csv(tmp_path / "trials.csv")
-    assert list(trials["state"]) == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"] and len(calls) == 4
+    assert list(trials["state"]) == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    scored = [line.split(":")[0] for run in (first, second) for line in run.lines if ": out-of-fold macro F1" in line]
+    assert scored == ["trial 0", "trial 1", "trial 2", "trial 3"]  # the interrupted trial is not scored again
 
 
 def space_file(folder):
@@ -81,7 +77,7 @@ def test_a_trial_behind_the_others_is_pruned_fold_by_fold(demo_dir, tmp_path):
     from aimonk.data.folder import load_labelled_folder
 
     data = load_labelled_folder(demo_dir, 48, progress=False)
-    objective = tuning.Objective(data, preset("default", image_size=48), {"tta": {"choices": [True]}}, 3, False)
+    objective = tuning.Objective(data, preset("default", image_size=48), {"tta": {"choices": [True]}}, 3)
 
     class Behind:
         number, params, reported = 0, {}, []
