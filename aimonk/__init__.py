@@ -26,6 +26,7 @@ API = {
     "Callback": "aimonk.training.loop",
     "label_queue": "aimonk.label_session",
     "LabelSession": "aimonk.label_session",
+    "LabelApp": "aimonk.label_app",
     # what the notebooks use besides the above (and aimonk.plots): exploring a folder, looking at mistakes,
     # predicting and exporting
     "locate_data": "aimonk.data.demo",

@@ -15,7 +15,6 @@ full `aimonk train`, which it says rather than runs.
 from __future__ import annotations
 
 import logging
-import math
 import shlex
 import time
 from dataclasses import dataclass
@@ -74,7 +73,7 @@ class LabelSession:
         self.rows = {name: row for row, name in enumerate(self.data.filenames)}
         self.pending: list[Answer] = []
         self.skipped: set[tuple[str, str]] = set()
-        self.unknown: set[tuple[str, str]] = set()  # answered "unknown": NA written, not asked again
+        self.answered: set[tuple[str, str]] = set()  # in this session: not asked again (as NA or as a doubt)
         self.history: list[Retrained] = []
         if checkpoint is not None:
             self.use(checkpoint)
@@ -94,7 +93,8 @@ class LabelSession:
         thresholds, and its out-of-fold F1. model: the checkpoint's network, where it is built already."""
         self.checkpoint = checkpoint
         rule = checkpoint.decision_rule
-        self.probabilities = Predictor(checkpoint, "cpu", model).data_probabilities(self.data)
+        self.predictor = Predictor(checkpoint, "cpu", model)  # its model explains a question on request
+        self.probabilities = self.predictor.data_probabilities(self.data)
         self.out_of_fold = np.full(self.data.values.shape, np.nan, dtype=np.float32)
         self.folds = np.full(len(self.data), -1)
         stored = checkpoint.out_of_fold
@@ -122,15 +122,21 @@ class LabelSession:
         answered = {(a.filename, a.attribute) for a in self.pending}
         ranked = rank_questions(self.data.values, self.probabilities, self.thresholds, self.data.filenames,
                                 self.data.attributes, self.out_of_fold, self.score, skipped=self.skipped)
-        left = [q for q in ranked if (q.filename, q.attribute) not in answered | self.unknown]
+        left = [q for q in ranked if (q.filename, q.attribute) not in answered | self.answered]
         return left[:count] if count is not None else left
 
-    def answer(self, question: Question, value) -> Retrained | None:
-        """Record an answer (1.0 present, 0.0 absent, None unknown, "skip"); after `batch_size` of them the batch
-        is written and the model retrained (returned)."""
-        answer = Answer(question.filename, question.attribute, value)
+    def questions_frame(self, count: int | None = None) -> pd.DataFrame:
+        """The next questions as a table (what `aimonk label --queue` prints)."""
+        return pd.DataFrame([question.to_dict() for question in self.questions(count)])
+
+    def answer(self, question, value) -> Retrained | None:
+        """Record an answer to a Question (or a (filename, attribute) cell): 1.0 present, 0.0 absent, None or
+        "unknown" unknown, "skip"; after `batch_size` of them the batch is written and the model retrained
+        (returned)."""
+        cell = (question.filename, question.attribute) if isinstance(question, Question) else tuple(question)
+        answer = Answer(*cell, value)
         if value == SKIP:
-            self.skipped.add((question.filename, question.attribute))
+            self.skipped.add(cell)
             return None
         self.pending.append(answer)
         return self.commit() if len(self.pending) >= self.batch_size else None
@@ -142,10 +148,10 @@ class LabelSession:
             return None
         before = self.f1
         batch = self.file.apply(self.pending, source=self.source)
+        self.answered |= {(answer.filename, answer.attribute) for answer in self.pending}  # kept labels too
         self.pending = []
         for change in batch.changes:
-            if math.isnan(self.relabel(change.filename, change.attribute)):
-                self.unknown.add((change.filename, change.attribute))
+            self.relabel(change.filename, change.attribute)
         return self.retrain(batch, before)
 
     def undo(self) -> Retrained | None:
@@ -156,7 +162,7 @@ class LabelSession:
             return None
         for change in batch.changes:
             self.relabel(change.filename, change.attribute)
-            self.unknown.discard((change.filename, change.attribute))
+            self.answered.discard((change.filename, change.attribute))
         return self.retrain(batch, before)
 
     def relabel(self, filename: str, attribute: str) -> float:

@@ -1,11 +1,13 @@
 """Running the numbered notebooks headless with papermill, in order, with shared parameters."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
 import os
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -16,9 +18,10 @@ from aimonk.data.demo import demo_folder
 from aimonk.data.folder import find_label_file
 from aimonk.files import check_output_folder
 from aimonk.plots import TRAINING_FIGURES
+from aimonk.progress import LOG_FILE_VARIABLE
 from aimonk.run_folder import TRAIN_OUTPUTS
 
-NOTEBOOKS = ("01_eda.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_predict.ipynb")
+NOTEBOOKS = ("01_eda.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_predict.ipynb", "05_label.ipynb")
 FIGURES = ("imbalance.png", "na_per_image.png", "cooccurrence.png", "label_patterns.png", "image_sizes.png",
            "samples.png", "loss_curve.png", *TRAINING_FIGURES, "confusion_matrices.png", "cv_f1_intervals.png",
            "f1_comparison.png", "precision_recall.png", "sample_predictions.png", "worst_mistakes.png", "reliability.png", "cv_reliability.png",
@@ -53,10 +56,11 @@ def run_notebooks(parameters: dict, out_dir, notebooks_dir=None, names=NOTEBOOKS
         source, target = notebooks_dir / name, out_dir / name
         passed = declared_parameters(parameters, papermill.inspect_notebook(str(source)))
         try:
-            papermill.execute_notebook(str(source), str(target), parameters=passed, cwd=str(notebooks_dir),
-                                       kernel_name=kernel_name, stderr_file=LinesAboveBar() if progress else None,
-                                       progress_bar={"desc": f"[{index}/{len(names)}] {name}"} if progress
-                                       else False, **local_kernels())
+            with run_lines_shown(progress):
+                papermill.execute_notebook(str(source), str(target), parameters=passed, cwd=str(notebooks_dir),
+                                           kernel_name=kernel_name, stderr_file=LinesAboveBar() if progress else None,
+                                           progress_bar={"desc": f"[{index}/{len(names)}] {name}"} if progress
+                                           else False, **local_kernels())
         except PapermillExecutionError as error:
             first_line = error.source.strip().splitlines()[0] if error.source.strip() else ""
             raise NotebookError(
@@ -89,16 +93,57 @@ def local_kernels() -> dict:
 
 
 class LinesAboveBar:
-    """Where papermill copies what the cells write to stderr (the aimonk logger's lines of a training or
-    cross-validation cell, warnings): shown above the notebook's progress bar."""
+    """Lines shown above the notebook's progress bar as they come: what the cells write to stderr (warnings;
+    papermill copies it here), and the aimonk logger's lines of a kernel (run_lines_shown). A line is shown once
+    it is whole."""
+
+    def __init__(self):
+        self.partial = ""
 
     def write(self, text: str) -> None:
-        for line in text.splitlines():
+        *lines, self.partial = (self.partial + text).split("\n")
+        for line in lines:
             if line.strip():
                 tqdm.write(f"  {line}")
 
     def flush(self) -> None:
         pass
+
+
+@contextlib.contextmanager
+def run_lines_shown(shown: bool, every: float = 0.5):
+    """Within it, a notebook's kernel also logs the aimonk logger's lines into a file ($AIMONK_LOG_FILE, which
+    the kernel inherits), which a thread here follows and shows above the bar: a training cell's lines as they
+    come, each a log record, none picked out of the printed text."""
+    if not shown:
+        yield
+        return
+    handle, path = tempfile.mkstemp(prefix="aimonk-log-", suffix=".txt")
+    os.close(handle)
+    before, done, lines = os.environ.get(LOG_FILE_VARIABLE), threading.Event(), LinesAboveBar()
+    os.environ[LOG_FILE_VARIABLE] = path
+
+    def follow() -> None:
+        with open(path, encoding="utf-8", errors="replace") as log:
+            while True:
+                finished = done.is_set()
+                lines.write(log.read())
+                if finished:
+                    return
+                done.wait(every)
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    try:
+        yield
+    finally:
+        done.set()
+        follower.join()
+        if before is None:
+            del os.environ[LOG_FILE_VARIABLE]
+        else:
+            os.environ[LOG_FILE_VARIABLE] = before
+        Path(path).unlink(missing_ok=True)
 
 
 def declared_parameters(parameters: dict, declared) -> dict:

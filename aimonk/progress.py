@@ -1,8 +1,9 @@
 """aimonk's one output channel: the `aimonk` logger for lines, and progress bars shown when it shows INFO.
 
 Modules log through `logging.getLogger(__name__)` (children of `aimonk`); who runs them decides what is shown:
-the command line shows INFO on stdout, a notebook or the Python API's `progress=True` on stderr
-(`progress_shown`), non-main torchrun processes nothing below a warning. Bars are tqdm's text bar in a terminal
+the command line shows INFO on stdout, the Python API's `progress=True` on stderr, in a notebook on stdout (no red
+box), and also into the file $AIMONK_LOG_FILE names (how `aimonk notebooks` shows a kernel's lines as they come);
+non-main torchrun processes show nothing below a warning. Bars are tqdm's text bar in a terminal
 and, in a Jupyter kernel, its widget that leaves its final text (or nothing, for leave=False) in the saved
 notebook instead of a frozen '0%' copy of its first state.
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sys
 
 from tqdm.auto import tqdm as auto_tqdm
 
 LOGGER = logging.getLogger("aimonk")
+LOG_FILE_VARIABLE = "AIMONK_LOG_FILE"
 
 
 def shown() -> bool:
@@ -39,24 +42,28 @@ class BarFriendlyHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def progress_shown(show: bool | None = True, stream_name: str = "stderr"):
-    """Within it, the aimonk logger shows INFO lines and bars (show) or only warnings (not show), with a line
-    handler on `stream_name` unless the logger already has one (the CLI's); as it was after. show=None changes
-    nothing (what the caller set)."""
+def progress_shown(show: bool | None = True):
+    """Within it, the aimonk logger shows INFO lines and bars (show) or only warnings (not show), with line
+    handlers (stdout in a notebook, else stderr; and $AIMONK_LOG_FILE) unless the logger has some already (the
+    CLI's); as it was after. show=None changes nothing (what the caller set)."""
     if show is None:
         yield
         return
-    level, added = LOGGER.level, None
+    level, added = LOGGER.level, []
     if show and not LOGGER.handlers:
-        added = BarFriendlyHandler(stream_name)
-        LOGGER.addHandler(added)
+        added.append(BarFriendlyHandler("stdout" if in_jupyter_kernel() else "stderr"))
+        if os.environ.get(LOG_FILE_VARIABLE):
+            added.append(logging.FileHandler(os.environ[LOG_FILE_VARIABLE], encoding="utf-8", delay=True))
+    for handler in added:
+        LOGGER.addHandler(handler)
     LOGGER.setLevel(logging.INFO if show else logging.WARNING)
     try:
         yield
     finally:
         LOGGER.setLevel(level)
-        if added is not None:
-            LOGGER.removeHandler(added)
+        for handler in added:
+            LOGGER.removeHandler(handler)
+            handler.close()
 
 
 @contextlib.contextmanager

@@ -40,9 +40,8 @@ from aimonk.data.images import DataWarning  # noqa: E402
 from aimonk.decision.thresholds import decide  # noqa: E402
 from aimonk.label_session import LabelSession  # noqa: E402
 from aimonk.labelling.labelfile import Answer  # noqa: E402
-from aimonk.metrics import attribute_metrics, bootstrap_f1  # noqa: E402
+from aimonk.metrics import attribute_metrics  # noqa: E402
 from aimonk.plots import save_figure  # noqa: E402
-from aimonk.serve.predictor import Predictor  # noqa: E402
 
 
 def hidden_copy(data: Path, folder: Path, share: float, seed: int, flip: float = 0.0) -> tuple[Path, dict]:
@@ -73,7 +72,7 @@ class Scorer:
         self.parts = {part.name: load_labelled_folder(part, image_size) for part in parts}
 
     def predictions(self, session: LabelSession, names) -> tuple[np.ndarray, np.ndarray]:
-        predictor = Predictor(session.checkpoint, "cpu", session.model)
+        predictor = session.predictor
         targets = np.concatenate([self.parts[name].values for name in names])
         probabilities = np.concatenate([predictor.data_probabilities(self.parts[name]) for name in names])
         return targets, decide(probabilities, predictor.rule.thresholds)

@@ -337,9 +337,8 @@ def csv_copy(demo_dir, target: Path, order) -> Path:
 def test_reordered_csv_columns_are_matched_by_name(demo_dir, run, tmp_path, capsys):
     from aimonk.evaluation.folder import evaluate_checkpoint
 
-    plain = evaluate_checkpoint(demo_dir, run / "model.pt", "all", progress=False)
-    shuffled = evaluate_checkpoint(csv_copy(demo_dir, tmp_path / "csv", [3, 1, 0, 2]), run / "model.pt", "all",
-                                   progress=False)
+    plain = evaluate_checkpoint(demo_dir, run / "model.pt", "all")
+    shuffled = evaluate_checkpoint(csv_copy(demo_dir, tmp_path / "csv", [3, 1, 0, 2]), run / "model.pt", "all")
     assert np.allclose(plain.table["f1"], shuffled.table["f1"], equal_nan=True)
     assert not any("no header" in note for note in shuffled.notes)
     assert any("no header" in note for note in plain.notes)  # labels.txt: by position, and it says so

@@ -28,7 +28,7 @@ def test_worst_mistakes_are_confidently_wrong_known_labels():
 
 def test_held_out_folder_is_scored_whole_with_stored_thresholds(trained_run, demo_dir):
     out, trained = trained_run
-    evaluation = evaluate_checkpoint(demo_dir, out / "model.pt", subset="all", device="cpu", progress=False)
+    evaluation = evaluate_checkpoint(demo_dir, out / "model.pt", subset="all", device="cpu")
     assert evaluation.subset == "all" and len(evaluation.names) == 57
     assert list(evaluation.table.index) == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
     # the thresholds the run tuned on its validation split and stored with the model

@@ -115,7 +115,7 @@ def test_a_cache_disk_without_room_is_a_warning_and_work_in_memory_never_a_sigbu
 
     monkeypatch.setattr(os, "posix_fallocate", no_room)  # what a full disk answers before any page is mapped
     with pytest.warns(UserWarning, match=r"the aimonk cache .*cache has no room for .* more: working in memory"):
-        images, kept = cache_images(paths, 16, progress=False)
+        images, kept = cache_images(paths, 16)
     assert kept == [0, 1, 2] and images.shape == (3, 16, 16, 3) and images[2, 0, 0, 0] == 160
     assert not list((tmp_path / "cache").rglob("*.tmp")) and not list((tmp_path / "cache").rglob("*.npy"))
 
@@ -355,7 +355,7 @@ def test_a_damaged_cache_entry_is_detected_and_recomputed(tmp_path, monkeypatch,
     for i in range(4):
         Image.new("RGB", (30, 30), (40 * i, 200, 0)).save(tmp_path / f"{i}.png")
         paths.append(tmp_path / f"{i}.png")
-    first, _ = cache_images(paths, 16, progress=False)
+    first, _ = cache_images(paths, 16)
     first = np.array(first)
     [entry] = (tmp_path / "cache" / "images").glob("*.npy")
     if damage == "content":  # the same size, other bytes: only a checksum tells
@@ -365,7 +365,7 @@ def test_a_damaged_cache_entry_is_detected_and_recomputed(tmp_path, monkeypatch,
     else:
         meta = entry.with_suffix(".json")
         meta.write_text(json.dumps({**json.loads(meta.read_text()), "rows": "many"}))
-    again, kept = cache_images(paths, 16, progress=False)
+    again, kept = cache_images(paths, 16)
     np.testing.assert_array_equal(again, first)
     assert kept == [0, 1, 2, 3]
 

@@ -43,7 +43,7 @@ def test_corrupt_image_is_skipped_with_a_warning(tmp_path):
     Image.new("RGB", (10, 10)).save(tmp_path / "good.jpg")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.warns(DataWarning, match=r"skipped 1 unreadable image.*bad\.jpg"):
-        images, kept = cache_images([tmp_path / "good.jpg", tmp_path / "bad.jpg"], 16, progress=False)
+        images, kept = cache_images([tmp_path / "good.jpg", tmp_path / "bad.jpg"], 16)
     assert images.shape == (1, 16, 16, 3) and kept == [0]
 
 
@@ -60,7 +60,7 @@ def test_a_data_warning_points_at_the_data_not_at_aimonks_source(tmp_path):
     Image.new("RGB", (10, 10)).save(tmp_path / "good.jpg")
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     with pytest.warns(DataWarning) as record:
-        cache_images([tmp_path / "good.jpg", tmp_path / "bad.jpg"], 16, progress=False)
+        cache_images([tmp_path / "good.jpg", tmp_path / "bad.jpg"], 16)
     shown = warnings.formatwarning(record[0].message, record[0].category, record[0].filename, record[0].lineno)
     assert shown.splitlines() == [f"{tmp_path}:0: DataWarning: {record[0].message}"]  # no echoed source line
 

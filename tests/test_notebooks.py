@@ -1,5 +1,6 @@
-"""The four notebooks executed headless by papermill on tiny data, and their committed form."""
+"""The numbered notebooks executed headless by papermill on tiny data, and their committed form."""
 import json
+import shutil
 import re
 from pathlib import Path
 
@@ -24,15 +25,20 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell(name):
     nbformat.validate(nbformat.reads(json.dumps(notebook), as_version=4))
 
 
-def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path, capfd):
-    """As `aimonk notebooks` runs them: each named by its progress bar, the training cell's lines shown as it runs."""
-    figures = tmp_path / "figures"
-    parameters = {"data_dir": str(demo_dir), "out_dir": str(tmp_path), "figures_dir": str(figures),
-                  "epochs": 1, "image_size": 48, "batch_size": 16, "device": "cpu", "samples": 6, "cv_folds": 2}
+def test_all_notebooks_run_end_to_end(demo_dir, tmp_path, capfd):
+    """As `aimonk notebooks` runs them: each named by its progress bar, the training cell's lines shown as it runs;
+    notebook 05 writes the answers it is given into the labels file (of a copy of the demo folder)."""
+    figures, data = tmp_path / "figures", tmp_path / "data"
+    shutil.copytree(demo_dir, data)
+    original = (data / "labels.txt").read_text().splitlines()
+    answers = [["image_0.jpg", "Attr1", 0], ["image_1.jpg", "Attr2", "unknown"], ["image_2.jpg", "Attr3", "skip"]]
+    parameters = {"data_dir": str(data), "out_dir": str(tmp_path), "figures_dir": str(figures),
+                  "epochs": 1, "image_size": 48, "batch_size": 16, "device": "cpu", "samples": 6, "cv_folds": 2,
+                  "answers": answers}
     executed = run_notebooks(parameters, tmp_path, NOTEBOOK_DIR, progress=True)
     assert [p.name for p in executed] == list(NOTEBOOKS)
     out, err = capfd.readouterr()
-    assert "[2/4] 02_train.ipynb" in err and "[4/4] 04_predict.ipynb" in err
+    assert "[2/5] 02_train.ipynb" in err and "[5/5] 05_label.ipynb" in err
     assert "\n  linear probe solved (" in out and "\n  note: 3 image(s) listed in " in out and "\n  thresholds " in out
     assert "Executing Cell" not in out + err and "without encryption" not in out + err  # no kernel-transport warning
     evaluation = nbformat.read(tmp_path / "03_evaluate.ipynb", as_version=4)
@@ -50,7 +56,10 @@ def test_all_four_notebooks_run_end_to_end(demo_dir, tmp_path, capfd):
                  "cv/label_issues.csv"):  # written by aimonk.evaluate and aimonk.cross_validate themselves
         assert (tmp_path / name).is_file(), name
     assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 58  # header + 57 images
-    shown = {"01_eda.ipynb": 6, "02_train.ipynb": 2, "03_evaluate.ipynb": 9, "04_predict.ipynb": 1}
+    labels = (data / "labels.txt").read_text().splitlines()
+    assert labels[0].split()[1] == "0" and labels[1].split()[2] == "NA" and labels[2:] == original[2:]
+    assert (data / "labels.txt.orig").read_text().splitlines() == original
+    shown = {"01_eda.ipynb": 6, "02_train.ipynb": 2, "03_evaluate.ipynb": 9, "04_predict.ipynb": 1, "05_label.ipynb": 0}
     for name in NOTEBOOKS:  # every figure shows inline, once, where it is computed
         outputs = [output for cell in nbformat.read(tmp_path / name, as_version=4).cells if cell.cell_type == "code"
                    for output in cell.outputs]
@@ -78,13 +87,11 @@ def test_the_repository_notebooks_are_found():
     assert notebook_folder() == NOTEBOOK_DIR
 
 
-def test_a_wheel_ships_the_four_notebooks(tmp_path):
+def test_a_wheel_ships_the_notebooks(tmp_path):
     """`pip install .` (not editable) then `aimonk notebooks` needs them inside the package."""
     import subprocess
     import sys
     import zipfile
-
-    import shutil
 
     source = tmp_path / "source"  # a copy: setuptools builds in the source tree
     root = NOTEBOOK_DIR.parent

@@ -179,7 +179,7 @@ def test_a_run_on_every_image_ends_by_printing_the_f1_evaluate_then_reports(data
     printed = re.search(r"out-of-fold F1 \(each fold decided by thresholds from the other folds\): (.*)",
                         capsys.readouterr().err).group(1)
     scores = {name: float(value) for name, value in (item.split() for item in printed.split(", "))}
-    evaluation = evaluate_checkpoint(data, tmp_path / "model.pt", progress=False)
+    evaluation = evaluate_checkpoint(data, tmp_path / "model.pt")
     assert evaluation.subset == "out-of-fold" and list(scores) == [*data.attributes, "macro"]
     assert list(scores.values()) == pytest.approx(evaluation.table["f1"].tolist(), abs=5e-4)
 

@@ -129,15 +129,12 @@ def cmd_label(args) -> int:
 
 
 def print_queue(args) -> int:
-    import pandas as pd
-
     from aimonk.label_session import LabelSession
 
     if args.queue < 1:
         raise ValueError(f"--queue must be at least 1, not {args.queue}")
     session = LabelSession(args.data, args.model, score=args.score, source="aimonk label")
-    questions = session.questions(args.queue)
-    sys.stdout.write(csv_text(pd.DataFrame([q.to_dict() for q in questions]), index=False))
+    sys.stdout.write(csv_text(session.questions_frame(args.queue), index=False))
     return 0
 
 

@@ -23,7 +23,7 @@ ISSUE_COLUMNS = ["attribute", "filename", "given", "suggested", "probability", "
 def confident_label_issues(truth: np.ndarray, probability: np.ndarray) -> np.ndarray:
     """Indices (into these known labels) whose label is confidently contradicted, most doubtful first."""
     truth = truth.astype(int)
-    if truth.min() == truth.max():
+    if len(truth) == 0 or truth.min() == truth.max():
         return np.array([], dtype=int)
     of_class = np.column_stack([1 - probability, probability])  # predicted probability of class 0 and 1
     thresholds = np.array([of_class[truth == c, c].mean() for c in (0, 1)])
