@@ -144,3 +144,29 @@ def test_the_readme_python_example_runs_as_written(demo_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "runs" / "r1" / "model.pt").is_file()
     assert done.stdout.count("Attributes present:") == 57  # every present image of the folder reported
+
+
+def test_aimonk_train_reaches_the_checkpoint_write_in_six_frames_and_writes_model_pt_once(demo_dir, tmp_path):
+    """The path of one run reads top to bottom: main -> run_command -> cmd_train -> workflows.train ->
+    RunFolder.save_run -> Checkpoint.save, and model.pt is written once (observed with a profiler, nothing patched)."""
+    from aimonk.cli import main
+    from aimonk.model.checkpoint import Checkpoint
+
+    saves, frames = [], []
+
+    def observe(frame, event, argument):
+        if event == "call" and frame.f_code is Checkpoint.save.__code__:
+            saves.append(frame.f_locals["path"])
+            depth, caller = 0, frame
+            while caller is not None and caller.f_code is not main.__code__:
+                depth, caller = depth + 1, caller.f_back
+            frames.append(depth + 1)
+
+    sys.setprofile(observe)
+    try:
+        code = main(["train", str(demo_dir), "--out", str(tmp_path / "run"), "--backbone", "efficientnet_lite0",
+                     "--image-size", "48", "--threshold-folds", "2"])
+    finally:
+        sys.setprofile(None)
+    assert code == 0
+    assert [Path(path).name for path in saves] == ["model.pt"] and frames == [6]
