@@ -67,14 +67,19 @@ def progress_shown(show: bool | None = True):
 
 
 @contextlib.contextmanager
-def quiet():
-    """Within it nothing below a warning is shown (work inside work that already reports, e.g. threshold folds)."""
-    level = LOGGER.level
-    LOGGER.setLevel(logging.WARNING)
+def logger_level(logger: logging.Logger, level: int):
+    """Within it `logger` shows only records of `level` and above; as it was after."""
+    before = logger.level
+    logger.setLevel(level)
     try:
         yield
     finally:
-        LOGGER.setLevel(level)
+        logger.setLevel(before)
+
+
+def quiet():
+    """Within it nothing below a warning is shown (work inside work that already reports, e.g. threshold folds)."""
+    return logger_level(LOGGER, logging.WARNING)
 
 
 def in_jupyter_kernel() -> bool:

@@ -22,10 +22,7 @@ def replace_file(path: Path, data: bytes, status: os.stat_result, hook: Hook | N
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp",
                                          prefix=f".{path.name}.{os.getpid()}@{socket.gethostname()}@")
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        write_synced(handle, data)
         os.chmod(temporary, status.st_mode & 0o7777)
         if os.geteuid() == 0 and (status.st_uid, status.st_gid) != (0, 0):
             os.chown(temporary, status.st_uid, status.st_gid)
@@ -41,14 +38,19 @@ def replace_file(path: Path, data: bytes, status: os.stat_result, hook: Hook | N
         Path(temporary).unlink(missing_ok=True)
 
 
+def write_synced(handle: int, data: bytes) -> None:
+    """`data` into the open file `handle`, on the disk before it is closed."""
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 def keep_original(original: Path, data: bytes, status: os.stat_result) -> None:
     """The original bytes as `original`, whole, never over an existing file (a hard link of a full temporary)."""
     handle, temporary = tempfile.mkstemp(dir=original.parent, prefix=f".{original.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        write_synced(handle, data)
         os.chmod(temporary, status.st_mode & 0o777)
         try:
             os.link(temporary, original)

@@ -22,6 +22,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from aimonk.progress import logger_level
+
 PREFIX = "timm:"
 REFERENCE_STRIDE = 8  # the reference recipe froze its backbone up to stride 8 (ResNet-34's conv1..layer2)
 
@@ -232,16 +234,9 @@ def _recorded_loads():
         nn.Module.load_state_dict = original
 
 
-@contextlib.contextmanager
 def _quiet_timm():
     """timm's loader logs the keys that did not fit (one line of thousands of characters); we say it in one."""
-    logger = logging.getLogger("timm")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    return logger_level(logging.getLogger("timm"), logging.ERROR)
 
 
 def _cached_weights(name: str) -> Path | None:
