@@ -59,7 +59,7 @@ class LabelApp:
         f1, history = self.session.f1, self.session.history
         if f1 is None:
             return "<i>no out-of-fold F1: the model keeps no out-of-fold predictions</i>"
-        if history and history[-1].after is not None:
+        if history:
             return f"<b>{html.escape(history[-1].describe())}</b>"
         return "out-of-fold F1 (each fold decided by thresholds from the other folds): " + html.escape(
             ", ".join(f"{name} {value:.3f}" for name, value in f1.items()))

@@ -46,10 +46,11 @@ class Retrained:
     before: pd.Series | None
     after: pd.Series | None
     seconds: float
+    note: str = ""  # why the model was not retrained, where it was not
 
     def describe(self) -> str:
         if self.after is None or self.before is None:
-            return "answers written; the model was not retrained"
+            return f"answers written; the model was not retrained{': ' + self.note if self.note else ''}"
         pairs = ", ".join(f"{name} {self.before[name]:.3f} -> {self.after[name]:.3f}" for name in self.after.index)
         return f"out-of-fold F1 (each fold decided by thresholds from the other folds): {pairs}  ({self.seconds:.1f} s)"
 
@@ -178,9 +179,10 @@ class LabelSession:
         retrained. `before`: the out-of-fold F1 before the batch."""
         started = time.perf_counter()
         if not self.retrainable:
-            log.info(f"the {decide_recipe(self.config).value} recipe retrains by a full `aimonk train`: "
-                     f"aimonk train {shlex.quote(str(Path(self.file.path).parent))} --config CONFIG.json --out RUN")
-            result = Retrained(batch, before, None, time.perf_counter() - started)
+            note = (f"the {decide_recipe(self.config).value} recipe retrains by a full `aimonk train` (minutes): "
+                    f"aimonk train {shlex.quote(str(Path(self.file.path).parent))} --config RUN/config.json --out NEW_RUN")
+            log.info(note)
+            result = Retrained(batch, before, None, time.perf_counter() - started, note)
         else:
             self.use_trained(train(self.data, self.config, progress=False))
             result = Retrained(batch, before, self.f1, time.perf_counter() - started)
