@@ -1,7 +1,7 @@
 """Does the labelling queue need fewer answers than answering NA cells at random? Measured on unseen images.
 
     python benchmarks/labelling.py ../shared/datasets/fashion972 --parts ../shared/datasets/fashion-eval \
-        [--hide 0.3] [--budget 150] [--batch 10] [--seeds 1,2,3] [--scores uncertainty,rare_uncertainty,rare_positive]
+        [--hide 0.3] [--budget 100] [--batch 10] [--seeds 1,2,3] [--scores uncertainty,rare_uncertainty,rare_positive]
         [--choose part2] [--report part3,part4] [--flip 0.05] [--review 100] [--out runs/labelling]
 
 For each seed, a share (--hide) of DATA's known labels is hidden as NA (at random, seeded) in a copy of its labels
@@ -10,8 +10,9 @@ labels file, the model retrained through aimonk.workflows.train) then asks its q
 from the hidden truth, in batches of --batch up to --budget answers; questions about cells that were NA in DATA
 itself (no truth to answer with) and the contradiction questions are passed over, so that both arms answer only
 hidden cells. The other arm answers the same number of hidden cells drawn at random. After each batch the model is
-scored with its stored thresholds on --parts folders it never saw: the score is chosen on --choose (one seed),
-the numbers to quote are --report's, pooled, over every seed, with a bootstrap interval of the final F1.
+scored with its stored thresholds on --parts folders it never saw: every score and the random arm run on the first
+seed, scored on --choose (where the score is chosen) and on --report; the chosen score and the random arm then run
+on the other seeds too. The numbers to quote are --report's, pooled, averaged over the seeds, with their spread.
 
 Printed: the macro F1 curves, and `labels needed to reach random's final F1: queue N of M (ratio R)` (N: the
 first answer count at which the queue's seed-averaged F1 reaches the random arm's final one). Then the flip
@@ -82,12 +83,14 @@ class Scorer:
         return float(attribute_metrics(targets, decisions, 0.5, session.data.attributes).loc["macro", "f1"])
 
 
-def run_arm(folder: Path, truth: dict, arm: str, args, scorer: Scorer, names, seed: int) -> list[float]:
-    """Macro F1 on `names` after 0, batch, 2 x batch, ... --budget answers of the arm (a score or 'random')."""
+def run_arm(folder: Path, truth: dict, arm: str, args, scorer: Scorer, groups: dict, seed: int) -> dict:
+    """{group: macro F1 on its parts after 0, batch, 2 x batch, ... --budget answers of the arm (a score or
+    'random')} for each group of parts in `groups` ({"choose": [...], "report": [...]})."""
     config = preset("default", seed=seed)
     session = LabelSession(folder, config=config, batch_size=args.batch, score=arm if arm != "random" else
                            LABEL_SCORES[0], source=f"benchmark {arm}")
-    curve, answered, started = [scorer.macro_f1(session, names)], 0, time.perf_counter()
+    curves = {group: [scorer.macro_f1(session, names)] for group, names in groups.items()}
+    answered, started = 0, time.perf_counter()
     order = list(truth)
     np.random.default_rng(seed + 1000).shuffle(order)
     while answered < args.budget:
@@ -102,11 +105,13 @@ def run_arm(folder: Path, truth: dict, arm: str, args, scorer: Scorer, names, se
             session.pending.append(Answer(filename, attribute, truth[(filename, attribute)]))
         session.commit()
         answered += len(batch)
-        curve.append(scorer.macro_f1(session, names))
-        print(f"  seed {seed} {arm:>16}: {answered:>4} answers  macro F1 {curve[-1]:.4f}  "
-              f"retrained in {session.history[-1].seconds:.1f} s", flush=True)
+        for group, names in groups.items():
+            curves[group].append(scorer.macro_f1(session, names))
+        print(f"  seed {seed} {arm:>16}: {answered:>4} answers  macro F1 "
+              + "  ".join(f"{group} {curve[-1]:.4f}" for group, curve in curves.items())
+              + f"  retrained in {session.history[-1].seconds:.1f} s", flush=True)
     print(f"  seed {seed} {arm}: {time.perf_counter() - started:.0f} s", flush=True)
-    return curve
+    return curves
 
 
 def labels_needed(queue: np.ndarray, random: np.ndarray, batch: int) -> tuple[int | None, int]:
@@ -152,7 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--scores", default=",".join(LABEL_SCORES))
     parser.add_argument("--hide", type=float, default=0.3)
-    parser.add_argument("--budget", type=int, default=150)
+    parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--flip", type=float, default=0.05)
     parser.add_argument("--review", type=int, default=100)
@@ -166,20 +171,20 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         print(f"choosing the score on {args.choose} (seed {seeds[0]}): hidden {args.hide:.0%} of the known labels")
-        folder, truth = hidden_copy(args.data, work / f"seed{seeds[0]}", args.hide, seeds[0])
-        finals = {}
-        for score in args.scores.split(","):
-            shutil.copy(folder / "labels.txt", work / "labels.txt.start")
-            finals[score] = run_arm(folder, truth, score, args, scorer, chosen_parts, seeds[0])[-1]
-            hidden_copy(args.data, folder, args.hide, seeds[0])  # the same hidden labels for the next score
+        groups = {"choose": chosen_parts, "report": report_parts}  # every arm scored on both, the choice on one
+        first = {}
+        for arm in [*args.scores.split(","), "random"]:
+            folder, truth = hidden_copy(args.data, work / f"seed{seeds[0]}", args.hide, seeds[0])  # the same
+            first[arm] = run_arm(folder, truth, arm, args, scorer, groups, seeds[0])
+        finals = {arm: curves["choose"][-1] for arm, curves in first.items() if arm != "random"}
         best = max(finals, key=finals.get)
         print(f"final macro F1 on {args.choose} after {args.budget} answers: "
               + ", ".join(f"{s} {f:.4f}" for s, f in finals.items()) + f"; chosen: {best}")
-        curves = {best: [], "random": []}
-        for seed in seeds:
+        curves = {best: [first[best]["report"]], "random": [first["random"]["report"]]}
+        for seed in seeds[1:]:
             for arm in curves:
                 folder, truth = hidden_copy(args.data, work / f"seed{seed}", args.hide, seed)
-                curves[arm].append(run_arm(folder, truth, arm, args, scorer, report_parts, seed))
+                curves[arm].append(run_arm(folder, truth, arm, args, scorer, {"report": report_parts}, seed)["report"])
         queue, random = (np.array(curves[arm]).mean(0) for arm in (best, "random"))
         needed, total = labels_needed(queue, random, args.batch)
         per_seed = [labels_needed(np.array(q), np.array(r), args.batch)[0] for q, r in zip(curves[best], curves["random"])]
