@@ -145,3 +145,29 @@ def opened():
         yield paths
     finally:
         _OPENED.remove(paths)
+
+
+@contextlib.contextmanager
+def calls_of(function):
+    """The calls of `function` made in the block (in this thread), each as a dict of its arguments as it was
+    entered (numpy arrays copied): seen by a profiler (sys.setprofile, as a debugger sees them), nothing patched."""
+    code, calls = function.__code__, []
+
+    def observe(frame, event, argument):
+        if event == "call" and frame.f_code is code:
+            calls.append({name: value.copy() if isinstance(value, np.ndarray) else value
+                          for name, value in frame.f_locals.items()})
+
+    previous = sys.getprofile()
+    sys.setprofile(observe)
+    try:
+        yield calls
+    finally:
+        sys.setprofile(previous)
+
+
+def opened_under(paths, *folders) -> list[str]:
+    """The paths among `paths` (e.g. what `opened` saw) that lie in any of `folders` (or are one of them)."""
+    roots = [os.path.realpath(folder) for folder in folders]
+    return [path for path in paths if any(os.path.realpath(path) == root or
+                                          os.path.realpath(path).startswith(root + os.sep) for root in roots)]

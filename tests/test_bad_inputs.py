@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from aimonk.cli import main
+from conftest import opened, opened_under
 
 
 EXIT = 2
@@ -32,11 +33,14 @@ def tree_state(*folders) -> dict:
     return state
 
 
-def fails(capsys, args, *culprits, unchanged=()):
+def fails(capsys, args, *culprits, unchanged=(), unread=()):
     """Run `aimonk ARGS`; it must exit 2 with one `error:` line naming every culprit, changing no file under
-    `unchanged`. Returns the message."""
+    `unchanged` and opening none under `unread` (Python's open audit event: e.g. not one image decoded, nor
+    read from the aimonk cache's decoded images). Returns the message."""
     before = tree_state(*unchanged)
-    code = main([str(a) for a in args])
+    with opened() as paths:
+        code = main([str(a) for a in args])
+    assert not opened_under(paths, *unread)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == EXIT, err
     errors = [line for line in err if ": error: " in line]
@@ -46,6 +50,13 @@ def fails(capsys, args, *culprits, unchanged=()):
     assert "weights_only" not in errors[0]
     assert tree_state(*unchanged) == before
     return errors[0]
+
+
+def decoded_images(data: Path) -> list[Path]:
+    """Where decoding the images of `data` opens files: its images, and the aimonk cache's decoded images."""
+    from aimonk.cache import cache_root
+
+    return [data / "images", cache_root() / "images"]
 
 
 def image_folder(root: Path, lines=LINES, label_name="labels.txt", text=None) -> Path:
@@ -169,13 +180,10 @@ def test_no_readable_image(tmp_path, capsys):
     fails(capsys, ["train", data, "--out", tmp_path / "run", *TINY], "no readable images", unchanged=[data])
 
 
-def test_attribute_known_on_too_few_images_is_named_before_decoding(tmp_path, capsys, monkeypatch):
-    import aimonk.data.folder
-
+def test_attribute_known_on_too_few_images_is_named_before_decoding(tmp_path, capsys):
     data = image_folder(tmp_path, ["image_0.jpg 1 0 1 NA", "image_1.jpg 0 1 0 NA", "image_2.jpg 1 1 0 1"])
-    monkeypatch.setattr(aimonk.data.folder, "cache_images", lambda *a, **k: pytest.fail("decoded images first"))
     fails(capsys, ["train", data, "--out", tmp_path / "run", *TINY], "attribute 'Attr4'", "1 positive and 0 negative",
-          unchanged=[data])
+          unchanged=[data], unread=decoded_images(data))
 
 
 def test_unknown_token_is_read_as_na_only_when_asked(tmp_path, capsys):
@@ -205,11 +213,9 @@ def test_unknown_token_is_read_as_na_only_when_asked(tmp_path, capsys):
     ("--lr", "nan", "--lr must be a number"),
     ("--threshold-source", "val", "--threshold-source val needs a validation split: set --val-fraction above 0"),
 ])
-def test_bad_option_is_named_before_anything_is_read(demo_dir, tmp_path, capsys, monkeypatch, option, value, words):
-    import aimonk.data.folder
-
-    monkeypatch.setattr(aimonk.data.folder, "read_labels", lambda *a, **k: pytest.fail("read the labels first"))
-    fails(capsys, ["train", demo_dir, "--out", tmp_path / "run", option, value], words, unchanged=[demo_dir])
+def test_bad_option_is_named_before_anything_is_read(demo_dir, tmp_path, capsys, option, value, words):
+    fails(capsys, ["train", demo_dir, "--out", tmp_path / "run", option, value], words, unchanged=[demo_dir],
+          unread=[demo_dir])  # not its labels, nor any image
     assert not (tmp_path / "run").exists()
 
 
@@ -409,13 +415,10 @@ def test_predict_with_the_wrong_number_of_thresholds(demo_dir, run, capsys):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
 @pytest.mark.parametrize("command", ["train", "evaluate"])
-def test_a_device_that_is_not_here_is_named_before_anything_is_read(demo_dir, tmp_path, capsys, monkeypatch, command):
-    import aimonk.data.folder
-
-    monkeypatch.setattr(aimonk.data.folder, "read_labels", lambda *a, **k: pytest.fail("read the labels first"))
+def test_a_device_that_is_not_here_is_named_before_anything_is_read(demo_dir, tmp_path, capsys, command):
     extra = ["--cv", "2"] if command == "evaluate" else []
     fails(capsys, [command, demo_dir, "--out", tmp_path / "run", *extra, "--device", "cuda"],
-          "--device cuda: no CUDA GPU is available here", unchanged=[demo_dir])
+          "--device cuda: no CUDA GPU is available here", unchanged=[demo_dir], unread=[demo_dir])
     assert not (tmp_path / "run").exists()
 
 

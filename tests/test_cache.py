@@ -4,10 +4,9 @@ import pytest
 import torch
 
 import aimonk.model.features as features
-import aimonk.data.images as images
 from aimonk.config import preset
 from aimonk.data.folder import load_labelled_folder
-from conftest import TINY
+from conftest import TINY, calls_of, opened, opened_under
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
@@ -20,38 +19,42 @@ def folder(demo_dir, tmp_path):
     return shutil.copytree(demo_dir, tmp_path / "data")
 
 
-def test_a_second_load_reads_the_memory_map_instead_of_decoding(folder, monkeypatch):
+def test_a_second_load_reads_the_memory_map_instead_of_decoding(folder):
     first = load_labelled_folder(folder, 48, progress=False)
-    monkeypatch.setattr(images, "_try_load", lambda *a: pytest.fail("decoded again"))
-    second = load_labelled_folder(folder, 48, progress=False)
+    with opened() as paths:
+        second = load_labelled_folder(folder, 48, progress=False)
+    assert not opened_under(paths, folder / "images")  # not one image file opened: nothing decoded again
     assert isinstance(second.images, np.memmap) and second.images_key == first.images_key
     np.testing.assert_array_equal(second.images, first.images)
     assert second.filenames == first.filenames  # the unreadable and missing files are remembered too
 
 
-def test_a_changed_file_or_size_makes_a_new_entry(folder, monkeypatch):
+def test_a_changed_file_or_size_makes_a_new_entry(folder):
+    import os
+
     first = load_labelled_folder(folder, 48, progress=False)
-    calls = []
-    real = images._try_load
-    monkeypatch.setattr(images, "_try_load", lambda *a: calls.append(1) or real(*a))
     image = sorted((folder / "images").glob("*.jpg"))[0]
     from PIL import Image
     Image.new("RGB", (48, 48), "black").save(image)
-    changed = load_labelled_folder(folder, 48, progress=False)
-    assert changed.images_key != first.images_key and len(calls) == len(changed)
+    with opened() as paths:
+        changed = load_labelled_folder(folder, 48, progress=False)
+    decoded = sorted(os.path.realpath(path) for path in opened_under(paths, folder / "images"))
+    assert changed.images_key != first.images_key and len(decoded) == len(changed)  # every image decoded anew
+    assert decoded == sorted(os.path.realpath(folder / "images" / name) for name in changed.filenames)  # once each
     assert load_labelled_folder(folder, 40, progress=False).images.shape[1:] == (40, 40, 3)
 
 
-def test_features_are_reused_by_a_later_run(folder, monkeypatch):
+def test_features_are_reused_by_a_later_run(folder):
     from aimonk.model.registry import build_model
 
     config = preset("default", **TINY).replace(backbone="efficientnet_lite0", amp=False)
     model = build_model(config.replace(freeze="all", image_size=48), 4).eval()
     first = features.cached_features(model, load_labelled_folder(folder, 48, progress=False), config,
                                      torch.device("cpu"))
-    monkeypatch.setattr(features, "backbone_features", lambda *a, **k: pytest.fail("computed again"))
-    again = features.cached_features(model, load_labelled_folder(folder, 48, progress=False), config,
-                                     torch.device("cpu"))
+    later = load_labelled_folder(folder, 48, progress=False)  # a later run's data: no features kept on it
+    with calls_of(features.backbone_features) as computed:
+        again = features.cached_features(model, later, config, torch.device("cpu"))
+    assert computed == []  # read from the cache entry, not computed again
     torch.testing.assert_close(again, first)
 
 

@@ -5,6 +5,7 @@ from aimonk.decision.rule import DecisionRule
 from aimonk.evaluation.tables import cv_report, fold_tuned_decisions
 from aimonk.training.crossval import CrossValidation, out_of_fold, run_folds
 from aimonk.metrics import attribute_metrics, bootstrap_f1
+from conftest import calls_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
@@ -34,19 +35,14 @@ def test_intervals_cover_the_point_estimate():
     assert (table["f1_high"] - table["f1_low"] > 0).all()
 
 
-def test_thresholds_are_never_tuned_on_the_rows_they_score(monkeypatch):
-    import aimonk.decision.thresholds as module
+def test_thresholds_are_never_tuned_on_the_rows_they_score():
+    from aimonk.decision.thresholds import tune_thresholds
 
     cv = synthetic_cv(noise=0.3)
-    calls = []
-    real = module.tune_thresholds
-
-    def spy(targets, probabilities, strategy="f1"):
-        calls.append(probabilities.copy())
-        return real(targets, probabilities, strategy)
-
-    monkeypatch.setattr(module, "tune_thresholds", spy)
-    fold_tuned_decisions(cv)
+    with calls_of(tune_thresholds) as tunings:
+        fold_tuned_decisions(cv)
+    calls = [call["probabilities"] for call in tunings]  # the rows each fold's thresholds were tuned on
+    assert len(calls) == len(np.unique(cv.folds))
     for fold, tuned_on in enumerate(calls):
         scored = cv.probabilities[cv.folds == fold]
         assert len(tuned_on) == (cv.folds != fold).sum()
@@ -107,14 +103,17 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.attributes == cv.attributes and loaded.config == cv.config and loaded.names == cv.names
 
 
-def test_calibrated_out_of_fold_probabilities_are_cross_fitted_once_per_method(monkeypatch):
-    import aimonk.training.crossval as crossval
+def test_calibrated_out_of_fold_probabilities_are_cross_fitted_once_per_method():
     from aimonk.decision.calibration import cross_fitted
 
-    cv, calls = synthetic_cv(noise=0.3), []
-    monkeypatch.setattr(crossval, "cross_fitted", lambda *a, **k: calls.append(a[2]) or cross_fitted(*a, **k))
-    first = cv.calibrated("platt")
-    cv_report(cv, rounds=20, calibration="platt")  # its calibration error reuses them
-    assert np.array_equal(first, cross_fitted(cv.targets, cv.probabilities, "platt"))
-    assert cv.calibrated("platt") is first and calls == ["platt"]
-    assert not np.array_equal(cv.calibrated("temperature"), first) and calls == ["platt", "temperature"]
+    cv = synthetic_cv(noise=0.3)
+    expected = cross_fitted(cv.targets, cv.probabilities, "platt")
+    with calls_of(cross_fitted) as fits:
+        first = cv.calibrated("platt")
+        cv_report(cv, rounds=20, calibration="platt")  # its calibration error reuses them
+        again = cv.calibrated("platt")
+    assert np.array_equal(first, expected)
+    assert again is first and [call["method"] for call in fits] == ["platt"]
+    with calls_of(cross_fitted) as fits:
+        assert not np.array_equal(cv.calibrated("temperature"), first)
+    assert [call["method"] for call in fits] == ["temperature"]

@@ -13,7 +13,7 @@ from PIL import Image
 from aimonk.cli import main
 from aimonk.data.images import load_image
 from aimonk.files import LOCK_NAME, atomic_path, folder_lock
-from test_bad_inputs import fails, image_folder
+from test_bad_inputs import decoded_images, fails, image_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
@@ -226,14 +226,10 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file_and_what_is_wrong(run,
     assert message.endswith(")") and "warning" not in capsys.readouterr().err  # whole, and no torch warning
 
 
-def test_a_pickle_given_as_weights_is_refused_before_any_image_is_decoded(run, demo_dir, tmp_path, capsys,
-                                                                          monkeypatch):
-    import aimonk.data.folder as folder
-
-    monkeypatch.setattr(folder, "cache_images", lambda *a, **k: pytest.fail("decoded images first"))
+def test_a_pickle_given_as_weights_is_refused_before_any_image_is_decoded(run, demo_dir, tmp_path, capsys):
     fails(capsys, ["train", demo_dir, "--out", tmp_path / "run", "--backbone", "efficientnet_lite0", "--weights",
                    damaged(run, tmp_path, "pickle"), "--image-size", "48"],
-          "pickle.pt is not a readable weights file", unchanged=[demo_dir])
+          "pickle.pt is not a readable weights file", unchanged=[demo_dir], unread=decoded_images(demo_dir))
 
 
 # ---- resume checks the data it resumes on ---------------------------------------------------------------

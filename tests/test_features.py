@@ -10,7 +10,7 @@ from aimonk.model.recipe import Recipe, decide_recipe
 from aimonk.model.registry import build_model
 from aimonk.runtime import seed_everything
 from aimonk.training.loop import Callback, fit
-from conftest import model_of
+from conftest import calls_of, model_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning")
 
@@ -81,13 +81,11 @@ def test_precomputed_features_train_the_same_model_as_images(data, head_only):
     assert fast.history["iteration_loss"] == pytest.approx(slow.history["iteration_loss"], abs=1e-4)
 
 
-def test_features_are_computed_once_for_all_folds(data, head_only, monkeypatch):
+def test_features_are_computed_once_for_all_folds(data, head_only):
     from aimonk.training.crossval import run_folds
 
-    calls = []
-    real = features.backbone_features
-    monkeypatch.setattr(features, "backbone_features", lambda *a, **k: calls.append(1) or real(*a, **k))
-    cv = run_folds(head_only.replace(epochs=1), data, folds=3)
+    with calls_of(features.backbone_features) as calls:
+        cv = run_folds(head_only.replace(epochs=1), data, folds=3)
     assert len(calls) == 1
     assert not np.isnan(cv.probabilities).any()
 

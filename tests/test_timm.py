@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from aimonk.cli import main
-from aimonk.model import timm_backbone
 from aimonk.model.registry import WeightsUnavailableError, frozen_stages
 from conftest import model_of
 from aimonk.serve.explain import grad_cam
@@ -118,10 +117,28 @@ def test_synchronised_batch_norm_keeps_timms_fused_activations():
         torch.testing.assert_close(converted(images), before)
 
 
+def offline(monkeypatch, tmp_path):
+    """The world of a machine offline that never downloaded the weights, as the run finds it: the hub's and
+    torch.hub's caches empty, no proxy, and no connection opens."""
+    import socket
+
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # torch.hub.get_dir() is $TORCH_HOME/hub
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+    def unreachable(address, *args, **kwargs):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+
+
 def test_offline_imagenet_weights_stop_the_run_in_one_line_before_any_work(demo_dir, tmp_path, monkeypatch,
                                                                           capsys):
-    monkeypatch.setattr(timm_backbone, "_cached_weights", lambda name: None)
-    monkeypatch.setattr(timm_backbone, "_reachable", lambda host, port, timeout=5.0: False)
+    offline(monkeypatch, tmp_path)
     out = tmp_path / "run"
     assert main(["train", str(demo_dir), "--out", str(out), "--backbone", "timm:resnet10t", "--image-size", "64"]) == 2
     captured = capsys.readouterr()
