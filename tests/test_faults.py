@@ -57,8 +57,8 @@ def test_notebook_parameters_are_checked_before_any_notebook_runs(demo_dir, tmp_
 
 
 def test_only_matching_no_notebook_is_an_error(demo_dir, tmp_path, capsys):
-    fails(capsys, ["notebooks", "--data", demo_dir, "--out", tmp_path / "nb", "--only", "05"],
-          "--only 05: no notebook starts with it", unchanged=[demo_dir])
+    fails(capsys, ["notebooks", "--data", demo_dir, "--out", tmp_path / "nb", "--only", "09"],
+          "--only 09: no notebook starts with it", unchanged=[demo_dir])
 
 
 # ---- CSV injection --------------------------------------------------------------------------------------
