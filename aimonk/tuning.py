@@ -128,10 +128,10 @@ def check_range(source, name, spec) -> None:
             raise ValueError(f"{where}: low {low!r} must be below high {high!r} (one value: {{choices: [{low!r}]}})")
         if log and low <= 0:
             raise ValueError(f"{where}: a log range must lie above 0, not start at {low!r}")
-        if not math.isfinite(float(high) - float(low)):
-            raise ValueError(f"{where}: the range {low!r} to {high!r} is too wide to sample")
         for value in (low, high):
             check_value(where, name, value)
+        if not math.isfinite(float(high) - float(low)):  # numpy's uniform draw overflows
+            raise ValueError(f"{where}: the range {low!r} to {high!r} is too wide to sample")
     try:
         distribution(name, spec)
     except ImportError:
@@ -412,8 +412,10 @@ def history_figure(study):
     from matplotlib.ticker import MaxNLocator
     from optuna.visualization import matplotlib as optuna_plots
 
-    axes = optuna_plots.plot_optimization_history(study, target_name=METRIC)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's matplotlib plots are marked experimental
+        axes = optuna_plots.plot_optimization_history(study, target_name=METRIC)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     axes.set_xlabel("trial")
     axes.set_ylabel(METRIC)
     return axes
