@@ -69,6 +69,8 @@ def load_space(path) -> dict:
     import yaml
 
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"--space {path} is {'a folder' if path.is_dir() else 'not a file'}, not a YAML file")
     if not path.is_file():
         raise FileNotFoundError(f"--space {path}: no such file")
     size = path.stat().st_size

@@ -94,6 +94,24 @@ def test_a_large_or_binary_space_file_is_refused_unread(demo_dir, tmp_path, caps
     assert main(tune_command(demo_dir, tmp_path / "t", "--space", str(binary))) == 2
     refused(capsys, binary, "is not YAML")
     assert not (tmp_path / "t").exists()
+    assert main(tune_command(demo_dir, tmp_path / "t", "--space", str(tmp_path))) == 2
+    refused(capsys, tmp_path, "is a folder, not a YAML file")
+
+
+def test_after_a_refusal_the_corrected_command_runs(demo_dir, tmp_path, capsys):
+    space, db = tmp_path / "space.yaml", tmp_path / "t" / "study.db"
+    space.write_text("tta: {choices: true}\n")
+    assert main(tune_command(demo_dir, tmp_path / "t", "--space", str(space))) == 2
+    refused(capsys, space, "tta")
+    db.parent.mkdir()
+    random_bytes(db)
+    space.write_text("tta: {choices: [true, false]}\n")
+    assert main(tune_command(demo_dir, tmp_path / "t", "--space", str(space))) == 2
+    refused(capsys, db)
+    db.unlink()
+    assert main(tune_command(demo_dir, tmp_path / "t", "--space", str(space))) == 0
+    assert "best of 1 trials" in capsys.readouterr().out
+    assert {"study.db", "config.json", "trials.csv", "optimization_history.png"} <= {p.name for p in db.parent.iterdir()}
 
 
 def optuna_study(db, name="aimonk", direction="maximize", params=None, value=0.5):
