@@ -4,6 +4,8 @@ Each trial is a recipe (the preset with some fields changed, as SPACE says), sco
 out-of-fold macro F1 with every fold decided by thresholds tuned on the other folds, never on the rows it
 scores; Optuna's median pruner stops a trial fold by fold once it falls behind. The study lives in
 DIR/study.db (SQLite), so an interrupted search continues where it stopped when the same command runs again.
+Before any image is read, the space is checked field by field and an existing DIR/study.db read-only (this
+command's study, or refused with one line naming it, left as it was).
 The preset's own recipe is the first trial, so the table always shows what the search gained over it.
 At the end: DIR/config.json (the best recipe, for `aimonk train --config`), DIR/trials.csv, and Optuna's
 optimisation history and parameter importances as figures. The best trial's score is optimistic (it is the
@@ -22,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aimonk.config import (AUGMENTATIONS, LOSSES, TrainConfig, check_backbone, check_field, check_freeze, parse_strategy,
-                           preset)
+from aimonk.config import (AUGMENTATIONS, LOSSES, TrainConfig, check_backbone, check_field, check_freeze,
+                           parse_strategy, preset)
 from aimonk.data.folder import LabelledImages
 from aimonk.decision.thresholds import metrics_decided_by_fold
 from aimonk.files import check_output_folder, folder_lock, write_csv
@@ -107,7 +109,7 @@ def check_range(source, name, spec) -> None:
     """One field's range: {choices: [non-empty list]} or {low, high[, log]} with finite numbers, low < high, a
     log range above 0, each value one the field allows."""
     if not isinstance(name, str) or name not in TrainConfig.__dataclass_fields__:
-        raise ValueError(f"{source}: {name!r} is not a TrainConfig field")
+        raise ValueError(f"{source}: {shown(name)} is not a TrainConfig field")
     where = f"{source}: {name}"
     ranged = isinstance(spec, dict) and ({"choices"} == set(spec) or {"low", "high"} <= set(spec) <= {"low", "high",
                                                                                                     "log"})
@@ -116,30 +118,37 @@ def check_range(source, name, spec) -> None:
     if "choices" in spec:
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
-            raise ValueError(f"{where}: choices must be a non-empty list of values, not {choices!r}")
+            raise ValueError(f"{where}: choices must be a non-empty list of values, not {shown(choices)}")
         for value in choices:
             check_value(where, name, value)
     else:
         low, high, log = spec["low"], spec["high"], spec.get("log", False)
         for bound, value in (("low", low), ("high", high)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"{where}: {bound} must be a finite number, not {value!r}")
+                raise ValueError(f"{where}: {bound} must be a finite number, not {shown(value)}")
         if not isinstance(log, bool):
-            raise ValueError(f"{where}: log must be true or false, not {log!r}")
+            raise ValueError(f"{where}: log must be true or false, not {shown(log)}")
         if not low < high:
-            raise ValueError(f"{where}: low {low!r} must be below high {high!r} (one value: {{choices: [{low!r}]}})")
+            raise ValueError(f"{where}: low {shown(low)} must be below high {shown(high)} "
+                             f"(one value: {{choices: [{shown(low)}]}})")
         if log and low <= 0:
-            raise ValueError(f"{where}: a log range must lie above 0, not start at {low!r}")
+            raise ValueError(f"{where}: a log range must lie above 0, not start at {shown(low)}")
         for value in (low, high):
             check_value(where, name, value)
         if not math.isfinite(float(high) - float(low)):  # numpy's uniform draw overflows
-            raise ValueError(f"{where}: the range {low!r} to {high!r} is too wide to sample")
+            raise ValueError(f"{where}: the range {shown(low)} to {shown(high)} is too wide to sample")
     try:
         distribution(name, spec)
     except ImportError:
         pass  # tune() says Optuna is missing
     except (ValueError, TypeError, OverflowError) as error:  # Optuna's own rules, should ours miss one
         raise ValueError(f"{where}: {' '.join(str(error).split())}") from None
+
+
+def shown(value, quoted: bool = True, width: int = 80) -> str:
+    """A value of a hostile file in a one-line message: its repr (or text), at most `width` characters."""
+    text = " ".join((repr(value) if quoted else str(value)).split())
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def field_types(name: str) -> list[str]:
@@ -152,7 +161,7 @@ def check_value(where: str, name: str, value) -> None:
     words = field_types(name)
     types = tuple(kind for word in words for kind in FIELD_TYPES.get(word, (object,)))
     if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
-        raise ValueError(f"{where} {value!r}: {name} must be {' or '.join(TYPE_WORDS.get(w, w) for w in words)}")
+        raise ValueError(f"{where} {shown(value)}: {name} must be {' or '.join(TYPE_WORDS.get(w, w) for w in words)}")
     try:
         check_field(TrainConfig.__dataclass_fields__[name], value)
         if name == "freeze":
@@ -163,7 +172,7 @@ def check_value(where: str, name: str, value) -> None:
             check_backbone(value)
             check_names(value)  # timm's names too, before any trial runs
     except (ValueError, TypeError, ImportError) as error:
-        raise ValueError(f"{where} {value!r}: {error}") from None
+        raise ValueError(f"{where} {shown(value)}: {shown(error, False, 300)}") from None
 
 
 def is_integer_field(name: str) -> bool:
@@ -190,7 +199,7 @@ def check_space_for(space: dict, config: TrainConfig) -> None:
             try:
                 config.replace(**{name: value})
             except (ValueError, TypeError) as error:
-                raise ValueError(f"{source}: {name} {value!r}: {error}") from None
+                raise ValueError(f"{source}: {name} {shown(value)}: {shown(error, False, 300)}") from None
 
 
 def suggest(trial, space: dict, default) -> dict:
@@ -320,8 +329,9 @@ def check_study(db: Path, space: dict) -> None:
                 raise ValueError(f"{foreign}: Optuna's storage of the study(ies) {names}, not {STUDY!r}; {advice}")
             directions = [row[0] for row in connection.execute("SELECT direction FROM study_directions")]
             if studies and directions != ["MAXIMIZE"]:
-                raise ValueError(f"{foreign}: its study's direction is {', '.join(map(str, directions)).lower() or 'none'}"
-                                 f", not maximize (out-of-fold macro F1); {advice}")
+                directions = ", ".join(map(str, directions)).lower() or "none"
+                raise ValueError(f"{foreign}: its study's direction is {directions}, not maximize (out-of-fold "
+                                 f"macro F1); {advice}")
             check_trials(connection, db, foreign, advice, space)
     except sqlite3.Error as error:
         raise ValueError(f"{foreign} (SQLite: {' '.join(str(error).split())}); {advice}") from None
@@ -341,7 +351,7 @@ def check_trials(connection, db: Path, foreign: str, advice: str, space: dict) -
     fields = TrainConfig.__dataclass_fields__
     for name, text in connection.execute("SELECT DISTINCT param_name, distribution_json FROM trial_params"):
         if name not in fields:
-            raise ValueError(f"{foreign}: its trials searched {name!r}, not a TrainConfig field; {advice}")
+            raise ValueError(f"{foreign}: its trials searched {shown(name)}, not a TrainConfig field; {advice}")
         if name not in space:
             continue
         try:

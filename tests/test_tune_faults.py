@@ -32,6 +32,7 @@ def refused(capsys, *names) -> str:
     assert lines[0].startswith("aimonk tune: error: "), err
     for name in names:
         assert str(name) in lines[0], (name, lines[0])
+    assert len(lines[0]) < 1000
     return lines[0]
 
 
@@ -46,6 +47,7 @@ SPACES = [  # (the file's text, what the one line says besides the file's name)
     ("tta: {choices: [yes, 'no']}\n", "tta 'no': tta must be true or false"),
     ("calibration: {choices: [platt, [none]]}\n", "calibration ['none']: calibration must be text"),
     ("weights: {choices: [{a: 1}]}\n", "weights {'a': 1}: weights must be text"),
+    ("calibration: {choices: [" + "x" * 5000 + "]}\n", "calibration 'xxxxx"),  # shortened: the line stays short
     ("head_c: {low: 0.1, high: 0.001}\n", "head_c: low 0.1 must be below high 0.001"),
     ("head_c: {low: 0.01, high: 0.01}\n", "head_c: low 0.01 must be below high 0.01"),
     ("head_c: {low: 0, high: 0.1, log: true}\n", "head_c: a log range must lie above 0"),
@@ -111,7 +113,8 @@ def test_after_a_refusal_the_corrected_command_runs(demo_dir, tmp_path, capsys):
     db.unlink()
     assert main(tune_command(demo_dir, tmp_path / "t", "--space", str(space))) == 0
     assert "best of 1 trials" in capsys.readouterr().out
-    assert {"study.db", "config.json", "trials.csv", "optimization_history.png"} <= {p.name for p in db.parent.iterdir()}
+    written = {p.name for p in db.parent.iterdir()}
+    assert {"study.db", "config.json", "trials.csv", "optimization_history.png"} <= written
 
 
 def optuna_study(db, name="aimonk", direction="maximize", params=None, value=0.5):
