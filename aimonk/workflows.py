@@ -63,11 +63,7 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
             if resumed is not None:
                 check_same_data(data, resumed, Path(out))
             rows = split_rows(config, data, (resumed["rows"]["train"], resumed["rows"]["val"]) if resumed else None)
-            log.info(f"training {config.backbone} on {len(rows[0])} images"
-                     + (f" ({len(rows[1])} more held out for validation)" if len(rows[1]) else "")
-                     + f", {len(data.attributes)} attributes" + (f" -> {out}" if out else "")
-                     + (f" (resumed after epoch {resumed['state']['epoch']})" if resumed else "")
-                     + (f"; {processes.world} processes" if processes.distributed else ""))
+            log.info(describe_start(config, data, rows, out, resumed, processes))
             log_notes(data)
             run.start_training(config, data, rows, len(resumed["state"]["history"]["iteration_loss"]) if resumed else 0)
             try:
@@ -77,15 +73,10 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
                 raise interrupted_run(run, stopped, config, data) from None
             try:
                 held_out = held_out_predictions(config, data, result, processes, callbacks)
-            except KeyboardInterrupt:  # Ctrl-C in the threshold cross-validation: the model kept with 0.5
-                rule = DecisionRule.untuned(len(data.attributes), "the threshold cross-validation was interrupted: "
-                                            "train again to tune them", config.threshold_strategy)
-                path = run.save_run(run_checkpoint(config, data, result, rule, None, out is not None))
-                raise TrainingInterrupted(f"interrupted: the model is kept with 0.5 thresholds in {path}: train "
-                                          "again to tune them" if path else "interrupted: train again to tune the "
-                                          "thresholds", result) from None
+            except KeyboardInterrupt:  # Ctrl-C in the threshold cross-validation
+                raise kept_untuned(run, config, data, result) from None
             rule = decision_rule(config, data, held_out)
-            trained = TrainedModel(result, run_checkpoint(config, data, result, rule, held_out, out is not None),
+            trained = TrainedModel(result, run_checkpoint(config, data, result, rule, held_out, run.path is not None),
                                    validation_metrics=validation_metrics(data, result))
             if trained.checkpoint.out_of_fold:
                 trained.out_of_fold_metrics = metrics_decided_by_fold(
@@ -94,6 +85,23 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
                 log.info(describe_out_of_fold(trained.out_of_fold_metrics))
             trained.path = run.save_run(trained.checkpoint, trained, data.notes())
             return trained
+
+
+def describe_start(config: TrainConfig, data: LabelledImages, rows, out, resumed, processes: Processes) -> str:
+    return (f"training {config.backbone} on {len(rows[0])} images"
+            + (f" ({len(rows[1])} more held out for validation)" if len(rows[1]) else "")
+            + f", {len(data.attributes)} attributes" + (f" -> {out}" if out else "")
+            + (f" (resumed after epoch {resumed['state']['epoch']})" if resumed else "")
+            + (f"; {processes.world} processes" if processes.distributed else ""))
+
+
+def kept_untuned(run: RunFolder, config: TrainConfig, data: LabelledImages, result) -> TrainingInterrupted:
+    """Ctrl-C in the threshold cross-validation: the model saved with thresholds 0.5, and that said."""
+    rule = DecisionRule.untuned(len(data.attributes), "the threshold cross-validation was interrupted: train again "
+                                "to tune them", config.threshold_strategy)
+    path = run.save_run(run_checkpoint(config, data, result, rule, None, run.path is not None))
+    return TrainingInterrupted(f"interrupted: the model is kept with 0.5 thresholds in {path}: train again to tune "
+                               "them" if path else "interrupted: train again to tune the thresholds", result)
 
 
 def resumed_state(out, config: TrainConfig | None) -> dict:
