@@ -230,3 +230,49 @@ def test_the_notebooks_style_a_table_of_names_in_01_and_03():
     assert {(notebook, frame) for notebook, frame, _ in notebook_tables()} >= {
         ("01_eda.ipynb", "summary"), ("03_evaluate.ipynb", "evaluation.table"), ("03_evaluate.ipynb", "table"),
         ("03_evaluate.ipynb", "cv_table")}
+
+
+def test_a_script_name_is_text_in_the_prediction_widget_in_chromium(tmp_path):
+    """The prediction app in JupyterLab, in chromium (as tests/test_browser.py drives it), with an attribute and
+    an image named with HTML: the names are shown as text; no element and no handler comes of them."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    import nbformat
+    from test_browser import CHROMIUM, lab_serving, notebook_page
+
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    notebook = tmp_path / "hostile.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"""\
+import types
+import numpy as np
+from aimonk.widgets import PredictionApp
+
+NAME = {HTML!r}
+
+class Predictor:  # what the app asks of a predictor, with two attributes, one named with HTML
+    attributes, thresholds = [NAME, "red"], [0.5, 0.5]
+
+    def predict_array(self, image, name=None):
+        return types.SimpleNamespace(probabilities=np.array([[0.9, 0.1]]))
+
+app = PredictionApp(Predictor(), ["photos/<b>bold</b>.png"])
+app.show(np.zeros((8, 8, 3), np.uint8), NAME + ".png")
+app""")], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}),
+                   str(notebook))
+    lab = lab_serving(notebook, {}, tmp_path)
+    url, _ = next(lab)
+    try:
+        with notebook_page(url, notebook.name, tmp_path) as page:
+            dialogs = []
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            result = page.locator(".widget-html-content").filter(has_text="Attributes present").first
+            result.wait_for()
+            page.wait_for_timeout(500)  # an onerror handler, were there an element, fires by now
+            assert HTML in result.inner_text() and f"{HTML}.png" in result.inner_text()  # as text
+            widget = page.locator(".jupyter-widgets.widget-vbox").first
+            assert widget.locator("script").count() == 0 and widget.locator("img[src='x']").count() == 0
+            assert widget.locator("b", has_text="bold").count() == 0
+            assert page.locator(".widget-readout, .widget-label", has_text="<script>").count() >= 1  # slider label
+            assert dialogs == []
+    finally:
+        lab.close()
