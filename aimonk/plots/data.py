@@ -42,4 +42,5 @@ def plot_labelled_samples(images, names, values, attributes, columns: int = 6):
     """A grid of images captioned with their label vector, e.g. [1 NA 0 1]."""
     titles = [f"{plot_text(Path(name).name)}\n[" + " ".join("NA" if np.isnan(v) else str(int(v)) for v in row) + "]"
               for name, row in zip(names, values)]
-    return plot_image_grid(images, titles, columns, "Sample images, labels in the order " + ", ".join(map(plot_text, attributes)))
+    return plot_image_grid(images, titles, columns,
+                           "Sample images, labels in the order " + ", ".join(map(plot_text, attributes)))

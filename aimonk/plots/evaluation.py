@@ -86,8 +86,8 @@ def plot_explanation(image, heatmaps, attributes, probabilities, thresholds, nam
     for ax, attribute, heatmap, p, t, present in zip(axes[1:], attributes, heatmaps, probabilities, thresholds,
                                                      decide(probabilities, thresholds)):
         ax.imshow(overlay(image, heatmap))
-        ax.set_title(f"{plot_text(attribute)}: {'PRESENT' if present else 'absent'}\n{p:.0%} (threshold {t:.2f})", fontsize=9,
-                     color="#2e7d32" if present else "#616161")
+        ax.set_title(f"{plot_text(attribute)}: {'PRESENT' if present else 'absent'}\n{p:.0%} (threshold {t:.2f})",
+                     fontsize=9, color="#2e7d32" if present else "#616161")
     for ax in axes:
         ax.axis("off")
     figure.tight_layout()
@@ -108,7 +108,8 @@ def plot_confusion_matrices(targets, probabilities, thresholds, attributes):
             ax.text(j, i, str(count), ha="center", va="center",
                     color="white" if count > matrix.max() / 2 else "black", fontsize=12)
         ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["absent", "present"], yticklabels=["absent", "present"],
-               xlabel="predicted", ylabel="true" if column == 0 else "", title=f"{plot_text(name)} (t={thresholds[column]:.2f})")
+               xlabel="predicted", ylabel="true" if column == 0 else "",
+               title=f"{plot_text(name)} (t={thresholds[column]:.2f})")
     figure.tight_layout()
     return figure
 
@@ -171,7 +172,8 @@ def plot_f1_intervals(table: pd.DataFrame):
     ax.errorbar(f1, y, xerr=errors, fmt="o", color="tab:blue", capsize=4, label="F1 (95% interval)")
     ax.plot(table.loc[rows, "baseline_f1"], y, "|", color="grey", markersize=18, markeredgewidth=2,
             label="majority baseline")
-    ax.set(yticks=y, yticklabels=[plot_text(name) for name in rows], xlim=(0, 1.02), xlabel="F1 at thresholds tuned on the other folds",
+    ax.set(yticks=y, yticklabels=[plot_text(name) for name in rows], xlim=(0, 1.02),
+           xlabel="F1 at thresholds tuned on the other folds",
            title="Cross-validated F1")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
