@@ -276,3 +276,16 @@ app""")], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"
             assert dialogs == []
     finally:
         lab.close()
+
+
+def test_an_unreadable_image_named_with_escapes_is_named_escaped_in_the_warning(tmp_path):
+    from PIL import Image
+
+    from aimonk.data.images import DataWarning, load_image_folder
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "good.png")
+    (tmp_path / f"bad{ANSI}{BIDI}.png").write_bytes(b"not an image")
+    with pytest.warns(DataWarning) as caught:
+        load_image_folder(tmp_path, 8)
+    message = str(caught[0].message)
+    assert r"bad\x1b[31;1mRED\x1b[0m\u202eevil\u202c.png" in message and not RAW.search(message)
