@@ -92,11 +92,12 @@ def test_csv_keeps_bom_quoting_spaces_and_line_endings(tmp_path):
     assert math.isnan(cell(table, "c, d.jpg", "is red")) and cell(table, "c, d.jpg", "big") == 1.0
 
 
-def test_csv_with_a_quoted_newline_and_empty_fields_as_its_na(tmp_path):
-    path = write(tmp_path / "labels.csv", b'filename,red,note\n"a\nb.jpg",,\nc.jpg,,1\nd.jpg,1,0\n')
+def test_csv_with_a_quoted_comma_and_empty_fields_as_its_na(tmp_path):
+    # (a quoted newline in a filename is refused when the file is read: tests/test_untrusted_names.py)
+    path = write(tmp_path / "labels.csv", b'filename,red,note\n"a,b.jpg",,\nc.jpg,,1\nd.jpg,1,0\n')
     labels = LabelFile.open(path)
     labels.apply([Answer("c.jpg", "red", 0.0), Answer("d.jpg", "note", None)])
-    assert path.read_bytes() == b'filename,red,note\n"a\nb.jpg",,\nc.jpg,0,1\nd.jpg,1,\n'
+    assert path.read_bytes() == b'filename,red,note\n"a,b.jpg",,\nc.jpg,0,1\nd.jpg,1,\n'
     assert cell(read_labels(path), "c.jpg", "red") == 0.0
 
 

@@ -10,6 +10,7 @@ from PIL import Image, ImageOps
 from aimonk.progress import progress_bar
 
 from aimonk.cache import files_key, load_array, release_pages, store_array
+from aimonk.data.labels import printable
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_PIXELS = 40_000_000  # decoded at most (after JPEG draft scaling): ~120 MB as RGB, so memory stays bounded
@@ -79,7 +80,7 @@ def _try_load(path, size):
     try:
         return load_image(path, size), None
     except Exception as error:  # PIL raises many kinds for corrupt files
-        return None, f"{path}: {type(error).__name__}: {error}"
+        return None, printable(f"{path}: {type(error).__name__}: {error}")  # a file name on disk, escaped
 
 
 def images_key(paths, size: int) -> str:

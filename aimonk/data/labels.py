@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -21,11 +22,39 @@ MISSING_TOKENS = {"na", "nan", "n/a", "none", "null", "", "?", "-"}
 MAX_ATTRIBUTES = 10_000  # far beyond any labelling effort; a runaway line of tokens stops here, not in memory
 HEADER_WORDS = {"filename", "file", "image", "images", "name", "path"}  # how a header line starts
 SHOWN = 80  # the most characters of a user's token an error message quotes
+SHORT = 60  # the most characters of a name a report line or a figure prints
+# What a terminal or a web page acts on instead of showing: control characters (C0, DEL, C1) and the Unicode
+# bidi controls (marks, embeddings, overrides, isolates). A name or a file name holding one is refused.
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def shown(text: str) -> str:
     """A token as an error message quotes it: repr, cut to a readable length."""
     return repr(text) if len(text) <= SHOWN else f"{text[:SHOWN]!r}... ({len(text):,} characters)"
+
+
+def printable(text: str) -> str:
+    """`text` with every control or bidi character written as its escape ('\\x1b', '\\n', '\\u202e'): safe to
+    print to a terminal."""
+    return UNSAFE.sub(lambda match: repr(match.group())[1:-1], str(text))
+
+
+def short_name(name: str, limit: int = SHORT) -> str:
+    """A name (an attribute's, a file's) as a report line or a figure prints it: control and bidi characters
+    escaped, and past `limit` characters cut with an ellipsis."""
+    text = printable(name)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def refuse_unsafe(path, line, what: str, name: str) -> None:
+    """A LabelFileError when `name` (what: e.g. 'the attribute name in column 3') holds a control or bidi
+    character; the character and the name are shown escaped, on one line."""
+    found = UNSAFE.search(name)
+    if found:
+        raise LabelFileError(path, line, f"{what} {shown(name)} holds {found.group()!r} (U+{ord(found.group()):04X}), "
+                                         "a control or bidi character; names may not hold control characters (C0, C1, "
+                                         "DEL) or bidi controls, which a terminal or a page acts on rather than "
+                                         "shows: rename it")
 
 
 class LabelFileError(ValueError):
@@ -93,9 +122,11 @@ def read_labels(path, unknown_as_na: bool = False) -> LabelTable:
         raise FileNotFoundError(f"label file not found: {path}")
     text = _read_text(path)
     if path.suffix.lower() == ".csv":
-        rows, attributes = _csv_rows(path, text)
+        rows, attributes, header_line = _csv_rows(path, text)
     else:
-        rows, attributes = _whitespace_rows(path, text)
+        rows, attributes, header_line = _whitespace_rows(path, text)
+    if attributes is not None:
+        _check_attribute_names(path, header_line, attributes)
     if not rows:
         raise LabelFileError(path, None, "the file holds no labelled images")
     return _build_table(path, rows, attributes, unknown_as_na)
@@ -114,21 +145,22 @@ def _read_text(path: Path) -> str:
                                          "UTF-8") from None
 
 
-def _whitespace_rows(path: Path, text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None]:
-    """Rows of (line number, fields). Lines end at \n, \r\n or \r only: a form feed or U+2028 inside a line
-    separates fields like any whitespace and never shifts the line numbers an error names."""
+def _whitespace_rows(path: Path, text: str) -> tuple[list[tuple[int, list[str]]], list[str] | None, int]:
+    """Rows of (line number, fields), the header's names (or None) and its line. Lines end at \n, \r\n or \r
+    only: a form feed or U+2028 inside a line separates fields like any whitespace and never shifts the line
+    numbers an error names."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     rows = [(number, line.split()) for number, line in enumerate(lines, start=1) if line.strip()]
     if rows and len(rows[0][1]) > 1 and all(parse_token(token) is None for token in rows[0][1][1:]):
-        return rows[1:], [name for name in rows[0][1][1:]]  # a header line: no label among its fields
+        return rows[1:], [name for name in rows[0][1][1:]], rows[0][0]  # a header line: no label among its fields
     if rows and rows[0][1][0].lower() in HEADER_WORDS:
         raise LabelFileError(path, rows[0][0], f"this looks like a header (it starts with {rows[0][1][0]!r}), but "
                                                "its attribute names read as labels (1, 0, NA, yes, no, none, ...): "
                                                "name the attributes with other words, or use labels.csv")
-    return rows, None
+    return rows, None, 0
 
 
-def _csv_rows(path: Path, text: str) -> tuple[list[tuple[int, list[str]]], list[str]]:
+def _csv_rows(path: Path, text: str) -> tuple[list[tuple[int, list[str]]], list[str], int]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -141,13 +173,15 @@ def _csv_rows(path: Path, text: str) -> tuple[list[tuple[int, list[str]]], list[
         rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except csv.Error as error:
         raise LabelFileError(path, reader.line_num, f"not valid CSV ({error})") from None
-    return rows, attributes
+    return rows, attributes, 1
 
 
 def _check_attribute_names(path, line, attributes: list[str]) -> None:
-    empty = [i + 2 for i, name in enumerate(attributes) if not name]
+    empty = [i + 2 for i, name in enumerate(attributes) if not name.strip()]
     if empty:
         raise LabelFileError(path, line, f"the header's column {empty[0]} has no attribute name")
+    for column, name in enumerate(attributes, start=2):
+        refuse_unsafe(path, line, f"the attribute name in column {column}", name)
     repeated = sorted({name for name in attributes if attributes.count(name) > 1})
     if repeated:
         raise LabelFileError(path, line, f"the header names attribute {repeated[0]!r} more than once")
@@ -157,6 +191,7 @@ def clean_filename(path, line: int, name: str) -> str:
     """The filename as a relative POSIX path ('./a.jpg' -> 'a.jpg'); paths leaving the image folder are refused."""
     if "\x00" in name:
         raise LabelFileError(path, line, f"filename {shown(name)} holds a NUL byte, which no file name can")
+    refuse_unsafe(path, line, "the filename (column 1)", name.strip())
     if len(name.encode("utf-8", "surrogateescape")) > 4096 or any(len(part.encode("utf-8", "surrogateescape")) > 255
                                                                    for part in name.replace("\\", "/").split("/")):
         raise LabelFileError(path, line, f"filename {shown(name)} is longer than a file name can be (255 bytes a "
@@ -169,8 +204,6 @@ def clean_filename(path, line: int, name: str) -> str:
 
 
 def _build_table(path, rows, attributes, unknown_as_na) -> LabelTable:
-    if attributes is not None:
-        _check_attribute_names(path, rows[0][0] - 1 if rows else 1, attributes)
     counts = Counter(len(fields) for _, fields in rows)
     expected = len(attributes) + 1 if attributes else counts.most_common(1)[0][0]
     if expected - 1 > MAX_ATTRIBUTES:

@@ -9,17 +9,17 @@ import pandas as pd
 
 from aimonk.decision.calibration import expected_calibration_error, reliability
 from aimonk.decision.thresholds import decide
-from aimonk.plots.figure import label_mark, overlay, plot_image_grid
+from aimonk.plots.figure import label_mark, overlay, plot_image_grid, plot_text
 
 
 def plot_sample_predictions(images, names, targets, probabilities, thresholds, attributes, columns: int = 6):
     """Each image with ✓/✗ per attribute; green where the prediction is right, red where wrong."""
     titles, colours = [], []
     for name, truth, probs, decisions in zip(names, targets, probabilities, decide(probabilities, thresholds)):
-        lines, line_colours = [Path(name).name], ["black"]
+        lines, line_colours = [plot_text(Path(name).name)], ["black"]
         for attribute, t, p, present in zip(attributes, truth, probs, decisions):
             mark, colour = label_mark(t, present)
-            lines.append(f"{mark} {attribute} {p:.0%}")
+            lines.append(f"{mark} {plot_text(attribute)} {p:.0%}")
             line_colours.append(colour)
         titles.append("\n".join(lines))
         colours.append(line_colours)
@@ -39,7 +39,7 @@ def plot_precision_recall(targets, probabilities, attributes, thresholds=None):
         if truth.min() == truth.max():
             continue
         precision, recall, _ = precision_recall_curve(truth, scores)
-        line, = ax.plot(recall, precision, label=f"{name} (AP {average_precision_score(truth, scores):.2f}, "
+        line, = ax.plot(recall, precision, label=f"{plot_text(name)} (AP {average_precision_score(truth, scores):.2f}, "
                                                   f"{truth.mean():.0%} positive)")
         if decisions is not None:
             chosen = decisions[known, column]
@@ -70,7 +70,7 @@ def plot_reliability(targets, curves: dict, attributes, bins: int = 10, min_coun
             line, = ax.plot(predicted[used], observed[used], "-", lw=1.2, label=f"{label} (ECE {ece:.3f})")
             ax.scatter(predicted[used], observed[used], s=8 + 60 * np.sqrt(count[used] / count.sum()),
                        color=line.get_color(), zorder=3)
-        ax.set(title=name, xlabel="mean predicted probability", xlim=(0, 1), ylim=(0, 1))
+        ax.set(title=plot_text(name), xlabel="mean predicted probability", xlim=(0, 1), ylim=(0, 1))
         ax.legend(fontsize=7, loc="upper left")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("observed positive rate")
@@ -82,12 +82,12 @@ def plot_explanation(image, heatmaps, attributes, probabilities, thresholds, nam
     """The image, then per attribute its Grad-CAM heatmap laid over it, with the probability and decision."""
     figure, axes = plt.subplots(1, len(attributes) + 1, figsize=(2.6 * (len(attributes) + 1), 3.0))
     axes[0].imshow(image)
-    axes[0].set_title(Path(name).name or "image", fontsize=9)
+    axes[0].set_title(plot_text(Path(name).name) or "image", fontsize=9)
     for ax, attribute, heatmap, p, t, present in zip(axes[1:], attributes, heatmaps, probabilities, thresholds,
                                                      decide(probabilities, thresholds)):
         ax.imshow(overlay(image, heatmap))
-        ax.set_title(f"{attribute}: {'PRESENT' if present else 'absent'}\n{p:.0%} (threshold {t:.2f})", fontsize=9,
-                     color="#2e7d32" if present else "#616161")
+        ax.set_title(f"{plot_text(attribute)}: {'PRESENT' if present else 'absent'}\n{p:.0%} (threshold {t:.2f})",
+                     fontsize=9, color="#2e7d32" if present else "#616161")
     for ax in axes:
         ax.axis("off")
     figure.tight_layout()
@@ -108,7 +108,8 @@ def plot_confusion_matrices(targets, probabilities, thresholds, attributes):
             ax.text(j, i, str(count), ha="center", va="center",
                     color="white" if count > matrix.max() / 2 else "black", fontsize=12)
         ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["absent", "present"], yticklabels=["absent", "present"],
-               xlabel="predicted", ylabel="true" if column == 0 else "", title=f"{name} (t={thresholds[column]:.2f})")
+               xlabel="predicted", ylabel="true" if column == 0 else "",
+               title=f"{plot_text(name)} (t={thresholds[column]:.2f})")
     figure.tight_layout()
     return figure
 
@@ -116,6 +117,7 @@ def plot_confusion_matrices(targets, probabilities, thresholds, attributes):
 def plot_f1_comparison(table: pd.DataFrame):
     """F1 at 0.5 and at the model's stored thresholds per attribute, beside the majority-class baseline."""
     columns = {"f1@0.5": "threshold 0.5", "f1@stored": "stored thresholds", "baseline_f1": "majority baseline"}
+    table = table.set_axis([plot_text(name) for name in table.index], axis=0)  # bars by position, names as text
     ax = table[list(columns)].rename(columns=columns).plot.bar(figsize=(max(7, 1.6 * len(table)), 4.5), rot=0,
                                                               color=["tab:blue", "tab:green", "lightgrey"])
     ax.set(ylabel="F1", ylim=(0, 1.2), title="F1 per attribute", xlabel="")
@@ -150,7 +152,7 @@ def plot_worst_mistakes(images, names, targets, probabilities, worst: dict, attr
             ax = ax_row[index * panels]
             ax.imshow(images[row])
             truth = "present" if targets[row, column] == 1 else "absent"
-            ax.set_title(f"{Path(names[row]).name}\n{attributes[column]}: {labelled} {truth}, "
+            ax.set_title(f"{plot_text(Path(names[row]).name)}\n{plot_text(attributes[column])}: {labelled} {truth}, "
                          f"p={probabilities[row, column]:.2f}", fontsize=8, color="red")
             if heatmaps:
                 ax_row[index * panels + 1].imshow(overlay(images[row], heatmaps[(row, column)]))
@@ -170,7 +172,8 @@ def plot_f1_intervals(table: pd.DataFrame):
     ax.errorbar(f1, y, xerr=errors, fmt="o", color="tab:blue", capsize=4, label="F1 (95% interval)")
     ax.plot(table.loc[rows, "baseline_f1"], y, "|", color="grey", markersize=18, markeredgewidth=2,
             label="majority baseline")
-    ax.set(yticks=y, yticklabels=rows, xlim=(0, 1.02), xlabel="F1 at thresholds tuned on the other folds",
+    ax.set(yticks=y, yticklabels=[plot_text(name) for name in rows], xlim=(0, 1.02),
+           xlabel="F1 at thresholds tuned on the other folds",
            title="Cross-validated F1")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 from matplotlib import colormaps
 import numpy as np
 
+from aimonk.data.labels import short_name
 from aimonk.files import atomic_path
 from aimonk.progress import in_jupyter_kernel
 
@@ -23,6 +24,13 @@ def save_figure(figure, path, show: bool = True) -> None:
 
         display(figure)
     plt.close(figure)
+
+
+def plot_text(name) -> str:
+    """A user's name (an attribute's, a file's) as a figure prints it: cut and escaped as
+    aimonk.data.labels.short_name does, and each $ escaped, so matplotlib shows it as written instead of reading
+    it as mathtext (a name like 'a$^$' would fail the figure when it is drawn)."""
+    return short_name(str(name)).replace("$", r"\$")
 
 
 def label_mark(truth: float, predicted: bool) -> tuple[str, str]:

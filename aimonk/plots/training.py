@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from aimonk.plots.figure import save_figure
+from aimonk.plots.figure import plot_text, save_figure
 
 
 def smooth(values, window: int) -> np.ndarray:
@@ -61,7 +61,7 @@ def plot_validated_epochs(frame: pd.DataFrame, loss_ax, f1_ax) -> None:
     loss_ax.plot(frame["epoch"], frame["val_loss"], "o-", label="validation")
     per_attribute = pd.DataFrame(list(frame["val_f1"]), index=frame["epoch"])
     for name in per_attribute:
-        f1_ax.plot(per_attribute.index, per_attribute[name], ".--", alpha=0.7, label=name)
+        f1_ax.plot(per_attribute.index, per_attribute[name], ".--", alpha=0.7, label=plot_text(name))
     f1_ax.plot(frame["epoch"], frame["val_macro_f1"], "o-", color="black", linewidth=2, label="macro")
     best = frame.loc[frame["val_macro_f1"].idxmax()]
     f1_ax.axvline(best["epoch"], color="green", linestyle=":", label=f"best epoch {int(best['epoch'])}")
@@ -81,6 +81,7 @@ def plot_single_pass(record: dict):
 def plot_metrics_per_attribute(table: pd.DataFrame, ylabel: str, title: str):
     """Precision, recall and F1 bars per attribute (a 'macro' row, where there is one, in the title only)."""
     table = table.drop(index="macro", errors="ignore")
+    table = table.set_axis([plot_text(name) for name in table.index], axis=0)  # bars by position, names as text
     ax = table[["precision", "recall", "f1"]].plot.bar(figsize=(max(7, 1.6 * len(table)), 4.5), rot=0,
                                                          color=["tab:blue", "tab:orange", "tab:green"])
     ax.set(ylabel=ylabel, ylim=(0, 1.2), xlabel="", title=title)

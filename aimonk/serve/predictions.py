@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from aimonk.data.images import load_image_folder
+from aimonk.data.labels import printable, short_name
 from aimonk.decision.rule import DecisionRule
 from aimonk.decision.thresholds import decide
 from aimonk.files import csv_text
@@ -70,15 +71,17 @@ class Predictions:
     def report(self, index: int) -> str:
         """The reference's report: a header, one ✓/✗ line per attribute, the attributes present. Its confidence
         is the (calibrated) probability of the answer given: P(present) on a PRESENT line, 1 - P(present) on an
-        ABSENT one."""
-        lines = ["=" * 60, f"Image: {self.names[index]}",
-                 "Thresholds: " + ", ".join(f"{name}={t:.2f}" for name, t in zip(self.attributes, self.thresholds)),
+        ABSENT one. Names are printed with control and bidi characters escaped (a file name on disk may hold
+        them), attribute names cut to aimonk.data.labels.SHORT characters."""
+        names = [short_name(name) for name in self.attributes]
+        lines = ["=" * 60, f"Image: {printable(self.names[index])}",
+                 "Thresholds: " + ", ".join(f"{name}={t:.2f}" for name, t in zip(names, self.thresholds)),
                  "-" * 60]
-        width = max(len(name) for name in self.attributes)
-        for name, probability, flag in zip(self.attributes, self.probabilities[index], self.present[index]):
+        width = max(len(name) for name in names)
+        for name, probability, flag in zip(names, self.probabilities[index], self.present[index]):
             mark, state, confidence = ("✓", "PRESENT", probability) if flag else ("✗", "ABSENT ", 1 - probability)
             lines.append(f"{mark} {name + ':':<{width + 1}} {state}  (confidence: {confidence:.1%})")
-        present = [name for name, flag in zip(self.attributes, self.present[index]) if flag]
+        present = [name for name, flag in zip(names, self.present[index]) if flag]
         lines.append("Attributes present: " + (", ".join(present) if present else "none"))
         return "\n".join(lines) + "\n"
 
