@@ -225,7 +225,8 @@ def cmd_notebooks(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from aimonk.tuning import load_space, tune
+    from aimonk.tuning import tune
+    from aimonk.tuning.space import load_space
 
     space = load_space(args.space) if args.space else None
     started, out = time.perf_counter(), Path(args.out)
