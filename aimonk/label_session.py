@@ -49,8 +49,11 @@ class Retrained:
     note: str = ""  # why the model was not retrained, where it was not
 
     def describe(self) -> str:
+        if self.note:
+            return f"answers written; the model was not retrained: {self.note}"
         if self.after is None or self.before is None:
-            return f"answers written; the model was not retrained{': ' + self.note if self.note else ''}"
+            return "answers written and the model retrained; it keeps no out-of-fold F1 to compare (its thresholds " \
+                   "come from a validation split, or none)"
         pairs = ", ".join(f"{name} {self.before[name]:.3f} -> {self.after[name]:.3f}" for name in self.after.index)
         return f"out-of-fold F1 (each fold decided by thresholds from the other folds): {pairs}  ({self.seconds:.1f} s)"
 
