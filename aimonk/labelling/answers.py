@@ -18,6 +18,8 @@ VALUES = {**dict.fromkeys(("1", "1.0", "yes", "present", "true"), 1.0),
 def read_answers(path) -> list[Answer]:
     """The answers of a CSV file; a line that cannot be read is a one-line error naming the file and the line."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"answers file not found: {path}")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
