@@ -92,6 +92,7 @@ def store_array(kind: str, key: str, shape, dtype, fill, meta: dict | None = Non
     folder = writable_folder(root / kind) if root else None
     if folder is None:
         return in_memory(shape, dtype, fill, meta)
+    filled = None
     try:
         with atomic_path(folder / f"{key}.npy") as temporary:
             writable = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=tuple(shape))
@@ -99,14 +100,21 @@ def store_array(kind: str, key: str, shape, dtype, fill, meta: dict | None = Non
             rows = fill(writable)
             writable.flush()
             digest = content_digest(writable[:rows])
+            filled = writable[:rows]
             del writable
-    except NoRoom as error:
-        warnings.warn(f"the aimonk cache {folder.parent} has no room for {error} more: working in memory (free "
-                      "space there, or set AIMONK_CACHE to another folder, or to off)", stacklevel=3)
-        return in_memory(shape, dtype, fill, meta)
-    meta = {**(meta or {}), "rows": rows, "digest": digest}
-    with atomic_path(folder / f"{key}.json") as temporary:
-        temporary.write_text(json.dumps(meta))
+        meta = {**(meta or {}), "rows": rows, "digest": digest}
+        with atomic_path(folder / f"{key}.json") as temporary:
+            temporary.write_text(json.dumps(meta))
+    except OSError as error:  # every write of an entry: its header, its data, its metadata
+        if not isinstance(error, NoRoom) and error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        warnings.warn(f"the aimonk cache {folder.parent} has no room for "
+                      f"{error if isinstance(error, NoRoom) else 'this entry'} more: working in memory (free space "
+                      "there, or set AIMONK_CACHE to another folder, or to off)", stacklevel=3)
+        if filled is None:
+            return in_memory(shape, dtype, fill, meta)
+        (folder / f"{key}.npy").unlink(missing_ok=True)  # published without its metadata: never used
+        return np.array(filled), meta
     return load_array(kind, key, verify=False)  # hashed above, as it was written
 
 

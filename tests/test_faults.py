@@ -5,6 +5,7 @@ import errno
 import io
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,6 +119,44 @@ def test_a_cache_disk_without_room_is_a_warning_and_work_in_memory_never_a_sigbu
         images, kept = cache_images(paths, 16)
     assert kept == [0, 1, 2] and images.shape == (3, 16, 16, 3) and images[2, 0, 0, 0] == 160
     assert not list((tmp_path / "cache").rglob("*.tmp")) and not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def full_disk_at(monkeypatch, where: str) -> None:
+    """The disk fills up at one of a cache entry's writes: its header ('header', numpy writing the .npy's
+    header), or its metadata ('metadata', the .json beside it)."""
+    if where == "header":
+        def no_room(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(np.lib.format, "open_memmap", no_room)
+    else:
+        write_text = Path.write_text
+
+        def no_room_for_json(self, *args, **kwargs):
+            if ".json." in self.name:  # the metadata's temporary beside its entry
+                raise OSError(errno.ENOSPC, "No space left on device", str(self))
+            return write_text(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "write_text", no_room_for_json)
+
+
+@pytest.mark.parametrize("where", ["header", "metadata"])
+def test_a_full_cache_disk_at_any_write_of_an_entry_never_stops_a_prediction(run, demo_dir, tmp_path, monkeypatch,
+                                                                            capsys, where):
+    """Every cache write (images, features, graphs) degrades to a warning and work in memory; the prediction is
+    the one an empty, roomy cache gives."""
+    images = demo_dir / "images"
+    monkeypatch.setenv("AIMONK_CACHE", str(tmp_path / "roomy"))
+    assert main(["predict", str(images), "--model", str(run / "model.pt"), "--format", "csv"]) == 0
+    expected = capsys.readouterr().out
+    monkeypatch.setenv("AIMONK_CACHE", str(tmp_path / "full"))
+    full_disk_at(monkeypatch, where)
+    assert main(["predict", str(images), "--model", str(run / "model.pt"), "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == expected
+    assert "no room for" in captured.err and "working in memory" in captured.err and "Traceback" not in captured.err
+    entries = {p.stem for p in (tmp_path / "full").rglob("*.npy")}
+    assert entries <= {p.stem for p in (tmp_path / "full").rglob("*.json")}  # no entry without its metadata
 
 
 def test_a_full_output_disk_names_the_file_and_keeps_the_earlier_one(tmp_path):
