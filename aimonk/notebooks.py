@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from aimonk.config import TrainConfig, preset
 from aimonk.data.demo import demo_folder
-from aimonk.data.folder import find_label_file
+from aimonk.data.folder import read_label_folder
 from aimonk.files import check_output_folder
 from aimonk.plots import TRAINING_FIGURES
 from aimonk.progress import LOG_FILE_VARIABLE
@@ -163,7 +163,7 @@ def run_notebook_job(data, out, figures=None, parameters=(), only: str | None = 
     (`only`: comma-separated prefixes) with the shared folders and the (NAME, VALUE) parameters (JSON values,
     else text). Returns (the executed copies, the output folder, the figures folder)."""
     if Path(data).resolve() != demo_folder().resolve():
-        find_label_file(data)  # only the package's own demo location is filled with generated data
+        read_label_folder(data)  # its labels readable before any notebook runs (the demo's is generated)
     out = check_output_folder(out, overwrite, names=NOTEBOOKS + TRAIN_OUTPUTS + ("model.onnx",)).resolve()
     figures = Path(figures).resolve() if figures else out / "figures"
     check_output_folder(figures, overwrite, "--figures", names=FIGURES)

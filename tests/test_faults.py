@@ -513,3 +513,14 @@ def test_a_checkpoint_that_does_not_fit_the_disk_is_one_line_naming_it(tmp_path,
         with atomic_path(target) as temporary:
             torch.save({}, temporary)
     assert raised.value.filename == str(target) and not list(tmp_path.iterdir())
+
+
+def test_notebooks_refuse_a_labels_file_they_could_not_read_before_any_notebook_runs(tmp_path, capsys):
+    """A hostile attribute name stops `aimonk notebooks` at the start, in one line, not in notebook 01 or 03."""
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(tmp_path / "data" / "images" / "a.jpg")
+    (tmp_path / "data" / "labels.csv").write_text("filename,\x1b]0;PWNED\x07,b\na.jpg,1,0\n")
+    assert main(["notebooks", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "nb")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "column 2" in err and "\\x1b" in err and "\x1b" not in err
+    assert not (tmp_path / "nb").exists()
