@@ -72,8 +72,10 @@ class LabelSession:
         self.config = checkpoint.config if checkpoint else config or preset("default")
         self.batch_size, self.score, self.source = batch_size, score, source
         self.retrainable = decide_recipe(self.config) is Recipe.LINEAR_PROBE
+        if checkpoint is not None and list(checkpoint.attributes) != list(self.file.attributes):
+            raise ValueError(f"{self.file.path} names the attributes {', '.join(self.file.attributes)}; {model} was "
+                             f"trained on {', '.join(checkpoint.attributes)}")
         self.data: LabelledImages = load_labelled_folder(data, self.config.image_size, self.config.unknown_as_na)
-        self.check_same_attributes()
         self.rows = {name: row for row, name in enumerate(self.data.filenames)}
         self.pending: list[Answer] = []
         self.skipped: set[tuple[str, str]] = set()
@@ -83,11 +85,6 @@ class LabelSession:
             self.use(checkpoint)
         else:
             self.use_trained(train(self.data, self.config, progress=False))
-
-    def check_same_attributes(self) -> None:
-        if list(self.file.attributes) != list(self.data.attributes):
-            raise ValueError(f"{self.file.path} names the attributes {', '.join(self.file.attributes)}; the model "
-                             f"was trained on {', '.join(self.data.attributes)}")
 
     def use_trained(self, trained) -> None:
         self.use(trained.checkpoint, trained.result.model)
@@ -103,8 +100,7 @@ class LabelSession:
         self.folds = np.full(len(self.data), -1)
         stored = checkpoint.out_of_fold
         if stored is not None:
-            position = {name: row for row, name in enumerate(self.data.filenames)}
-            rows = [position.get(name, -1) for name in stored.names]
+            rows = [self.rows.get(name, -1) for name in stored.names]
             kept = [index for index, row in enumerate(rows) if row >= 0]
             self.out_of_fold[[rows[i] for i in kept]] = rule.calibrate(stored.probabilities[kept])
             self.folds[[rows[i] for i in kept]] = stored.folds[kept]

@@ -144,6 +144,12 @@ def test_the_command_prints_the_queue_and_applies_answers_and_undoes_them(folder
     assert (folder / "labels.txt").read_bytes() == original
 
 
+def test_a_model_of_other_attributes_is_refused_before_any_image_is_decoded(folder, run):
+    (folder / "labels.txt").write_text("image_0.jpg 1 0\n")  # two attributes; the model knows four
+    with pytest.raises(ValueError, match="names the attributes Attr1, Attr2; .* was trained on Attr1, Attr2, Attr3, Attr4"):
+        aimonk.label_queue(folder, run / "model.pt")
+
+
 def test_a_bad_answers_file_is_one_line_naming_its_line_and_nothing_is_written(folder, capsys, tmp_path):
     original = (folder / "labels.txt").read_bytes()
     answers = tmp_path / "answers.csv"
