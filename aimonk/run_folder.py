@@ -109,7 +109,7 @@ class RunFolder(Callback):
         context = self.training
         with atomic_path(self.file(LAST)) as temporary:
             torch.save({"format": LAST_FORMAT, "config": context.config.to_dict(), "rows": context.rows,
-                        "label_file": label_file(context.data), "filenames": list(context.data.filenames),
+                        "label_file": context.data.label_file, "filenames": list(context.data.filenames),
                         "attributes": list(context.data.attributes),
                         "labels": torch.from_numpy(context.data.values.copy()), "state": state.state_dict()},
                        temporary)
@@ -141,7 +141,7 @@ class RunFolder(Callback):
         figures.append(save_training_figure(trained, self.path, show=False))
         how, table = trained.measured()
         self.write_metrics(how, table, notes)
-        self.track_run(trained, how, table, figures, model)
+        self.track_run(trained, table, figures, model)
         self.file(LAST).unlink(missing_ok=True)
         return model
 
@@ -150,10 +150,10 @@ class RunFolder(Callback):
         self.saved.append(self.file(name))
         return self.file(name)
 
-    def track_run(self, trained, how: str, table: pd.DataFrame | None, figures, model: Path) -> None:
+    def track_run(self, trained, table: pd.DataFrame | None, figures, model: Path) -> None:
         """What a finished run reports to its tracker: its measured scores, figures and checkpoint."""
         step = len(trained.history["epochs"])
-        label = "out_of_fold" if how.startswith("out-of-fold") else "held_out"
+        label = "out_of_fold" if trained.out_of_fold_metrics is not None else "held_out"
         if table is not None:
             self.tracker.log_metrics({f"{label}/{kind}/{name}": float(row[kind]) for name, row in table.iterrows()
                                       for kind in ("f1", "precision", "recall") if np.isfinite(row[kind])}, step)
@@ -242,14 +242,10 @@ def records(table: pd.DataFrame) -> list[dict]:
             for name, row in table.iterrows()]
 
 
-def label_file(data: LabelledImages) -> str | None:
-    return str(data.labels.source.resolve()) if data.labels.source else None
-
-
 def data_argument(data: LabelledImages) -> str:
     """The data folder as `aimonk train` takes it (the label file where it has a name of its own), quoted for a
     shell."""
     if not data.labels.source:  # labels made in memory, not read from a file
         return "DATA"
-    source = Path(label_file(data))
+    source = Path(data.label_file)
     return shlex.quote(str(source.parent if source.name.lower() in LABEL_FILE_NAMES else source))

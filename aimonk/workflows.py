@@ -129,7 +129,7 @@ def run_checkpoint(config: TrainConfig, data: LabelledImages, result, rule: Deci
     kept = OutOfFold.of(held_out) if held_out is not None and held_out.folds is not None else None
     split = {"train": [data.filenames[i] for i in result.train_rows],
              "val": [data.filenames[i] for i in result.val_rows],
-             "label_file": str(data.labels.source.resolve()) if data.labels.source else None,
+             "label_file": data.label_file,
              "train_digests": data.digests(result.train_rows)} if with_digests else {}
     provenance = Provenance(epoch=result.best_epoch, split=split,
                             majority=majority_classes(data.values[result.train_rows]).tolist())

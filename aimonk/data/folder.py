@@ -68,6 +68,11 @@ class LabelledImages:
     def summary(self):
         return summarize(self.values, self.attributes)
 
+    @property
+    def label_file(self) -> str | None:
+        """The label file the labels were read from, resolved (None for labels made in memory)."""
+        return str(self.labels.source.resolve()) if self.labels.source else None
+
     def notes(self) -> list[str]:
         """What a run on these images says about the data: listed images not on disk."""
         note = missing_note(self.missing, self.labels.source, self.image_dir)

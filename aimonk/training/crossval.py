@@ -144,7 +144,7 @@ def final_model(cv: CrossValidation, config: TrainConfig, data: LabelledImages, 
         history, recipe = new_history(), decide_recipe(config)
     provenance = Provenance(final_model=how, majority=majority_classes(cv.targets).tolist(),
                             split={"train": list(data.filenames), "val": [],
-                                   "label_file": str(data.labels.source.resolve()), "train_digests": data.digests()})
+                                   "label_file": data.label_file, "train_digests": data.digests()})
     return Checkpoint.of_model(model, config, cv.attributes, history, recipe, rule=rule, provenance=provenance,
                                out_of_fold=OutOfFold.of(out_of_fold(cv)))
 
