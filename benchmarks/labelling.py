@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aimonk.config import LABEL_SCORES, preset  # noqa: E402
-from aimonk.data.folder import find_label_file, load_labelled_folder  # noqa: E402
+from aimonk.data.folder import find_label_file, load_labelled_folder, present_rows, read_label_folder  # noqa: E402
 from aimonk.data.images import DataWarning  # noqa: E402
 from aimonk.decision.thresholds import decide  # noqa: E402
 from aimonk.label_session import LabelSession  # noqa: E402
@@ -49,7 +49,8 @@ def hidden_copy(data: Path, folder: Path, share: float, seed: int, flip: float =
     """folder/labels.txt: DATA's labels with `share` of the known ones hidden as NA (and `flip` of the rest
     flipped), folder/images linking to DATA's images. Returns (the folder, {(filename, attribute): truth} of the
     hidden cells (or of the flipped ones with flip))."""
-    table = load_labelled_folder(data, 32).labels  # the labels only matter here; 32px decodes fast once cached
+    table, _, missing = read_label_folder(data)  # the labels of the images on disk; nothing decoded
+    table = table.subset(present_rows(table.filenames, missing))
     values, rng = table.values.copy(), np.random.default_rng(seed)
     known = np.argwhere(~np.isnan(values))
     chosen = known[rng.random(len(known)) < (flip or share)]
