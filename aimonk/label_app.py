@@ -65,12 +65,12 @@ class LabelApp:
             ", ".join(f"{name} {value:.3f}" for name, value in f1.items()))
 
     def next_question(self) -> None:
-        questions = self.session.questions(1)
+        questions = self.session.questions()
         self.question, self.heatmap = (questions[0] if questions else None), None
         pending = len(self.session.pending)
         self.progress.value = (f"answered {self.answered} · {pending} of {self.session.batch_size} in this batch "
                                f"(written and retrained at {self.session.batch_size}) · "
-                               f"{len(self.session.questions())} questions left")
+                               f"{len(questions)} questions left")
         if self.question is None:
             self.text.value = "<b>No question left.</b>"
             self.image.value = b""
