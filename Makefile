@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= data/demo
 RUN ?= runs/demo
 
-.PHONY: setup demo figures demo-cli test clean
+.PHONY: setup demo figures demo-cli test test-all clean
 
 $(BIN)/aimonk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,12 @@ demo-cli: setup $(DATA)/labels.txt
 	$(BIN)/aimonk evaluate $(DATA) --model $(RUN)-cli/model.pt --out $(RUN)-cli --overwrite
 	$(BIN)/aimonk predict $(DATA)/images --model $(RUN)-cli/model.pt --format csv > $(RUN)-cli/predictions.csv
 
+# The fast tier: unit and small integration tests (tests/README.md says what only the slow tier checks).
 test: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+# Everything, the slow tier too (notebooks end to end, torchrun, chromium, a wheel, the README replay): what CI runs.
+test-all: setup
 	$(BIN)/python -m pytest
 
 clean:

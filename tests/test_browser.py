@@ -105,6 +105,7 @@ def notebook_page(url: str, name: str, tmp_path):
             browser.close()
 
 
+@pytest.mark.slow
 def test_upload_and_slider_change_the_decisions_in_a_real_browser(jupyter_lab, demo_dir, tmp_path):
     url, _ = jupyter_lab
     upload = next((demo_dir / "images").glob("*.jpg"))
@@ -135,6 +136,7 @@ def test_upload_and_slider_change_the_decisions_in_a_real_browser(jupyter_lab, d
             shutil.copy(tmp_path / "widget.png", os.environ["AIMONK_SCREENSHOT"])
 
 
+@pytest.mark.slow
 def test_three_questions_answered_with_the_keyboard_change_the_labels_file(demo_dir, tmp_path):
     import aimonk
 

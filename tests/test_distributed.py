@@ -48,6 +48,7 @@ def epochs(run) -> list[dict]:
     return json.loads((run / "history.json").read_text())["epochs"]
 
 
+@pytest.mark.slow
 def test_the_default_recipe_in_two_processes_gives_what_one_gives(data, tmp_path):
     one = aimonk(["train", data, "--out", tmp_path / "one", *VALIDATED], tmp_path / "cache1")
     two = aimonk(["train", data, "--out", tmp_path / "two", *VALIDATED], tmp_path / "cache2", processes=2)
@@ -65,6 +66,7 @@ def test_the_default_recipe_in_two_processes_gives_what_one_gives(data, tmp_path
     assert "5-fold" in Checkpoint.load(tmp_path / "two" / "model.pt").rule.source_
 
 
+@pytest.mark.slow
 def test_a_head_trained_by_epochs_under_ddp_matches_one_process(data, tmp_path):
     recipe = [*VALIDATED, "--head-solver", "adam", "--dropout", "0", "--epochs", "3", "--augment", "none",
               "--threshold-source", "val"]
@@ -79,6 +81,7 @@ def test_a_head_trained_by_epochs_under_ddp_matches_one_process(data, tmp_path):
     assert single[-1]["train_loss"] < single[0]["train_loss"]  # it learned, so agreeing says something
 
 
+@pytest.mark.slow
 def test_cross_validation_spreads_its_folds_over_the_processes(data, tmp_path):
     args = ["evaluate", data, "--cv", "3", "--final", "none", *FAST]
     aimonk([*args, "--out", tmp_path / "one"], tmp_path / "cache1")
@@ -90,6 +93,7 @@ def test_cross_validation_spreads_its_folds_over_the_processes(data, tmp_path):
     np.testing.assert_allclose(double[probability], single[probability], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_whole_network_trains_in_two_processes_and_only_the_main_one_writes(data, tmp_path):
     """On a timm backbone: its stages frozen as timm's feature info says, under DistributedDataParallel."""
     out = aimonk(["train", data, "--out", tmp_path / "run", "--backbone", "timm:resnet10t", "--weights", "none",
@@ -141,6 +145,7 @@ def test_blocks_cover_every_row_once():
     assert max(map(len, rows)) - min(map(len, rows)) <= 1
 
 
+@pytest.mark.slow
 def test_a_run_interrupted_in_one_process_resumes_under_torchrun(data, tmp_path):
     from aimonk.config import preset
     from aimonk.data.folder import load_labelled_folder

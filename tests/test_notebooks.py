@@ -25,6 +25,7 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell(name):
     nbformat.validate(nbformat.reads(json.dumps(notebook), as_version=4))
 
 
+@pytest.mark.slow
 def test_all_notebooks_run_end_to_end(demo_dir, tmp_path, capfd):
     """As `aimonk notebooks` runs them: each named by its progress bar, the training cell's lines shown as it runs;
     notebook 05 writes the answers it is given into the labels file (of a copy of the demo folder)."""
@@ -87,6 +88,7 @@ def test_the_repository_notebooks_are_found():
     assert notebook_folder() == NOTEBOOK_DIR
 
 
+@pytest.mark.slow
 def test_a_wheel_ships_the_notebooks(tmp_path):
     """`pip install .` (not editable) then `aimonk notebooks` needs them inside the package."""
     import subprocess

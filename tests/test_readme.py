@@ -46,6 +46,7 @@ def test_the_readme_says_how_to_reach_the_installed_aimonk_and_shows_the_demo_co
     assert "../shared" not in README  # the user's paths, never this repository's neighbours
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_every_readme_command_on_the_demo_data_runs_as_written(tmp_path):
     (tmp_path / "benchmarks").symlink_to(ROOT / "benchmarks")

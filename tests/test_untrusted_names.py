@@ -232,6 +232,7 @@ def test_the_notebooks_style_a_table_of_names_in_01_and_03():
         ("03_evaluate.ipynb", "cv_table")}
 
 
+@pytest.mark.slow
 def test_a_script_name_is_text_in_the_prediction_widget_in_chromium(tmp_path):
     """The prediction app in JupyterLab, in chromium (as tests/test_browser.py drives it), with an attribute and
     an image named with HTML: the names are shown as text; no element and no handler comes of them."""
