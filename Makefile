@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= data/demo
 RUN ?= runs/demo
 
-.PHONY: setup demo figures demo-cli test test-all clean
+.PHONY: setup demo figures demo-cli test test-all docs clean
 
 $(BIN)/aimonk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,5 +41,12 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest
 
+# The documentation site into site/ (open site/index.html), offline; warnings are errors. Its notebook pages are
+# the executed notebooks of $(RUN) (make demo's run; AIMONK_DOCS_RUN=DIR names another), made first when missing.
+DOCS_RUN ?= $(or $(AIMONK_DOCS_RUN),$(RUN))
+docs: setup
+	@test -f $(DOCS_RUN)/05_label.ipynb || $(MAKE) demo RUN=$(DOCS_RUN)
+	AIMONK_DOCS_RUN=$(DOCS_RUN) NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(RUN) $(RUN)-cli $(DATA)
+	rm -rf $(RUN) $(RUN)-cli $(DATA) site

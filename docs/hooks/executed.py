@@ -3,6 +3,8 @@ folder named by $AIMONK_DOCS_RUN), and its pictures the repository's figures/; b
 without copying anything into docs/ (the committed notebooks stay without outputs)."""
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from mkdocs.exceptions import PluginError
@@ -24,11 +26,23 @@ def on_files(files, config):
     if missing:
         raise PluginError(f"{run} holds no executed {', '.join(missing)}: run `make demo` first "
                           f"(or set AIMONK_DOCS_RUN to the --out folder of an `aimonk notebooks` run)")
+    global staged
+    staged = Path(tempfile.mkdtemp(prefix="aimonk-docs-"))  # mkdocs-jupyter reads plain files of a src_dir
+    (staged / "notebooks").mkdir()
     for name in NOTEBOOKS:
-        files.append(File.generated(config, f"notebooks/{name}", abs_src_path=str(run / name)))
+        shutil.copyfile(run / name, staged / "notebooks" / name)
+        files.append(File(f"notebooks/{name}", str(staged), config["site_dir"], config["use_directory_urls"]))
     for figure in sorted((ROOT / "figures").glob("*.png")):
         files.append(File.generated(config, f"figures/{figure.name}", abs_src_path=str(figure)))
     return files
+
+
+staged = None
+
+
+def on_post_build(config):
+    if staged is not None:
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 REPOSITORY = "https://github.com/aimonk/aimonk/blob/main/"
