@@ -2,6 +2,7 @@ import contextlib
 import logging
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +172,19 @@ def opened_under(paths, *folders) -> list[str]:
     roots = [os.path.realpath(folder) for folder in folders]
     return [path for path in paths if any(os.path.realpath(path) == root or
                                           os.path.realpath(path).startswith(root + os.sep) for root in roots)]
+
+
+@pytest.fixture(scope="session")
+def executed_notebooks(demo_dir, tmp_path_factory):
+    """The numbered notebooks executed once by papermill on tiny settings (as `aimonk notebooks` runs them):
+    the folder holding the executed copies, for the tests that need an executed run (the docs build)."""
+    import shutil
+
+    from aimonk.notebooks import run_notebooks
+
+    out = tmp_path_factory.mktemp("executed_notebooks")
+    data = shutil.copytree(demo_dir, out / "data")  # notebook 05 may write answers into its labels file
+    parameters = {"data_dir": str(data), "out_dir": str(out), "figures_dir": str(out / "figures"),
+                  "epochs": 1, "image_size": 48, "batch_size": 16, "device": "cpu", "samples": 6, "cv_folds": 2}
+    run_notebooks(parameters, out, Path(__file__).resolve().parents[1] / "notebooks", progress=False)
+    return out
