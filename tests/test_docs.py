@@ -1,5 +1,6 @@
 """The documentation: the README short and its links live, mkdocs.yml naming every notebook and page, and (slow)
 the site built with warnings as errors from executed notebooks and opened in chromium."""
+import inspect
 import os
 import re
 import shutil
@@ -85,5 +86,8 @@ def test_the_site_builds_strict_and_shows_notebook_figures_and_the_api(executed_
         page.goto((site / "api" / "index.html").as_uri())
         headings = page.locator("h2").all_inner_texts()
         assert {"aimonk.train", "aimonk.evaluate", "aimonk.load_predictor", "aimonk.TrainConfig"} <= {
-            h.replace("¶", "").strip() for h in headings}, headings
+            h.replace("¶", "").split()[0] for h in headings}, headings
+        import aimonk
+        first_line = inspect.getdoc(aimonk.train).splitlines()[0].replace("`", "")
+        assert first_line in page.inner_text("body"), first_line  # its docstring, not only its name
         browser.close()
