@@ -91,3 +91,13 @@ def test_the_site_builds_strict_and_shows_notebook_figures_and_the_api(executed_
         first_line = inspect.getdoc(aimonk.train).splitlines()[0].replace("`", "")
         assert first_line in page.inner_text("body"), first_line  # its docstring, not only its name
         browser.close()
+
+
+def test_every_fenced_block_of_the_readme_is_closed_and_holds_commands_only():
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count("```") % 2 == 0
+    programs = {"make", "source", "aimonk", "python", "python3", "pip", "conda", "torchrun", "tensorboard", "mlflow"}
+    for block in re.findall(r"```bash\n(.*?)```", readme, re.S):
+        for line in re.sub(r"\\\n\s*", "", block).splitlines():
+            if line.strip() and not line.startswith("#"):
+                assert line.split()[0] in programs, line  # prose swallowed by an unclosed fence shows here
