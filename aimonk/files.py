@@ -206,3 +206,24 @@ def _read_holder(lock: Path) -> str | None:
         return lock.read_text(encoding="utf-8")
     except OSError:
         return None
+
+
+@contextmanager
+def file_lock(path, option: str = "--out"):
+    """Hold the file `path` (about to be written) for this process alone, by the lock file .NAME.lock beside it
+    (taken as folder_lock takes its own): a second writer refuses in one line naming the file and the holder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.lock"
+    while not _take(lock):
+        holder = _read_holder(lock)
+        if holder is not None and not writer_gone(holder):
+            pid, host = holder.split("@")[:2]
+            raise FolderInUseError(f"{option} {path} is being written by another aimonk process (process {pid} on "
+                                   f"{host}): wait for it to end, or choose another name")
+        lock.unlink(missing_ok=True)  # its writer has ended: take it over
+    try:
+        yield path
+    finally:
+        if _read_holder(lock) == _WRITER:
+            lock.unlink(missing_ok=True)

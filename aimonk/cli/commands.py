@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -142,13 +143,29 @@ def cmd_predict(args) -> int:
     from aimonk.serve import load_predictor
     from aimonk.serve.predictions import parse_thresholds
 
+    if sys.stdout is None:  # started with >&-
+        raise ValueError("standard output is closed: nowhere to write the predictions (redirect it to a file)")
     predictor = load_predictor(args.model, args.device)
     thresholds = None
-    if args.threshold is not None or args.thresholds:
-        thresholds = parse_thresholds(args.thresholds or str(args.threshold), len(predictor.attributes))
+    if args.threshold is not None or args.thresholds is not None:  # "" too: an error, never ignored
+        thresholds = parse_thresholds(args.thresholds if args.thresholds is not None else str(args.threshold),
+                                      len(predictor.attributes))
     predictions = predictor.predict_paths(args.path, thresholds, progress=Path(args.path).is_dir())
-    sys.stdout.write(predictions.format(args.format))
+    write_result(predictions.format(args.format))
     return 0
+
+
+def write_result(text: str) -> None:
+    """A command's result on stdout, flushed now so that a full disk (/dev/full) is one error line; what could not
+    be written is dropped (stdout pointed at /dev/null), not tried again when Python exits."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise ValueError(f"cannot write to standard output: {error.strerror or error}") from None
 
 
 def cmd_explain(args) -> int:
@@ -186,22 +203,30 @@ def explanation_names(paths) -> list[str]:
 
 
 def cmd_export(args) -> int:
-    from aimonk.serve.export import export_onnx, largest_difference
-    from aimonk.serve.predictor import Predictor
+    from aimonk.files import file_lock
 
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
         raise ValueError(f"--out {out} must end in .onnx")
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"--out {out} already exists; choose another name or add --overwrite to replace it")
     check_output_folder(out.parent if str(out.parent) else ".", True, "--out")
+    with file_lock(out):  # a second export to the same file at once stops here, naming this one
+        if out.exists() and not args.overwrite:
+            raise ValueError(f"--out {out} already exists; choose another name or add --overwrite to replace it")
+        return export_checked(args, out)
+
+
+def export_checked(args, out: Path) -> int:
+    from aimonk.data.labels import printable, short_name
+    from aimonk.serve.export import export_onnx, largest_difference
+    from aimonk.serve.predictor import Predictor
+
     predictor = Predictor.load(args.model, "cpu")
     path = export_onnx(predictor, out)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): uint8 images (N, {predictor.image_size}, "
-          f"{predictor.image_size}, 3) in, probabilities of {', '.join(predictor.attributes)} out")
+    print(f"wrote {printable(path)} ({path.stat().st_size / 1e6:.1f} MB): uint8 images (N, {predictor.image_size}, "
+          f"{predictor.image_size}, 3) in, probabilities of {', '.join(map(short_name, predictor.attributes))} out")
     difference = largest_difference(predictor, path)
-    print(f"checked: its probabilities and {args.model}'s differ by at most {difference:.1e} on 4 test images"
-          + ("" if difference <= 1e-4 else " (more than the 1e-4 they should agree within: please report it)"))
+    print(f"checked: its probabilities and {printable(args.model)}'s differ by at most {difference:.1e} on 4 test "
+          "images" + ("" if difference <= 1e-4 else " (more than the 1e-4 they should agree within: please report it)"))
     return 0
 
 

@@ -20,7 +20,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from aimonk.cache import files_key, load_array, store_array
+from aimonk.cache import cache_root, files_key, load_array, store_array
 
 # Images per call of the CPU engine (with their mirror images, twice as many): onnxruntime's time per image
 # is flat from 4 to 64 images within the noise on 2 cores (benchmarks/speed.py, "engine batch size" rows:
@@ -154,17 +154,30 @@ def feature_engine(classifier, device: torch.device, image_size: int, keep: bool
     digest = weights_digest(classifier)
     key = files_key([], "graph", digest, image_size, OPSET, torch.__version__, onnxruntime.__version__)
     if key not in _ENGINES:
-        _ENGINES[key] = OnnxRuntimeFeatures(_cached_graph(classifier, image_size, key, keep))
+        _ENGINES[key] = _cached_engine(classifier, image_size, key, keep)
         while len(_ENGINES) > KEPT_ENGINES:  # e.g. the earlier epochs' weights of a network being trained
             _ENGINES.popitem(last=False)
     _ENGINES.move_to_end(key)
     return _ENGINES[key]
 
 
-def _cached_graph(classifier, image_size: int, key: str, keep: bool) -> np.ndarray:
+def _cached_engine(classifier, image_size: int, key: str, keep: bool) -> OnnxRuntimeFeatures:
+    """The engine on the cache's graph for `key` when it is whole and onnxruntime reads it; else on a graph
+    traced now (and kept), with one warning when a damaged one was there (a write killed midway)."""
     cached = load_array("graphs", key)
     if cached is not None:
-        return cached[0]
+        try:
+            return OnnxRuntimeFeatures(cached[0])
+        except Exception:  # onnxruntime's own kinds: a graph it cannot read
+            pass
+    root = cache_root()
+    if root is not None and (root / "graphs" / f"{key}.npy").exists():
+        warnings.warn(f"the aimonk cache's graph {root / 'graphs' / key}.npy was damaged (a write cut short?): "
+                      "rebuilt", stacklevel=3)
+    return OnnxRuntimeFeatures(_traced_graph(classifier, image_size, key, keep))
+
+
+def _traced_graph(classifier, image_size: int, key: str, keep: bool) -> np.ndarray:
     example = torch.zeros((1, image_size, image_size, 3), dtype=torch.uint8)
     graph = onnx_graph(_Features(classifier).cpu().float(), example, "features")
 
