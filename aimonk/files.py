@@ -5,6 +5,8 @@ The convention for every command that writes: a file it would write must not exi
 """
 from __future__ import annotations
 
+import math
+import json
 import errno
 import hashlib
 import os
@@ -110,6 +112,21 @@ def disk_full(error: Exception, folder: Path) -> bool:
         return isinstance(error, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < 1 << 20
     except OSError:
         return False
+
+
+def json_text(value, indent: int | None = 2) -> str:
+    """Strict JSON (RFC 8259): a NaN or infinite number is written as null, never as bare NaN/Infinity."""
+    return json.dumps(_finite(value), indent=indent, allow_nan=False)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def write_text(path, text: str) -> Path:

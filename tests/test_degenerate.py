@@ -1,0 +1,38 @@
+"""Degenerate input: infinite numbers in a --config refused in one line; every JSON aimonk writes is strict JSON."""
+import json
+import math
+
+import pytest
+
+from aimonk.config import TrainConfig
+from aimonk.files import json_text
+
+
+def _strict(text: str):
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_a_configuration_number_that_is_not_finite_is_one_line_naming_the_field(value):
+    with pytest.raises(ValueError, match=r"^head_c must be a number") as error:
+        TrainConfig(head_c=value)
+    assert "\n" not in str(error.value)
+
+
+def test_json_text_writes_nan_and_infinity_as_null_so_strict_parsers_read_it():
+    written = json_text({"a": math.nan, "b": [math.inf, 1.5, {"c": -math.inf}], "d": "x"})
+    assert _strict(written) == {"a": None, "b": [None, 1.5, {"c": None}], "d": "x"}
+
+
+def test_a_run_folders_json_files_are_strict(tmp_path):
+    from aimonk.run_folder import RunFolder
+    import pandas as pd
+    with RunFolder(tmp_path / "run") as folder:
+        folder.write_config(TrainConfig())
+        table = pd.DataFrame({"f1": [math.nan, 0.5], "auc": [math.inf, 0.7]}, index=["only_negatives", "ok"])
+        folder.write_metrics("held out", table, notes=["only_negatives: threshold left at 0.5"])
+    for name in ("config.json", "metrics.json"):
+        _strict((tmp_path / "run" / name).read_text())
+    assert '"f1": null' in (tmp_path / "run" / "metrics.json").read_text()
