@@ -1,6 +1,7 @@
 """Degenerate input: infinite numbers in a --config refused in one line; every JSON aimonk writes is strict JSON."""
 import json
 import math
+import re
 
 import pytest
 
@@ -51,3 +52,13 @@ def test_train_config_with_a_non_finite_number_stops_in_one_line_naming_field_an
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(config) in lines[0] and field in lines[0], done.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("separator, said", [(";", "semicolons"), ("\t", "tabs"), ("|", "'|'")])
+def test_a_labels_csv_with_another_separator_is_refused_naming_it(tmp_path, separator, said):
+    from aimonk.data.labels import read_labels
+    path = tmp_path / "labels.csv"
+    path.write_text(separator.join(["filename", "red", "blue"]) + "\n" + separator.join(["a.jpg", "1", "0"]) + "\n")
+    with pytest.raises(ValueError, match=f"separated by {re.escape(said)}") as error:
+        read_labels(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
