@@ -164,7 +164,9 @@ def csv_text(frame, index: bool = True) -> str:
         if safe[column].dtype.kind not in "biufcmM":  # text (object or string dtype), not numbers or times
             safe[column] = safe[column].map(spreadsheet_safe)
     safe.index = safe.index.set_names([spreadsheet_safe(name) for name in safe.index.names])
-    return safe.to_csv(index=index)
+    text = safe.to_csv(index=index)
+    # the csv module quotes a cell holding CR only when CR is in its line terminator: else such a cell splits its row
+    return safe.to_csv(index=index, lineterminator="\r\n") if "\r" in text else text
 
 
 def write_csv(path, frame, index: bool = True) -> Path:

@@ -62,3 +62,14 @@ def test_a_labels_csv_with_another_separator_is_refused_naming_it(tmp_path, sepa
     with pytest.raises(ValueError, match=f"separated by {re.escape(said)}") as error:
         read_labels(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_text_cell_or_label_holding_a_carriage_return_reads_back_from_the_csv():
+    import csv
+    import io
+
+    import pandas as pd
+    from aimonk.files import csv_text
+    text = csv_text(pd.DataFrame({"name": ["a\rb", "c"], "score": [1.5, 2.0]}, index=pd.Index(["x\ry", "z"], name="f")))
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [["f", "name", "score"], ["x\ry", "a\rb", "1.5"],
+                                                               ["z", "c", "2.0"]]
