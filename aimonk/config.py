@@ -39,7 +39,7 @@ def check_field(item: dataclasses.Field, value) -> None:
             raise ValueError(f"{name} must be true or false, not {value!r}")
         return
     if isinstance(default, (int, float)):
-        number = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if not number or (isinstance(default, int) and not isinstance(value, int)):
             raise ValueError(f"{name} must be {'an integer' if isinstance(default, int) else 'a number'}, "
                              f"not {value!r}")

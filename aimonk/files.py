@@ -5,6 +5,8 @@ The convention for every command that writes: a file it would write must not exi
 """
 from __future__ import annotations
 
+import math
+import json
 import errno
 import hashlib
 import os
@@ -112,6 +114,21 @@ def disk_full(error: Exception, folder: Path) -> bool:
         return False
 
 
+def json_text(value, indent: int | None = 2) -> str:
+    """Strict JSON (RFC 8259): a NaN or infinite number is written as null, never as bare NaN/Infinity."""
+    return json.dumps(_finite(value), indent=indent, allow_nan=False)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def write_text(path, text: str) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
@@ -147,7 +164,9 @@ def csv_text(frame, index: bool = True) -> str:
         if safe[column].dtype.kind not in "biufcmM":  # text (object or string dtype), not numbers or times
             safe[column] = safe[column].map(spreadsheet_safe)
     safe.index = safe.index.set_names([spreadsheet_safe(name) for name in safe.index.names])
-    return safe.to_csv(index=index)
+    text = safe.to_csv(index=index)
+    # the csv module quotes a cell holding CR only when CR is in its line terminator: else such a cell splits its row
+    return safe.to_csv(index=index, lineterminator="\r\n") if "\r" in text else text
 
 
 def write_csv(path, frame, index: bool = True) -> Path:

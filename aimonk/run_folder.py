@@ -17,7 +17,7 @@ import torch
 
 from aimonk.config import TrainConfig
 from aimonk.data.folder import LABEL_FILE_NAMES, LabelledImages
-from aimonk.files import atomic_path, check_output_folder, folder_lock, write_csv, write_text
+from aimonk.files import atomic_path, check_output_folder, folder_lock, json_text, write_csv, write_text
 from aimonk.model.checkpoint import Checkpoint, read_torch_file
 from aimonk.plots import TRAINING_FIGURES, plot_epoch_curves, plot_loss_curve, save_figure, save_training_figure
 from aimonk.tracking import Tracker, open_tracker
@@ -105,7 +105,7 @@ class RunFolder(Callback):
         self.tracker.log_metrics(epoch_metrics(record), record["epoch"])
         if self.path is None:
             return
-        write_text(self.file(HISTORY), json.dumps(state.history, indent=1))
+        write_text(self.file(HISTORY), json_text(state.history, indent=1))
         context = self.training
         with atomic_path(self.file(LAST)) as temporary:
             torch.save({"format": LAST_FORMAT, "config": context.config.to_dict(), "rows": context.rows,
@@ -131,7 +131,7 @@ class RunFolder(Callback):
         model = checkpoint.save(self.file(MODEL))
         self.saved.append(model)
         self.write_config(checkpoint.config)
-        self.write(HISTORY, json.dumps(checkpoint.history, indent=1))
+        self.write(HISTORY, json_text(checkpoint.history, indent=1))
         figures = [self.save_figure(plot_loss_curve(checkpoint.history), LOSS_CURVE)
                    if checkpoint.history["iteration_loss"] else None]
         if trained is None:
@@ -175,12 +175,12 @@ class RunFolder(Callback):
 
     def write_config(self, config: TrainConfig) -> Path | None:
         """config.json: the configuration as `aimonk train --config` reads it back."""
-        return self.write(CONFIG, json.dumps(config.to_dict(), indent=2))
+        return self.write(CONFIG, json_text(config.to_dict()))
 
     def write_metrics(self, how: str, table: pd.DataFrame | None, notes=()) -> Path | None:
         """metrics.json: the scores per attribute and macro, how they were measured, and what to know of them."""
-        return self.write(METRICS, json.dumps({"measured": how, "metrics": [] if table is None else records(table),
-                                               "notes": list(notes)}, indent=2))
+        return self.write(METRICS, json_text({"measured": how, "metrics": [] if table is None else records(table),
+                                              "notes": list(notes)}))
 
     # a cross-validation
 

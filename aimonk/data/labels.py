@@ -160,10 +160,20 @@ def _whitespace_rows(path: Path, text: str) -> tuple[list[tuple[int, list[str]]]
     return rows, None, 0
 
 
+def _refuse_other_separator(path: Path, line: str) -> None:
+    """A one-column header split by ; tab or | is a file written with another separator: say which."""
+    for separator, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+        if separator in line:
+            raise LabelFileError(path, 1, f"the header seems separated by {name}, not commas: a CSV label file is "
+                                          "comma-separated (filename,<attribute names...>)")
+
+
 def _csv_rows(path: Path, text: str) -> tuple[list[tuple[int, list[str]]], list[str], int]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
+        if header and len(header) == 1:
+            _refuse_other_separator(path, header[0])
         if not header or len(header) < 2:
             raise LabelFileError(path, 1, "a CSV label file needs a header: filename,<attribute names...>")
         if all(parse_token(cell) is not None for cell in header[1:]):
