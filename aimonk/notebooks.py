@@ -1,6 +1,7 @@
 """Running the numbered notebooks headless with papermill, in order, with shared parameters."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import difflib
@@ -170,17 +171,46 @@ def run_notebook_job(data, out, figures=None, parameters=(), only: str | None = 
     # the folders were checked above: the notebooks may write there
     given = {"data_dir": str(Path(data).resolve()), "out_dir": str(out), "figures_dir": str(figures),
              "overwrite": True}
-    for name, value in parameters:
-        try:
-            given[name] = json.loads(value)
-        except json.JSONDecodeError:
-            given[name] = value
     names = [n for n in NOTEBOOKS if not only or any(n.startswith(p) for p in only.split(","))]
     if not names:
         raise ValueError(f"--only {only}: no notebook starts with it (the notebooks: {', '.join(NOTEBOOKS)})")
+    defaults = declared_defaults(names, Path(notebooks_dir) if notebooks_dir else notebook_folder())
+    for name, value in parameters:
+        given[name] = typed_value(name, value, defaults.get(name))
     check_parameters(given, [name for name, _ in parameters], names,
                      Path(notebooks_dir) if notebooks_dir else notebook_folder())
     return run_notebooks(given, out, notebooks_dir, names), out, figures
+
+
+def declared_defaults(names, notebooks_dir: Path) -> dict:
+    """Each parameter the selected notebooks declare, with the value of its default (None where it is not a
+    literal)."""
+    import papermill
+
+    defaults = {}
+    for name in names:
+        for parameter, found in papermill.inspect_notebook(str(notebooks_dir / name)).items():
+            with contextlib.suppress(ValueError, SyntaxError):
+                defaults.setdefault(parameter, ast.literal_eval(found["default"]))
+    return defaults
+
+
+def typed_value(name: str, value: str, default):
+    """A -p value as data of its parameter's type (the type of the notebook's default): a text parameter takes
+    the text as it is (quotes, newlines or code stay text); numbers, booleans, lists and dicts are read as JSON
+    and must be of that type; a parameter without a typed default (a TrainConfig field) takes JSON, else text."""
+    if isinstance(default, str):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    if default is None:
+        return parsed
+    wanted = (float, int) if isinstance(default, float) else type(default)
+    if isinstance(parsed, bool) != isinstance(default, bool) or not isinstance(parsed, wanted):
+        raise ValueError(f"-p {name} {value}: expected {type(default).__name__} like {json.dumps(default)}")
+    return parsed
 
 
 def check_parameters(given: dict, named, names, notebooks_dir: Path) -> None:

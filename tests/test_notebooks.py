@@ -107,3 +107,21 @@ def test_a_wheel_ships_the_notebooks(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert sorted(n for n in names if n.endswith(".ipynb")) == [f"aimonk/_notebooks/{n}" for n in NOTEBOOKS]
     assert "aimonk/data/folder.py" in names and "aimonk/cli/commands.py" in names  # the whole package
+
+
+def test_notebook_parameters_are_data_typed_by_the_notebooks_default(demo_dir, tmp_path):
+    """A text parameter keeps quotes, newlines and code as text; `-p options '[1,2]'` is one line naming it."""
+    import subprocess
+    import sys
+    hostile = "\"; import os; os.system('touch X') #\nsecond line"
+    from aimonk.notebooks import declared_defaults, typed_value
+    defaults = declared_defaults(NOTEBOOKS, NOTEBOOK_DIR)
+    assert typed_value("data_dir", hostile, defaults["data_dir"]) == hostile
+    assert typed_value("data_dir", "[1, 2]", defaults["data_dir"]) == "[1, 2]"
+    assert typed_value("overwrite", "true", defaults["overwrite"]) is True
+    for name, value in (("options", "[1,2]"), ("overwrite", "1"), ("samples", "many")):
+        result = subprocess.run([sys.executable, "-m", "aimonk", "notebooks", "--data", str(demo_dir), "--out",
+                                 str(tmp_path / name), "-p", name, value], capture_output=True, text=True)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert f"-p {name} {value}: expected" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "X").exists()
