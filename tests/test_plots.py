@@ -31,7 +31,7 @@ def test_the_f1_comparison_value_labels_never_overlap():
     from aimonk.plots import plot_f1_comparison
 
     table = pd.DataFrame({"f1@0.5": [1.0, 0.95, 0.99, 0.5], "f1@stored": [1.0, 0.97, 1.0, 0.7],
-                          "baseline_f1": [1.0, 0.9, 0.0, 0.0]}, index=["Attr1", "Attr2", "Attr3", "Attr4"])
+                          "always_present_f1": [1.0, 0.9, 0.0, 0.0]}, index=["Attr1", "Attr2", "Attr3", "Attr4"])
     figure = plot_f1_comparison(table)
     figure.canvas.draw()
     ax = figure.axes[0]

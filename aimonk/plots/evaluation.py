@@ -115,8 +115,10 @@ def plot_confusion_matrices(targets, probabilities, thresholds, attributes):
 
 
 def plot_f1_comparison(table: pd.DataFrame):
-    """F1 at 0.5 and at the model's stored thresholds per attribute, beside the majority-class baseline."""
-    columns = {"f1@0.5": "threshold 0.5", "f1@stored": "stored thresholds", "baseline_f1": "majority baseline"}
+    """F1 at 0.5 and at the model's stored thresholds per attribute, beside the always-present baseline (the F1
+    of calling every image positive)."""
+    columns = {"f1@0.5": "threshold 0.5", "f1@stored": "stored thresholds",
+               "always_present_f1": "baseline: always present"}
     table = table.set_axis([plot_text(name) for name in table.index], axis=0)  # bars by position, names as text
     ax = table[list(columns)].rename(columns=columns).plot.bar(figsize=(max(7, 1.6 * len(table)), 4.5), rot=0,
                                                               color=["tab:blue", "tab:green", "lightgrey"])
@@ -163,15 +165,15 @@ def plot_worst_mistakes(images, names, targets, probabilities, worst: dict, attr
 
 
 def plot_f1_intervals(table: pd.DataFrame):
-    """F1 per attribute with its 95% interval (cross-validated), the majority baseline marked."""
+    """F1 per attribute with its 95% interval (cross-validated), the always-present baseline marked."""
     rows = table.index[::-1]
     figure, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5))
     y = np.arange(len(rows))
     f1 = table.loc[rows, "f1"].to_numpy()
     errors = [f1 - table.loc[rows, "f1_low"].to_numpy(), table.loc[rows, "f1_high"].to_numpy() - f1]
     ax.errorbar(f1, y, xerr=errors, fmt="o", color="tab:blue", capsize=4, label="F1 (95% interval)")
-    ax.plot(table.loc[rows, "baseline_f1"], y, "|", color="grey", markersize=18, markeredgewidth=2,
-            label="majority baseline")
+    ax.plot(table.loc[rows, "always_present_f1"], y, "|", color="grey", markersize=18, markeredgewidth=2,
+            label="baseline: always present")
     ax.set(yticks=y, yticklabels=[plot_text(name) for name in rows], xlim=(0, 1.02),
            xlabel="F1 at thresholds tuned on the other folds",
            title="Cross-validated F1")
