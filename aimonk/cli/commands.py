@@ -196,7 +196,7 @@ def cmd_export(args) -> int:
         raise ValueError(f"--out {out} already exists; choose another name or add --overwrite to replace it")
     check_output_folder(out.parent if str(out.parent) else ".", True, "--out")
     predictor = Predictor.load(args.model, "cpu")
-    path = export_onnx(predictor, out)
+    path = export_onnx(predictor, out, overwrite=args.overwrite)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): uint8 images (N, {predictor.image_size}, "
           f"{predictor.image_size}, 3) in, probabilities of {', '.join(predictor.attributes)} out")
     difference = largest_difference(predictor, path)
