@@ -41,6 +41,7 @@ API = {
     "top_issue_rows": "aimonk.evaluation.label_issues",
     "PredictionApp": "aimonk.widgets",
     "export_onnx": "aimonk.serve.export",
+    "check_outputs": "aimonk.files",
     "largest_difference": "aimonk.serve.export",
 }
 __all__ = ["__version__", "ensure_installed", *API]

@@ -41,6 +41,26 @@ def check_output_folder(out, overwrite: bool = False, option: str = "--out", nam
     return out
 
 
+def refuse_existing(path, overwrite: bool = False) -> Path:
+    """`path` as a Path, after checking that it does not exist yet unless `overwrite`: a one-line error names it."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} already exists; choose another path, or pass overwrite=True "
+                                "(--overwrite) to replace it")
+    return path
+
+
+def check_outputs(folders: dict, overwrite: bool = False) -> None:
+    """Before any work: none of the outputs named in each folder ({folder: [file or subfolder names]}; a name
+    None is skipped) exists yet unless `overwrite`. One line names the first and counts the others."""
+    existing = [Path(folder) / name for folder, names in folders.items() for name in names
+                if name and (Path(folder) / name).exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more of this run's outputs)" if len(existing) > 1 else ""
+        raise OutputExistsError(f"{existing[0]} already exists{more}; choose another out_dir or figures_dir, or set "
+                                "overwrite = True (`aimonk notebooks --overwrite`) to replace them")
+
+
 _STALE: dict[Path, set[Path]] = {}  # per folder: temporaries found there when this process first wrote to it
 _WRITER = f"{os.getpid()}@{socket.gethostname()}@"  # in a temporary's name, so that others can tell it is alive
 

@@ -1,6 +1,7 @@
 """The interactive prediction app (ipywidgets 8). The logic lives here so tests drive it without a browser."""
 from __future__ import annotations
 
+import base64
 import html
 import io
 from pathlib import Path
@@ -57,7 +58,9 @@ class PredictionApp:
         self.predictor = predictor
         self.name, self.probabilities = None, None
         self.picture, self.heatmaps = None, None  # the image shown, and its Grad-CAM maps once asked "why?"
-        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload image")
+        # the button as wide as its text ("Upload i…" in the default 148 px)
+        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload image",
+                                         layout=widgets.Layout(width="auto", min_width="150px"))
         self.paths = [str(p) for p in image_paths]
         self.search = widgets.Text(placeholder="part of a file name", description="Find",
                                    layout=widgets.Layout(width="240px"))
@@ -81,8 +84,10 @@ class PredictionApp:
             slider.observe(lambda _: self.render(), names="value")
         for control in (self.why, self.why_attribute):
             control.observe(lambda _: self.render_image(), names="value")
+        # the controls wrap onto a second line in a narrow window, the image count on a line of its own
         self.widget = widgets.VBox([
-            widgets.HBox([self.upload, self.search, self.picker, self.listed]),
+            widgets.HBox([self.upload, self.search, self.picker], layout=widgets.Layout(flex_flow="row wrap")),
+            self.listed,
             widgets.HBox([widgets.VBox([self.image, widgets.HBox([self.why, self.why_attribute])]),
                           widgets.VBox([self.result, widgets.Label("Thresholds"), *self.sliders])]),
         ])
@@ -135,13 +140,49 @@ class PredictionApp:
                 self.result.value = f"<b style='color:#c62828'>Cannot read {html.escape(upload['name'])}: " \
                                     f"{html.escape(str(error))}</b>"
                 return
+            self.picker.value = ""  # the dataset list no longer names the image shown before
             self.show(image, upload["name"])
 
     def _on_pick(self, change) -> None:
         if change["new"]:
             self.show(load_image(change["new"]), Path(change["new"]).name)
 
-    def _ipython_display_(self):
-        from IPython.display import display
+    def snapshot(self) -> bytes:
+        """A static PNG of what the app shows: the image and each attribute's probability against its threshold."""
+        import matplotlib.pyplot as plt
 
-        display(self.widget)
+        from aimonk.plots.figure import plot_text
+
+        attributes = list(self.predictor.attributes)
+        figure, (left, right) = plt.subplots(1, 2, figsize=(8, max(2.6, 0.5 * len(attributes) + 1)),
+                                             gridspec_kw={"width_ratios": [1, 1.6]})
+        left.axis("off")
+        if self.picture is not None:
+            left.imshow(self.picture)
+            left.set_title(plot_text(self.name), fontsize=11)
+        probabilities = self.probabilities if self.probabilities is not None else [0.0] * len(attributes)
+        present = decide(np.asarray(probabilities), self.thresholds)
+        rows = np.arange(len(attributes))[::-1]
+        right.barh(rows, probabilities, color=["#2e7d32" if flag else "#9e9e9e" for flag in present])
+        for row, threshold, p, flag in zip(rows, self.thresholds, probabilities, present):
+            right.plot([threshold] * 2, [row - 0.4, row + 0.4], color="#c62828", lw=2)
+            right.text(1.02, row, f"{p:.0%} {'PRESENT' if flag else 'absent'}", va="center", fontsize=11)
+        right.set(xlim=(0, 1), yticks=rows, yticklabels=[plot_text(a) for a in attributes])
+        right.tick_params(labelsize=11)
+        right.set_title("probability (red: threshold)", fontsize=11)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+        plt.close(figure)
+        return buffer.getvalue()
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """The live widget where a widget manager holds its state (a running kernel); where it does not (a saved
+        notebook opened later, an untrusted one, a rendered page), a static picture of it: PNG, and HTML."""
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        picture = self.snapshot()
+        encoded = base64.b64encode(picture).decode("ascii")
+        bundle["image/png"] = encoded
+        bundle["text/html"] = (f"<img src='data:image/png;base64,{encoded}' alt='the prediction app'/>"
+                               "<p><i>A static picture of the prediction app: run the notebook for the live app.</i></p>")
+        bundle["text/plain"] = f"PredictionApp: {self.name or 'no image yet'} (run the notebook for the live app)"
+        return bundle

@@ -8,7 +8,8 @@ Each recipe is trained on DATA once per seed exactly as `aimonk train DATA --pre
 thresholds on labelled folders it never saw. Recipes are compared on the --choose folders; the numbers to
 quote are the --report folders, pooled: per attribute the F1 averaged over seeds with a bootstrap 95%
 interval (images resampled, the seed average recomputed each time), the spread over seeds (min-max of the
-seed's own F1), the average precision, the majority-class baseline, and the difference to the reference.
+seed's own F1), the average precision, the always-present baseline ("always-present F1": the F1 of calling every image
+positive, 2p / (1 + p) for the positive rate p of the scored labels), and the difference to the reference.
 "F1 ceiling" is not a result: the F1 each seed's model would reach with thresholds tuned on the scored images
 themselves. It shows how much of a shortfall the stored thresholds cause and how much the ranking does.
 Finished runs and their scores are kept in OUT/RECIPE/seedS and reused.
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aimonk.config import TrainConfig, preset
 from aimonk.data.folder import load_labelled_folder, read_label_folder
 from aimonk.data.images import DataWarning
-from aimonk.metrics import bootstrap_f1, majority_baseline_f1, ranking_scores, with_macro
+from aimonk.metrics import always_present_f1, bootstrap_f1, ranking_scores, with_macro
 from aimonk.workflows import train
 from aimonk.serve.predictor import Predictor
 from aimonk.decision.thresholds import tune_thresholds
@@ -109,7 +110,7 @@ def recipe_scores(name: str, args, folders: Folders, parts) -> dict:
         scores = [scored(run, part, folders) for part in parts]
         probabilities = np.concatenate([s["probabilities"] for s in scores])
         pooled.append((probabilities, scores[0]["thresholds"], np.concatenate([s["targets"] for s in scores])))
-    targets, majority = pooled[0][2], scores[0]["majority"]  # the same training labels for every seed
+    targets = pooled[0][2]  # the same scored labels for every seed
     decisions = np.stack([p >= t for p, t, _ in pooled]).astype(np.int8)
     f1 = np.stack([bootstrap_f1(targets, d[None], rounds=0)[0] for d in decisions])
     ceiling = np.stack([bootstrap_f1(targets, (p >= tune_thresholds(targets, p))[None].astype(np.int8), rounds=0)[0]
@@ -117,7 +118,7 @@ def recipe_scores(name: str, args, folders: Folders, parts) -> dict:
     minutes = [json.loads((run / "seconds.json").read_text())["seconds"] / 60 for run in runs]
     return {"decisions": decisions, "targets": targets, "f1": f1, "ceiling": ceiling, "minutes": minutes,
             "ap": np.stack([with_macro(ranking_scores(targets, p)[0]) for p, _, _ in pooled]),
-            "baseline": majority_baseline_f1(majority, targets)}
+            "baseline": always_present_f1(targets)}
 
 
 def report(scores: dict, attributes, rounds: int) -> pd.DataFrame:
@@ -126,11 +127,11 @@ def report(scores: dict, attributes, rounds: int) -> pd.DataFrame:
     for name, s in scores.items():
         _, low, high = bootstrap_f1(s["targets"], s["decisions"], rounds=rounds)
         for k, attribute in enumerate(attributes + ["macro"]):
-            baseline = s["baseline"][k] if k < len(attributes) else s["baseline"].mean()
+            baseline = s["baseline"][k] if k < len(attributes) else np.nanmean(s["baseline"])
             rows[(attribute, name)] = {
                 "F1": s["f1"][:, k].mean(), "95% CI": f"[{low[k]:.3f}, {high[k]:.3f}]",
                 "seeds min-max": f"{s['f1'][:, k].min():.3f}-{s['f1'][:, k].max():.3f}",
-                "AP": s["ap"][:, k].mean(), "F1 ceiling": s["ceiling"][:, k].mean(), "baseline F1": baseline, "- baseline": s["f1"][:, k].mean() - baseline,
+                "AP": s["ap"][:, k].mean(), "F1 ceiling": s["ceiling"][:, k].mean(), "always-present F1": baseline, "- always-present": s["f1"][:, k].mean() - baseline,
                 "- reference": (s["f1"][:, k].mean() - reference["f1"][:, k].mean()) if reference else np.nan,
                 "min/run": np.mean(s["minutes"])}
     table = pd.DataFrame(rows).T

@@ -48,12 +48,16 @@ def test_evaluate_on_the_validation_split(demo_dir, tmp_path, capsys):
     assert main(["train", str(demo_dir), "--out", str(out), "--image-size", "48", "--val-fraction", "0.15"]) == 0
     assert main(["evaluate", str(demo_dir), "--model", str(out / "model.pt"), "--out", str(tmp_path / "scores")]) == 0
     text = capsys.readouterr().out
-    assert "(val rows)" in text and "baseline_f1" in text and "macro" in text
+    assert "(val rows)" in text and "always_present_f1" in text and "macro" in text
     report = json.loads((tmp_path / "scores" / "metrics.json").read_text())
     assert report["measured"].startswith("8 images (val rows) of ")
     assert [r["attribute"] for r in report["metrics"]] == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
-    assert "no header" in report["notes"][1] and "note: labels.txt has no header" in text
-    assert report["notes"][0].startswith("3 image(s) listed in ") and "note: 3 image(s) listed in " in text
+    assert "no header" in report["notes"][2] and "note: labels.txt has no header" in text
+    assert report["notes"][1].startswith("3 image(s) listed in ") and "note: 3 image(s) listed in " in text
+    # the default's one solve chose nothing on the validation split (its thresholds: a cross-validation of the
+    # training images)
+    honest = "honest: the validation images held out of training, nothing chosen on them"
+    assert report["notes"][0] == honest and f"note: {honest}" in text
 
 
 def test_a_model_trained_on_every_image_is_scored_on_its_out_of_fold_predictions(demo_dir, cli_run, capsys):
@@ -68,6 +72,8 @@ def test_a_model_trained_on_every_image_is_scored_on_its_out_of_fold_predictions
                  "--overwrite"]) == 0
     text = capsys.readouterr().out
     assert "(out-of-fold rows)" in text and "the other folds" in text and "trained on" not in text
+    assert json.loads((cli_run / "metrics.json").read_text())["notes"][0].startswith(
+        "honest: each image predicted by a fold model that did not learn from it")
     checkpoint = Checkpoint.load(cli_run / "model.pt")
     held = checkpoint.out_of_fold
     assert len(held.names) == 57 and sorted(set(held.folds.tolist())) == [0, 1, 2, 3, 4]

@@ -80,3 +80,25 @@ def test_predict_cli_reads_onnx(calibrated_run, demo_dir, tmp_path, capsys):
     image = next((demo_dir / "images").glob("*.jpg"))
     assert main(["predict", str(image), "--model", str(tmp_path / "m.onnx")]) == 0
     assert capsys.readouterr().out.count("(confidence: ") == 4
+
+
+def test_the_export_and_csv_writers_refuse_an_existing_file_unless_told_to_replace_it(calibrated_run, demo_dir,
+                                                                                      tmp_path):
+    """What notebook 04 writes (model.onnx, predictions.csv) through the package: a file already there is kept,
+    with a one-line error naming it, unless overwrite=True."""
+    import aimonk
+    from aimonk.files import OutputExistsError
+
+    predictor = aimonk.load_predictor(calibrated_run / "model.pt")
+    onnx_path, csv_path = tmp_path / "model.onnx", tmp_path / "predictions.csv"
+    onnx_path.write_text("another run's model")
+    csv_path.write_text("another run's predictions")
+    predictions = predictor.predict_paths(sorted((demo_dir / "images").glob("*.jpg"))[:3], progress=False)
+    with pytest.raises(OutputExistsError, match=f"^{onnx_path} already exists;.*overwrite=True"):
+        aimonk.export_onnx(predictor, onnx_path)
+    with pytest.raises(OutputExistsError, match=f"^{csv_path} already exists;.*overwrite=True"):
+        predictions.save_csv(csv_path)
+    assert onnx_path.read_text() == "another run's model" and csv_path.read_text() == "another run's predictions"
+    assert aimonk.export_onnx(predictor, onnx_path, overwrite=True).stat().st_size > 10_000
+    assert predictions.save_csv(csv_path, overwrite=True).read_text() == predictions.to_csv()
+    assert predictions.save_csv(tmp_path / "new.csv").read_text().startswith("image,Attr1_probability")

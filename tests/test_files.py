@@ -67,3 +67,16 @@ def test_a_temporary_being_written_by_a_live_process_is_left_alone(tmp_path):
         (tmp_path / f".model.pt.{writer}@xyz.tmp").write_bytes(b"in progress")
     write_text(tmp_path / "model.pt", "whole")
     assert len(os.listdir(tmp_path)) == 3
+
+
+def test_check_outputs_names_the_first_existing_output_before_any_work(tmp_path):
+    from aimonk.files import OutputExistsError, check_outputs
+
+    (tmp_path / "run" / "evaluation").mkdir(parents=True)
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "reliability.png").write_text("another run's figure")
+    outputs = {tmp_path / "run": ["evaluation", None, "model.onnx"], tmp_path / "figures": ["reliability.png"]}
+    with pytest.raises(OutputExistsError, match=rf"^{tmp_path / 'run' / 'evaluation'} already exists \(and 1 more"):
+        check_outputs(outputs)
+    check_outputs(outputs, overwrite=True)
+    check_outputs({tmp_path / "run": ["model.onnx"], tmp_path / "new": ["a.png"]})

@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from aimonk.metrics import attribute_metrics, majority_baseline_f1, majority_classes
+from aimonk.metrics import always_present_f1, attribute_metrics, majority_classes
 
 
 def test_perfect_predictor_scores_one_and_nan_rows_are_ignored():
@@ -21,9 +22,13 @@ def test_the_decisions_are_scored_and_their_thresholds_recorded():
     assert table["threshold"].tolist()[:2] == [0.2, 0.7]
 
 
-def test_majority_baseline_f1_formula():
-    targets = np.array([[1, 0]] * 8 + [[0, 1]] * 2, dtype=np.float32)
-    majority = majority_classes(targets)
-    assert majority.tolist() == [1, 0]
-    p = 0.8  # always-positive F1 = 2p / (1 + p); always-negative scores 0 on the positive class
-    np.testing.assert_allclose(majority_baseline_f1(majority, targets), [2 * p / (1 + p), 0.0])
+def test_the_always_present_baseline_is_2p_over_1_plus_p_on_known_labels():
+    targets = np.array([[1, 0, np.nan]] * 8 + [[0, 1, np.nan]] * 2 + [[np.nan, np.nan, np.nan]] * 5,
+                       dtype=np.float32)
+    assert majority_classes(targets[:, :2]).tolist() == [1, 0]
+    # 80% and 20% positive among the 10 known labels (the NA rows left out); the minority attribute scores
+    # 2 * 0.2 / 1.2 = 0.333, not the majority class's 0.0; no known label: NaN
+    np.testing.assert_allclose(always_present_f1(targets), [2 * 0.8 / 1.8, 2 * 0.2 / 1.2, np.nan])
+    truth = targets[:10, 1].astype(int)  # it is the F1 of deciding "present" everywhere
+    from sklearn.metrics import f1_score
+    assert always_present_f1(targets)[1] == pytest.approx(f1_score(truth, np.ones_like(truth)))

@@ -31,10 +31,25 @@ def test_the_f1_comparison_value_labels_never_overlap():
     from aimonk.plots import plot_f1_comparison
 
     table = pd.DataFrame({"f1@0.5": [1.0, 0.95, 0.99, 0.5], "f1@stored": [1.0, 0.97, 1.0, 0.7],
-                          "baseline_f1": [1.0, 0.9, 0.0, 0.0]}, index=["Attr1", "Attr2", "Attr3", "Attr4"])
+                          "always_present_f1": [1.0, 0.9, 0.0, 0.0]}, index=["Attr1", "Attr2", "Attr3", "Attr4"])
     figure = plot_f1_comparison(table)
     figure.canvas.draw()
     ax = figure.axes[0]
     boxes = [text.get_window_extent() for text in ax.texts]
     assert len(boxes) == 12 and not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
     assert all(box.y1 <= ax.get_window_extent().y1 for box in boxes)  # inside the axes, under the title
+
+
+def test_notebook_tables_format_each_number_by_its_kind_and_show_nan_as_a_dash():
+    import numpy as np
+    import pandas as pd
+
+    from aimonk.plots import rounded, styled
+
+    table = pd.DataFrame({"f1": [0.5435949237285387, np.nan], "positive_rate": [0.203905, 0.5],
+                          "positives": [12.0, 3.0], "threshold": [0.31234, np.nan]},
+                         index=pd.Index(["<b>Attr1</b>", "macro"], name="attribute"))
+    page = styled(table, gradient=["f1"]).to_html()
+    assert "0.544" in page and "20.4%" in page and ">12<" in page and "—" in page
+    assert "0.5435949" not in page and "nan" not in page.lower() and "&lt;b&gt;Attr1&lt;/b&gt;" in page
+    assert rounded(["a", "b"], [0.5435949237285387, 0.2]) == "a 0.54, b 0.20"

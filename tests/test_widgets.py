@@ -95,3 +95,31 @@ def test_an_upload_and_the_same_file_predicted_from_disk_get_the_same_probabilit
     upload(app, buffer.getvalue(), "odd.png")
     from_disk = app.predictor.predict_paths([tmp_path / "odd.png"]).probabilities[0]
     np.testing.assert_allclose(app.probabilities, from_disk, atol=1e-6)
+
+
+def test_an_upload_after_a_dataset_pick_leaves_the_dataset_list_at_its_placeholder(app):
+    from aimonk.widgets import PLACEHOLDER
+
+    app.picker.value = app.picker.options[1][1]
+    upload(app, png((20, 200, 20)), "green.png")
+    assert app.name == "green.png" and app.picker.value == "" and app.picker.label == PLACEHOLDER
+    assert "green.png" in app.result.value
+
+
+def test_the_controls_fit_their_text_and_wrap_instead_of_running_off_the_edge(app):
+    assert app.upload.description == "Upload image" and app.upload.layout.width == "auto"
+    controls = app.widget.children[0]
+    assert controls.layout.flex_flow == "row wrap" and app.upload in controls.children
+    assert app.listed not in controls.children and app.listed in app.widget.children  # the long count on its own line
+
+
+def test_a_saved_run_carries_a_static_picture_of_the_app_beside_the_widget_view(app):
+    import base64
+
+    upload(app, png(), "photo.png")
+    bundle = app._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # the live app where a kernel holds it
+    picture = base64.b64decode(bundle["image/png"])
+    assert picture.startswith(b"\x89PNG") and Image.open(io.BytesIO(picture)).size[0] > 300
+    assert bundle["image/png"] in bundle["text/html"] and "live app" in bundle["text/html"]
+    assert "VBox(" not in bundle["text/plain"] and "photo.png" in bundle["text/plain"]

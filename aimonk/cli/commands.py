@@ -221,7 +221,7 @@ def export_checked(args, out: Path) -> int:
     from aimonk.serve.predictor import Predictor
 
     predictor = Predictor.load(args.model, "cpu")
-    path = export_onnx(predictor, out)
+    path = export_onnx(predictor, out, overwrite=args.overwrite)
     print(f"wrote {printable(path)} ({path.stat().st_size / 1e6:.1f} MB): uint8 images (N, {predictor.image_size}, "
           f"{predictor.image_size}, 3) in, probabilities of {', '.join(map(short_name, predictor.attributes))} out")
     difference = largest_difference(predictor, path)

@@ -1,4 +1,4 @@
-"""Scoring a trained checkpoint on labelled images, beside the majority-class baseline."""
+"""Scoring a trained checkpoint on labelled images, beside the always-present baseline."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -11,9 +11,8 @@ from aimonk.decision.calibration import cross_fitted
 from aimonk.decision.thresholds import metrics_decided_by_fold
 from aimonk.model.checkpoint import Checkpoint, Provenance
 from aimonk.data.folder import LabelledImages, find_label_file, load_labelled_folder
-from aimonk.metrics import majority_classes
 from aimonk.serve.predictor import Predictor
-from aimonk.evaluation.tables import score
+from aimonk.evaluation.tables import BASELINE, score
 
 SUBSETS = ("auto", "val", "all")
 
@@ -30,7 +29,16 @@ class Evaluation:
     probabilities: np.ndarray
     subset: str
     thresholds_source: str = ""  # how the thresholds that decided were chosen
-    notes: list[str] = field(default_factory=list)  # what the reader of the numbers must know
+    notes: list[str] = field(default_factory=list)  # what the reader of the numbers must know, honesty first
+
+    @property
+    def honesty(self) -> str:
+        """Whether the table is the honest figure or an optimistic one, and why: from what was measured."""
+        return self.notes[0]
+
+    @property
+    def optimistic(self) -> bool:
+        return self.honesty.startswith("optimistic")
 
 
 def rows_to_score(data: LabelledImages, checkpoint: Checkpoint, subset: str) -> tuple[np.ndarray, str]:
@@ -73,14 +81,15 @@ def evaluate_checkpoint(data, model, subset: str = "auto", thresholds=None, devi
     notes += matching
     rows, used = rows_to_score(data, predictor.checkpoint, subset)
     targets = data.values[rows]
+    overlap = []
     if used == "out-of-fold":
         raw, probabilities, folds = stored_out_of_fold(predictor, data, rows, targets)
     else:
         probabilities = predictor.data_probabilities(data, rows)
-        notes += training_overlap(data, rows, predictor.checkpoint.provenance)
+        overlap = training_overlap(data, rows, predictor.checkpoint.provenance)
+        notes += overlap
     notes += unscorable(targets, predictor.attributes)
-    majority = predictor.checkpoint.provenance.majority or majority_classes(targets)
-    table = score(targets, probabilities, predictor.thresholds_or_stored(thresholds), predictor.attributes, majority)
+    table = score(targets, probabilities, predictor.thresholds_or_stored(thresholds), predictor.attributes)
     source = "given by the caller" if thresholds is not None else predictor.rule.source_
     if used == "out-of-fold" and thresholds is None:
         table = decided_by_the_other_folds(table, targets, raw, folds, predictor)
@@ -89,7 +98,35 @@ def evaluate_checkpoint(data, model, subset: str = "auto", thresholds=None, devi
                      "cross-validation: each image predicted by the fold model that did not learn from it "
                      "(calibrated by a map fitted on other images) and decided by thresholds tuned on the other "
                      "folds; the thresholds column is what the model uses on new images")
+    notes.insert(0, honesty(used, predictor.checkpoint, thresholds is not None, bool(overlap)))
     return Evaluation(table, [data.filenames[i] for i in rows], rows, targets, probabilities, used, source, notes)
+
+
+NEVER_SEEN = ("for the honest figure, score a labelled folder the model never saw (`aimonk evaluate FOLDER --model "
+              "MODEL`; notebook 03's test_dir)")
+
+
+def honesty(subset: str, checkpoint: Checkpoint, thresholds_given: bool, trained_on: bool) -> str:
+    """One sentence, "honest: ..." or "optimistic: ...", on what the scores were measured on and what was chosen
+    on those same images (the epoch kept, the thresholds that decide)."""
+    if trained_on:
+        return "optimistic: some scored images are images the model was trained on (see the note below); " + NEVER_SEEN
+    if thresholds_given:
+        return ("honest only if the thresholds given were not chosen on these images: "
+                f"{'out-of-fold predictions' if subset == 'out-of-fold' else f'{subset} images'} decided at them")
+    if subset == "out-of-fold":
+        return ("honest: each image predicted by a fold model that did not learn from it, and each fold decided by "
+                "thresholds tuned on the other folds only")
+    if subset == "all":
+        return "honest: images the model did not learn from, decided by thresholds chosen before it saw them"
+    config = checkpoint.config
+    chosen = [what for what, here in (("the epoch kept", config.keep == "best" and bool(checkpoint.history["epochs"])),
+                                      ("the thresholds", config.threshold_source == "val")) if here]
+    if chosen:
+        verb = "was" if chosen == ["the epoch kept"] else "were"
+        return (f"optimistic: {' and '.join(chosen)} {verb} chosen on these same "
+                "validation images, which overstates the scores; " + NEVER_SEEN)
+    return "honest: the validation images held out of training, nothing chosen on them"
 
 
 def stored_out_of_fold(predictor, data: LabelledImages, rows, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,7 +149,7 @@ def decided_by_the_other_folds(table: pd.DataFrame, targets, probabilities, fold
                                      predictor.attributes)
     table = table.copy()
     table[["precision", "recall", "f1"]] = honest[["precision", "recall", "f1"]]
-    table["lift"] = table["f1"] - table["baseline_f1"]
+    table["lift"] = table["f1"] - table[BASELINE]
     return table
 
 

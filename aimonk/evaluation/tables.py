@@ -1,11 +1,14 @@
-"""Score tables: per attribute and macro, beside the majority-class baseline."""
+"""Score tables: per attribute and macro, beside the always-present baseline (the F1 of calling every image
+positive, 2p / (1 + p) for a positive rate p)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from aimonk.decision.calibration import expected_calibration_error
 from aimonk.decision.thresholds import decide, decisions_by_fold, metrics_at
-from aimonk.metrics import bootstrap_f1, majority_baseline_f1, majority_classes, ranking_scores, with_macro
+from aimonk.metrics import always_present_f1, bootstrap_f1, ranking_scores, with_macro
+
+BASELINE = "always_present_f1"  # the baseline's column, and the lift's reference
 from aimonk.training.crossval import CrossValidation
 
 
@@ -16,24 +19,25 @@ def macro_of(values: np.ndarray) -> float:
     return float(finite.mean()) if len(finite) else float("nan")
 
 
-def score(targets, probabilities, thresholds, attributes, majority) -> pd.DataFrame:
+def score(targets, probabilities, thresholds, attributes) -> pd.DataFrame:
+    """Precision, recall and F1 at the thresholds, the ECE, the always-present F1 and the lift over it."""
     table = metrics_at(targets, probabilities, thresholds, attributes)
     table["ece"] = with_macro(expected_calibration_error(targets, probabilities))
-    baseline = majority_baseline_f1(np.asarray(majority), targets)
-    table["baseline_f1"] = list(baseline) + [macro_of(baseline)]
-    table["lift"] = table["f1"] - table["baseline_f1"]
+    baseline = always_present_f1(np.asarray(targets, dtype=float))
+    table[BASELINE] = list(baseline) + [macro_of(baseline)]
+    table["lift"] = table["f1"] - table[BASELINE]
     return table
 
 
-def compare_thresholds(targets, probabilities, thresholds, attributes, majority) -> pd.DataFrame:
-    """Precision, recall and F1 at 0.5 beside those at the given thresholds (the ones stored with the model,
-    chosen on images it did not learn from), and the majority-class baseline's F1."""
-    at_half = score(targets, probabilities, 0.5, attributes, majority)
+def compare_thresholds(targets, probabilities, thresholds, attributes) -> pd.DataFrame:
+    """Precision, recall and F1 at 0.5 beside those at the given thresholds (the ones stored with the model),
+    and the always-present baseline's F1."""
+    at_half = score(targets, probabilities, 0.5, attributes)
     stored = metrics_at(targets, probabilities, thresholds, attributes)
     return pd.DataFrame({
         "precision@0.5": at_half["precision"], "recall@0.5": at_half["recall"], "f1@0.5": at_half["f1"],
         "precision@stored": stored["precision"], "recall@stored": stored["recall"], "f1@stored": stored["f1"],
-        "baseline_f1": at_half["baseline_f1"], "threshold": stored["threshold"],
+        BASELINE: at_half[BASELINE], "threshold": stored["threshold"],
     })
 
 
@@ -46,6 +50,8 @@ def worst_mistakes(targets, probabilities, thresholds, per_attribute: int = 4) -
         confidence = np.abs(probabilities[wrong, column] - truth[wrong])
         worst[column] = wrong[np.argsort(-confidence)][:per_attribute].tolist()
     return worst
+
+
 def fold_tuned_decisions(cv: CrossValidation, strategy: str = "f1") -> tuple[np.ndarray, np.ndarray]:
     """Decisions where each fold's rows use thresholds tuned on the other folds' out-of-fold rows."""
     return decisions_by_fold(cv.targets, cv.probabilities, cv.folds, strategy)
@@ -55,10 +61,10 @@ def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, see
               calibration: str = "platt"):
     """Per attribute and macro: precision, recall, F1 (honestly tuned thresholds) with 95% CI, F1 at 0.5,
     AP, ROC-AUC, the expected calibration error of the raw out-of-fold probabilities and after calibration
-    (each fold's map fitted on the other folds), the majority baseline's F1 and the lift over it (one row
+    (each fold's map fitted on the other folds), the always-present F1 and the lift over it (one row
     per attribute, and "macro")."""
     decisions, _ = fold_tuned_decisions(cv, strategy)
-    tuned = score(cv.targets, decisions.astype(float), 0.5, cv.attributes, majority_classes(cv.targets))
+    tuned = score(cv.targets, decisions.astype(float), 0.5, cv.attributes)
     at_half = metrics_at(cv.targets, cv.probabilities, 0.5, cv.attributes)
     _, low, high = bootstrap_f1(cv.targets, decisions, rounds, seed)
     ap, auc = ranking_scores(cv.targets, cv.probabilities)
@@ -69,7 +75,7 @@ def cv_report(cv: CrossValidation, strategy: str = "f1", rounds: int = 1000, see
         "f1_low": low, "f1_high": high, "f1@0.5": at_half["f1"],
         "ap": with_macro(ap), "roc_auc": with_macro(auc), "ece": with_macro(ece),
         "ece_calibrated": with_macro(ece_calibrated),
-        "baseline_f1": tuned["baseline_f1"], "positives": tuned["positives"], "known": tuned["known"],
+        BASELINE: tuned[BASELINE], "positives": tuned["positives"], "known": tuned["known"],
         "lift": tuned["lift"],
     }, index=tuned.index)
     return table

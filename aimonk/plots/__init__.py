@@ -11,8 +11,11 @@ from aimonk.plots.evaluation import (
     plot_sample_predictions, plot_precision_recall, plot_reliability, plot_explanation,
     plot_confusion_matrices, plot_f1_comparison, plot_worst_mistakes, plot_f1_intervals,
 )
+from aimonk.plots.tables import styled, rounded
 
 __all__ = [
+    "styled",
+    "rounded",
     "save_figure",
     "plot_image_grid",
     "plot_loss_curve",

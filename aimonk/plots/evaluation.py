@@ -48,7 +48,7 @@ def plot_precision_recall(targets, probabilities, attributes, thresholds=None):
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.02),
            title="Precision-recall per attribute (dots: chosen thresholds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=10, loc="lower left")
     return figure
 
 
@@ -57,7 +57,7 @@ def plot_reliability(targets, curves: dict, attributes, bins: int = 10, min_coun
     equal-width bins (bins of fewer than min_count images left out, dots sized by count), for each labelled
     set of probabilities in `curves` (e.g. raw and calibrated), with the expected calibration error (over
     all bins) in the legend; the diagonal is perfect calibration."""
-    figure, axes = plt.subplots(1, len(attributes), figsize=(3.2 * len(attributes), 3.4), squeeze=False)
+    figure, axes = plt.subplots(1, len(attributes), figsize=(2.9 * len(attributes), 3.4), squeeze=False)
     for column, (ax, name) in enumerate(zip(axes[0], attributes)):
         known = ~np.isnan(targets[:, column])
         ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
@@ -71,7 +71,7 @@ def plot_reliability(targets, curves: dict, attributes, bins: int = 10, min_coun
             ax.scatter(predicted[used], observed[used], s=8 + 60 * np.sqrt(count[used] / count.sum()),
                        color=line.get_color(), zorder=3)
         ax.set(title=plot_text(name), xlabel="mean predicted probability", xlim=(0, 1), ylim=(0, 1))
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=10, loc="upper left")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("observed positive rate")
     figure.tight_layout()
@@ -115,14 +115,16 @@ def plot_confusion_matrices(targets, probabilities, thresholds, attributes):
 
 
 def plot_f1_comparison(table: pd.DataFrame):
-    """F1 at 0.5 and at the model's stored thresholds per attribute, beside the majority-class baseline."""
-    columns = {"f1@0.5": "threshold 0.5", "f1@stored": "stored thresholds", "baseline_f1": "majority baseline"}
+    """F1 at 0.5 and at the model's stored thresholds per attribute, beside the always-present baseline (the F1
+    of calling every image positive)."""
+    columns = {"f1@0.5": "threshold 0.5", "f1@stored": "stored thresholds",
+               "always_present_f1": "baseline: always present"}
     table = table.set_axis([plot_text(name) for name in table.index], axis=0)  # bars by position, names as text
     ax = table[list(columns)].rename(columns=columns).plot.bar(figsize=(max(7, 1.6 * len(table)), 4.5), rot=0,
                                                               color=["tab:blue", "tab:green", "lightgrey"])
     ax.set(ylabel="F1", ylim=(0, 1.2), title="F1 per attribute", xlabel="")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=10, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     for container in ax.containers:  # upright, a label is narrower than its bar: neighbours never overlap
         ax.bar_label(container, fmt="%.2f", fontsize=7, rotation=90, padding=2)
     ax.figure.tight_layout()
@@ -144,7 +146,8 @@ def plot_worst_mistakes(images, names, targets, probabilities, worst: dict, attr
         return figure
     panels = 2 if heatmaps else 1
     width = max(len(worst[column]) for column in shown) * panels
-    figure, axes = plt.subplots(len(shown), width, figsize=(2.4 * max(width, 2), 2.8 * len(shown)), squeeze=False)
+    # captions of 10 pt on panels of 1.9 in: readable when the figure is shown at a window's width
+    figure, axes = plt.subplots(len(shown), width, figsize=(1.9 * max(width, 2), 2.5 * len(shown)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax_row, column in zip(axes, shown):
@@ -153,29 +156,29 @@ def plot_worst_mistakes(images, names, targets, probabilities, worst: dict, attr
             ax.imshow(images[row])
             truth = "present" if targets[row, column] == 1 else "absent"
             ax.set_title(f"{plot_text(Path(names[row]).name)}\n{plot_text(attributes[column])}: {labelled} {truth}, "
-                         f"p={probabilities[row, column]:.2f}", fontsize=8, color="red")
+                         f"p={probabilities[row, column]:.2f}", fontsize=10, color="red")
             if heatmaps:
                 ax_row[index * panels + 1].imshow(overlay(images[row], heatmaps[(row, column)]))
-                ax_row[index * panels + 1].set_title("why (Grad-CAM)", fontsize=8)
-    figure.suptitle(title)
+                ax_row[index * panels + 1].set_title("where it looked", fontsize=10)
+    figure.suptitle(title, fontsize=13)
     figure.tight_layout()
     return figure
 
 
 def plot_f1_intervals(table: pd.DataFrame):
-    """F1 per attribute with its 95% interval (cross-validated), the majority baseline marked."""
+    """F1 per attribute with its 95% interval (cross-validated), the always-present baseline marked."""
     rows = table.index[::-1]
     figure, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5))
     y = np.arange(len(rows))
     f1 = table.loc[rows, "f1"].to_numpy()
     errors = [f1 - table.loc[rows, "f1_low"].to_numpy(), table.loc[rows, "f1_high"].to_numpy() - f1]
     ax.errorbar(f1, y, xerr=errors, fmt="o", color="tab:blue", capsize=4, label="F1 (95% interval)")
-    ax.plot(table.loc[rows, "baseline_f1"], y, "|", color="grey", markersize=18, markeredgewidth=2,
-            label="majority baseline")
+    ax.plot(table.loc[rows, "always_present_f1"], y, "|", color="grey", markersize=18, markeredgewidth=2,
+            label="baseline: always present")
     ax.set(yticks=y, yticklabels=[plot_text(name) for name in rows], xlim=(0, 1.02),
            xlabel="F1 at thresholds tuned on the other folds",
            title="Cross-validated F1")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="lower left", fontsize=10)
     figure.tight_layout()
     return figure

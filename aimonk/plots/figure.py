@@ -48,7 +48,7 @@ def plot_image_grid(images, titles, columns: int = 6, title: str | None = None, 
     columns = max(1, min(columns, count))
     rows = max(1, int(np.ceil(count / columns)))
     lines = max((len(t.split("\n")) for t in titles), default=1)
-    cell, side, caption, heading = 2.3, 2.1, 0.17 * lines + 0.2, 0.45 if title else 0.1
+    cell, side, caption, heading = 2.3, 2.1, 0.2 * lines + 0.2, 0.45 if title else 0.1
     width, height = cell * columns, rows * (side + caption) + heading
     figure = plt.figure(figsize=(width, height))
     for index, image in enumerate(images):
@@ -61,8 +61,8 @@ def plot_image_grid(images, titles, columns: int = 6, title: str | None = None, 
         ax.imshow(image)
         for line_number, line in enumerate(titles[index].split("\n")):
             colour = colours[index][line_number] if colours else "black"
-            ax.annotate(line, xy=(0.5, 0), xycoords="axes fraction", xytext=(0, -3 - 12 * line_number),
-                        textcoords="offset points", ha="center", va="top", fontsize=8, color=colour)
+            ax.annotate(line, xy=(0.5, 0), xycoords="axes fraction", xytext=(0, -3 - 14 * line_number),
+                        textcoords="offset points", ha="center", va="top", fontsize=10, color=colour)
     if title:
         figure.suptitle(title, y=1 - 0.08 / height, va="top")
     return figure

@@ -18,7 +18,7 @@ from torch import nn
 from aimonk.decision.rule import DecisionRule
 from aimonk.model.engine import onnx_graph
 from aimonk.model.inference import with_mirror_averaged
-from aimonk.files import atomic_path
+from aimonk.files import atomic_path, refuse_existing
 from aimonk.serve.onnx_predictor import METADATA_KEY
 
 
@@ -43,9 +43,12 @@ def exportable(predictor) -> ExportedModel:
                          len(predictor.attributes))
 
 
-def export_onnx(predictor, path) -> Path:
-    """Write the predictor as ONNX (dynamic batch size) with its metadata; atomically."""
+def export_onnx(predictor, path, overwrite: bool = False) -> Path:
+    """Write the predictor as ONNX (dynamic batch size) with its metadata; atomically. An existing file at `path`
+    is refused unless overwrite."""
     import onnx
+
+    refuse_existing(path, overwrite)
 
     example = torch.zeros((1, predictor.image_size, predictor.image_size, 3), dtype=torch.uint8)
     graph = onnx.load_from_string(onnx_graph(exportable(predictor), example, "probabilities"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ from aimonk.data.images import load_image_folder
 from aimonk.data.labels import printable, short_name
 from aimonk.decision.rule import DecisionRule
 from aimonk.decision.thresholds import decide
-from aimonk.files import csv_text
+from aimonk.files import csv_text, refuse_existing, write_text
 from aimonk.progress import progress_shown
 
 FORMATS = ("text", "json", "csv")
@@ -64,6 +65,11 @@ class Predictions:
 
     def to_csv(self) -> str:
         return csv_text(self.to_frame(), index=False)
+
+    def save_csv(self, path, overwrite: bool = False) -> Path:
+        """The CSV (as `aimonk predict --format csv` prints it) written atomically to `path`; an existing file is
+        refused unless overwrite."""
+        return write_text(refuse_existing(path, overwrite), self.to_csv())
 
     def to_text(self) -> str:
         return "\n".join(self.report(i) for i in range(len(self.names)))

@@ -1,0 +1,24 @@
+"""Tables as a notebook shows them: each number formatted for its kind (scores to 3 decimals, rates as %,
+counts whole, NaN as —), names escaped as HTML."""
+from __future__ import annotations
+
+import pandas as pd
+
+PERCENT = ("positive_rate", "share")
+COUNTS = ("positives", "known", "images", "positive", "negative", "NA", "epoch")
+
+
+def styled(frame: pd.DataFrame, gradient=()):
+    """`frame` as a pandas Styler: each numeric column formatted by its kind, NaN shown as —, the index and the
+    text escaped (a name holding HTML shows as written); `gradient`: columns of scores in [0, 1] shaded."""
+    formats = {column: "{:.0f}" if column in COUNTS else "{:.1%}" if column in PERCENT else "{:.3f}"
+               for column in frame.select_dtypes("number").columns}
+    style = frame.style.format(formats, na_rep="—", escape="html").format_index(escape="html")
+    if len(gradient):
+        style = style.background_gradient(subset=list(gradient), vmin=0, vmax=1, cmap="Greens")
+    return style
+
+
+def rounded(names, values, digits: int = 2) -> str:
+    """'name value, ...' with each value to `digits` decimals: thresholds as a line of text reads them."""
+    return ", ".join(f"{name} {float(value):.{digits}f}" for name, value in zip(names, values))
