@@ -170,7 +170,7 @@ def run_notebook_job(data, out, figures=None, parameters=(), only: str | None = 
     check_output_folder(figures, overwrite, "--figures", names=FIGURES)
     # the folders were checked above: the notebooks may write there
     given = {"data_dir": str(Path(data).resolve()), "out_dir": str(out), "figures_dir": str(figures),
-             "overwrite": True}
+             "overwrite": overwrite}
     names = [n for n in NOTEBOOKS if not only or any(n.startswith(p) for p in only.split(","))]
     if not names:
         raise ValueError(f"--only {only}: no notebook starts with it (the notebooks: {', '.join(NOTEBOOKS)})")
