@@ -172,7 +172,7 @@ class TrainConfig:
     num_workers: int = option(-1, "DataLoader worker processes (-1 = automatic)", low=-1, high=256)
     unknown_as_na: bool = option(False, "read unknown label tokens as NA instead of stopping with an error")
     log: str = option("none", "experiment tracking of a run with an output folder: tensorboard (event files in "
-                              "RUN/tensorboard) or mlflow ($MLFLOW_TRACKING_URI, else ./mlruns)", choices=TRACKERS)
+                              "RUN/tensorboard) or mlflow ($MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)", choices=TRACKERS)
 
     def __post_init__(self):
         for item in dataclasses.fields(self):

@@ -2,13 +2,13 @@
 
 The run log calls it for every step's loss and every epoch's scores; the training workflow for the run's
 configuration, its out-of-fold scores, its figures and its checkpoint. TensorBoard writes event files into
-the run folder (`RUN/tensorboard`: `tensorboard --logdir RUN`); MLflow logs to $MLFLOW_TRACKING_URI, else to a
-local store `./mlruns` (`mlflow ui`), experiment `aimonk`, the run named after its folder.
+the run folder (`RUN/tensorboard`: `tensorboard --logdir RUN`); MLflow logs to $MLFLOW_TRACKING_URI, else to
+MLflow's own default store (`sqlite:///mlflow.db` in the working directory: `mlflow ui` there), experiment
+`aimonk`, the run named after its folder. aimonk never sets MLflow's environment variables.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -77,15 +77,19 @@ class MlflowTracker(Tracker):
     kind = "mlflow"
 
     def __init__(self, run_dir: Path):
+        import mlflow
         from mlflow.tracking import MlflowClient
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or (Path.cwd() / "mlruns").as_uri()
-        if uri.startswith("file:"):  # a local folder store, which MLflow 3 keeps only on request
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        self.client, self.where = MlflowClient(uri), uri
-        experiment = self.client.get_experiment_by_name("aimonk")
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment("aimonk")
-        self.run_id = self.client.create_run(experiment_id, run_name=Path(run_dir).resolve().name).info.run_id
+        uri = mlflow.get_tracking_uri()  # $MLFLOW_TRACKING_URI, else MLflow's own default (sqlite:///mlflow.db here)
+        check_reachable(uri)
+        try:
+            self.client, self.where = MlflowClient(uri), uri
+            experiment = self.client.get_experiment_by_name("aimonk")
+            experiment_id = experiment.experiment_id if experiment else self.client.create_experiment("aimonk")
+            self.run_id = self.client.create_run(experiment_id, run_name=Path(run_dir).resolve().name).info.run_id
+        except Exception as error:  # MLflow's errors for a store it cannot use are of many kinds
+            raise ValueError(f"--log mlflow: the tracking store {uri} (MLFLOW_TRACKING_URI) cannot be used: "
+                             f"{first_line(error)}") from None
 
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
@@ -107,6 +111,27 @@ class MlflowTracker(Tracker):
 
     def close(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
+
+
+def first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """A tracking server answers within seconds, or a one-line error before any work (MLflow itself retries an
+    unreachable server for minutes)."""
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # the server answered
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--log mlflow: the tracking server {uri} (MLFLOW_TRACKING_URI) does not answer: "
+                         f"{getattr(error, 'reason', error)}") from None
 
 
 def open_tracker(kind: str, run_dir) -> Tracker:

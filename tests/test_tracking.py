@@ -1,6 +1,8 @@
 """A run's scores in metrics.json, and the same run tracked by TensorBoard and MLflow, read back with their own
 readers (aimonk.tracking)."""
 import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -32,15 +34,26 @@ def test_train_writes_its_scores_and_tensorboard_events(demo_dir, tmp_path, caps
     assert "config/text_summary" in events.Tags()["tensors"]  # the configuration, as text
 
 
-def test_a_run_by_epochs_is_tracked_in_mlflow(demo_dir, tmp_path, monkeypatch):
+def without_mlflow_variables() -> dict:
+    return {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+
+
+def test_a_run_by_epochs_is_tracked_in_mlflow_and_stock_mlflow_finds_it_with_its_defaults(demo_dir, tmp_path,
+                                                                                         monkeypatch):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    for key in [key for key in os.environ if key.startswith("MLFLOW_")]:
+        monkeypatch.delenv(key)
     assert main(["train", str(demo_dir), "--out", "by_epochs", *TINY, "--head-solver", "adam", "--epochs", "2",
                  "--val-fraction", "0.25", "--threshold-source", "val", "--log", "mlflow"]) == 0
-    client = MlflowClient((tmp_path / "mlruns").as_uri())
+    assert not any(key.startswith("MLFLOW_") for key in os.environ)  # none set in the user's process
+    assert (tmp_path / "mlflow.db").is_file()  # MLflow's own default store (its artifacts go to ./mlruns)
+    found = subprocess.run([sys.executable, "-c", "import mlflow; print(len(mlflow.search_runs("
+                            "search_all_experiments=True)))"], cwd=tmp_path, env=without_mlflow_variables(),
+                           capture_output=True, text=True)
+    assert found.returncode == 0 and found.stdout.split()[-1] == "1", found.stderr[-2000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     [run] = client.search_runs([client.get_experiment_by_name("aimonk").experiment_id])
     assert run.info.run_name == "by_epochs" and run.info.status == "FINISHED"
     assert run.data.params["head_solver"] == "adam" and run.data.params["epochs"] == "2"
@@ -55,6 +68,19 @@ def test_a_run_by_epochs_is_tracked_in_mlflow(demo_dir, tmp_path, monkeypatch):
     assert measured["measured"] == (f"the validation split (14 images held out of training) at epoch {best}, threshold "
                                     "0.5 (the epoch was chosen and the thresholds were tuned on these images: an "
                                     "optimistic score)")
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:9", "nosuchscheme://x/y"])
+def test_an_unusable_tracking_uri_is_one_line_before_any_work(demo_dir, tmp_path, uri):
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "aimonk", "train", str(demo_dir), "--out", str(out), *TINY,
+                           "--log", "mlflow"], cwd=tmp_path, env={**without_mlflow_variables(),
+                                                                  "MLFLOW_TRACKING_URI": uri},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("aimonk train: error: --log mlflow: the tracking ") and uri in line
+    assert not (out / "model.pt").exists()
 
 
 def test_a_missing_tracking_package_is_one_line_before_any_work(demo_dir, tmp_path, monkeypatch, capsys):
