@@ -26,6 +26,7 @@ from aimonk.evaluation.label_issues import label_issues, na_suggestions
 from aimonk.evaluation.tables import cv_report
 from aimonk.metrics import majority_classes
 from aimonk.model.checkpoint import Checkpoint, OutOfFold, Provenance
+from aimonk.model.recipe import Recipe, decide_recipe
 from aimonk.model.registry import build_model
 from aimonk.progress import LOGGER, progress_shown
 from aimonk.run_folder import CV_OUTPUTS, EVALUATE_OUTPUTS, TRAIN_OUTPUTS, RunFolder
@@ -58,6 +59,7 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
             seed_everything(config.seed)  # the model's first weights are the seed's
             model = build_model(config, data.attributes if labels is None else labels[0].attributes)
             note_pretrained_size(model, config)
+            warn_frozen_random_features(config)
             data = training_images(data, config, processes, labels)
             check_folds(data, config)
             if resumed is not None:
@@ -151,6 +153,13 @@ def note_pretrained_size(model, config: TrainConfig) -> None:
     if model.pretrained_size not in (None, config.image_size):
         log.info(f"note: {config.backbone} was pretrained at {model.pretrained_size}px (timm's pretrained config); "
                  f"this run trains at {config.image_size}px (--image-size {model.pretrained_size} to match)")
+
+
+def warn_frozen_random_features(config: TrainConfig) -> None:
+    if config.weights == "none" and decide_recipe(config) is not Recipe.WHOLE_NETWORK:
+        warnings.warn("--weights none with a frozen backbone: only the head learns, on random features that say "
+                      "little about the images; train the whole network (--preset finetune --weights none, or "
+                      "--freeze 0) to learn from scratch", stacklevel=2)
 
 
 def training_processes(config: TrainConfig) -> Processes:

@@ -253,3 +253,14 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"aimonk {__version__}"
+
+
+def test_random_weights_with_a_frozen_backbone_warn_once_and_name_the_way_to_learn(demo_dir, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "aimonk", "train", str(demo_dir), "--out", str(tmp_path / "r"),
+                           "--weights", "none", "--image-size", "48", "--threshold-folds", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    warned = [line for line in done.stderr.splitlines() if "--weights none" in line]
+    assert warned == ["warning: --weights none with a frozen backbone: only the head learns, on random features "
+                      "that say little about the images; train the whole network (--preset finetune --weights none, "
+                      "or --freeze 0) to learn from scratch"]

@@ -190,7 +190,7 @@ def _create(name: str, weights: str, size: dict) -> nn.Module:
         raise WeightsUnavailableError(
             f"timm:{name}: its ImageNet weights are not in the local cache and {address[0]} cannot be reached; "
             f"download them where you are online (timm.create_model({name!r}, pretrained=True) caches them) and "
-            "give the file with --weights PATH, or train from scratch with --weights none")
+            "give the file with --weights PATH, or train from scratch with --preset finetune --weights none")
     try:
         return timm.create_model(name, pretrained=True, num_classes=0, **size)
     except Exception as error:  # the hub client's and torch.hub's errors have no common base
