@@ -264,3 +264,12 @@ def test_random_weights_with_a_frozen_backbone_warn_once_and_name_the_way_to_lea
     assert warned == ["warning: --weights none with a frozen backbone: only the head learns, on random features "
                       "that say little about the images; train the whole network (--preset finetune --weights none, "
                       "or --freeze 0) to learn from scratch"]
+
+
+@pytest.mark.parametrize("option", [["--epochs", "3"], ["--image-size", "128"], ["--preset", "finetune"],
+                                    ["--final", "ensemble"]])
+def test_evaluate_of_a_checkpoint_refuses_the_training_options_it_would_ignore(cli_run, demo_dir, capsys, option):
+    assert main(["evaluate", str(demo_dir), "--model", str(cli_run / "model.pt"), *option]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"aimonk evaluate: error: {option[0]} is an option of training (--cv): --model scores the "
+                    "checkpoint as it was trained; leave it out")

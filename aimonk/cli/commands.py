@@ -32,15 +32,19 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def training_options_given(args, used=()) -> list[str]:
+    """The training options typed on the command line (a preset other than the default counts), less `used`."""
+    given = [option_flag(f.name) for f in dataclasses.fields(TrainConfig)
+             if f.name not in used and getattr(args, f.name) is not None]
+    return given + (["--preset"] if args.preset != "default" else [])
+
+
 def cmd_train(args) -> int:
     from aimonk.training.loop import TrainingInterrupted
     from aimonk.workflows import train
 
-    if args.resume:
-        given = [option_flag(f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None]
-        if given or args.preset != "default":
-            raise ValueError("--resume continues the run with its own configuration; leave out "
-                             f"{(given or ['--preset'])[0]}")
+    if args.resume and (given := training_options_given(args)):
+        raise ValueError(f"--resume continues the run with its own configuration; leave out {given[0]}")
     config = None if args.resume else config_from_args(args)
     started = time.perf_counter()
     try:
@@ -61,6 +65,9 @@ def cmd_evaluate(args) -> int:
         return evaluate_cross_validated(args)
     if not args.model:
         raise ValueError("give --model CHECKPOINT to score, or --cv K to cross-validate a training recipe")
+    if ignored := training_options_given(args, used=("device",)) + (["--final"] if args.final != "retrain" else []):
+        raise ValueError(f"{ignored[0]} is an option of training (--cv): --model scores the checkpoint as it was "
+                         "trained; leave it out")
     from aimonk.workflows import evaluate
 
     evaluation = evaluate(args.data, args.model, subset=args.subset, thresholds=args.thresholds, out=args.out,
