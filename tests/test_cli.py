@@ -273,3 +273,12 @@ def test_evaluate_of_a_checkpoint_refuses_the_training_options_it_would_ignore(c
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line == (f"aimonk evaluate: error: {option[0]} is an option of training (--cv): --model scores the "
                     "checkpoint as it was trained; leave it out")
+
+
+def test_demo_says_how_many_images_it_listed_and_how_many_it_wrote(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--count", "40", "--size", "32"]) == 0
+    written = len(list((tmp_path / "d" / "images").iterdir()))
+    assert capsys.readouterr().out.strip() == (
+        f"wrote labels.txt listing 40 synthetic images and {written} of them to {tmp_path / 'd'} (the {40 - written} "
+        "missing on purpose: aimonk skips and names listed images that are not there)")
+    assert written < 40

@@ -241,7 +241,10 @@ def cmd_demo(args) -> int:
     from aimonk.data.demo import make_demo_dataset
 
     out = make_demo_dataset(args.out, count=args.count, size=args.size, seed=args.seed)
-    print(f"wrote {args.count} synthetic images and labels.txt to {out}")
+    written = sum(1 for path in (Path(out) / "images").iterdir() if path.is_file())
+    print(f"wrote labels.txt listing {args.count} synthetic images and {written} of them to {out}"
+          + (f" (the {args.count - written} missing on purpose: aimonk skips and names listed images that are "
+             "not there)" if written < args.count else ""))
     return 0
 
 
