@@ -200,7 +200,9 @@ def cache_entries() -> list[CacheEntry]:
             try:
                 meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"what": "incomplete"}
             except (OSError, ValueError):
-                meta = {"what": "unreadable metadata"}
+                meta = {"what": "damaged metadata"}
+            if not isinstance(meta, dict):  # JSON, but not what store_array writes
+                meta = {"what": "damaged metadata"}
             files = [p for p in (array, meta_path) if p.is_file()]
             entries.append(CacheEntry(kind.name, array.stem, str(meta.get("what", "")), str(meta.get("source", "?")),
                                       sum(p.stat().st_size for p in files), max(p.stat().st_mtime for p in files),

@@ -1,4 +1,6 @@
 """The disk cache: decoded images and backbone features reused by later runs, invalidated by changed files."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -83,6 +85,8 @@ def test_the_cache_command_lists_and_clears_entries(folder, monkeypatch, tmp_pat
     assert f"{tmp_path / 'cache'}: 1 entry" in listed and "images" in listed and "images at 32px" in listed
     assert str(folder / "images") in listed  # the folder the entry was made from
     assert main(["cache", "--clear", "--older-than", "30"]) == 0 and "removed 0 entries" in capsys.readouterr().out
+    assert main(["cache", "--clear", "--older-than", "30"]) == 0 and capsys.readouterr().out.strip().endswith(
+        ": nothing to remove older than 30 days")
     strays = [tmp_path / "cache" / "mine" / "array.npy", tmp_path / "cache" / "images" / "notes.npy"]
     for stray in strays:  # files the cache did not write, in and beside its folders
         stray.parent.mkdir(parents=True, exist_ok=True)
@@ -93,3 +97,22 @@ def test_the_cache_command_lists_and_clears_entries(folder, monkeypatch, tmp_pat
     assert main(["cache", "--older-than", "3"]) == 2 and "--older-than goes with --clear" in capsys.readouterr().err
     monkeypatch.setenv("AIMONK_CACHE", "off")
     assert main(["cache"]) == 0 and "off" in capsys.readouterr().out
+
+
+def test_the_cache_listing_marks_damaged_entries_and_gone_folders_and_escapes_names(monkeypatch, tmp_path, capsys):
+    from aimonk.cli import main
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv("AIMONK_CACHE", str(root))
+    (root / "images").mkdir(parents=True)
+    damaged, gone = "0" * 32, "1" * 32
+    for key in (damaged, gone):
+        (root / "images" / f"{key}.npy").write_bytes(b"x" * 10)
+    (root / "images" / f"{damaged}.json").write_text("[]")
+    (root / "images" / f"{gone}.json").write_text(json.dumps({"what": "images at 32px\x1b]0;T\x07",
+                                                               "source": str(tmp_path / "vanished")}))
+    assert main(["cache"]) == 0
+    listed = capsys.readouterr().out
+    assert "damaged metadata" in listed and f"({tmp_path / 'vanished'}, gone)" in listed
+    assert "\x1b" not in listed and "\\x1b]0;T\\x07" in listed
+    assert main(["cache", "--clear"]) == 0 and "removed 2 entries" in capsys.readouterr().out

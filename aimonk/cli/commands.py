@@ -290,6 +290,7 @@ def cmd_backbones(args) -> int:
 
 def cmd_cache(args) -> int:
     from aimonk.cache import cache_entries, cache_root, clear_cache
+    from aimonk.data.labels import printable
 
     root = cache_root()
     if root is None:
@@ -299,14 +300,24 @@ def cmd_cache(args) -> int:
         raise ValueError("--older-than goes with --clear")
     if args.clear:
         removed = clear_cache(args.older_than)
-        print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} ({megabytes(removed)}) from {root}")
+        print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} ({megabytes(removed)}) from "
+              f"{printable(str(root))}" + ("" if removed else ": nothing to remove"
+                                           + (f" older than {args.older_than:g} days" if args.older_than else "")))
         return 0
     entries = cache_entries()
-    print(f"{root}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {megabytes(entries)}")
+    print(f"{printable(str(root))}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {megabytes(entries)}")
     for entry in entries:
-        print(f"  {entry.kind:<9} {entry.size / 2**20:>8.1f} MB  {entry.age_days:>5.1f} days  {entry.what}  "
-              f"({entry.source})")
+        print(f"  {entry.kind:<9} {entry.size / 2**20:>8.1f} MB  {entry.age_days:>5.1f} days  "
+              f"{printable(entry.what)}  ({describe_source(entry.source)})")
     return 0
+
+
+def describe_source(source: str) -> str:
+    """The folder an entry was made from, escaped, marked when it is gone."""
+    from aimonk.data.labels import printable
+
+    gone = source.startswith("/") and not Path(source).exists()
+    return printable(source) + (", gone" if gone else "")
 
 
 def megabytes(entries) -> str:
