@@ -44,36 +44,7 @@ API = {
     "check_outputs": "aimonk.files",
     "largest_difference": "aimonk.serve.export",
 }
-__all__ = ["__version__", "ensure_installed", *API]
-
-
-def ensure_installed(installed: bool | None = None, run=None) -> list[str]:
-    """A notebook's set-up: when this aimonk is a checkout that is not installed (Colab after `git clone`, with
-    the checkout put on sys.path), `pip install -e CHECKOUT[notebooks]` brings what aimonk and its notebooks
-    need; an installed aimonk is left as it is. Returns the command run ([] when none). `installed` (default:
-    whether Python's metadata knows an aimonk distribution) and `run` (default subprocess.check_call) are there
-    for tests. Restart the kernel if pip replaced a package already imported."""
-    import importlib.metadata
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    if installed is None:
-        try:
-            importlib.metadata.distribution("aimonk")
-            installed = True
-        except importlib.metadata.PackageNotFoundError:
-            installed = False
-    if installed:
-        return []
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "pyproject.toml").is_file():
-        raise RuntimeError(f"aimonk is not installed and {root} is not a checkout of it: `pip install aimonk[notebooks]`"
-                           ", or in Colab `!git clone <the aimonk repository URL>` and `%cd aimonk/notebooks` first")
-    command = [sys.executable, "-m", "pip", "install", "-q", "-e", f"{root}[notebooks]"]
-    (run or subprocess.check_call)(command)
-    importlib.invalidate_caches()  # the packages pip just installed are importable in this kernel
-    return command
+__all__ = ["__version__", *API]
 
 
 def __getattr__(name: str):

@@ -21,6 +21,7 @@ from aimonk.data.eda import sample_rows
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
+REPOSITORY = re.search(r'\nRepository = "(.+?)"', (ROOT / "pyproject.toml").read_text()).group(1)
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
@@ -40,7 +41,7 @@ def labelled_folder(root: Path) -> Path:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_a_notebook_imports_aimonk_and_aimonk_plots_only(path):
     for source in code_cells(path):
-        for node in ast.walk(ast.parse("\n".join(line for line in source.splitlines() if not line.startswith("%")))):
+        for node in ast.walk(ast.parse(re.sub(r"^(\s*)%.*$", r"\1pass", source, flags=re.M))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aimonk"):
                 assert node.module == "aimonk" and [a.name for a in node.names] == ["plots"], (path.name, source)
             if isinstance(node, ast.Import):
@@ -50,7 +51,8 @@ def test_a_notebook_imports_aimonk_and_aimonk_plots_only(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_a_notebook_uses_only_public_names_and_sets_up_in_three_lines(path):
     cells = code_cells(path)
-    assert len(cells[0].strip().splitlines()) <= 3 and "aimonk.ensure_installed()" in cells[0]
+    assert len(cells[0].strip().splitlines()) <= 3 and "%pip install" in cells[0]
+    assert f"git+{REPOSITORY}" in cells[0]  # pyproject.toml's [project.urls], for Colab without a checkout
     text = "\n".join(cells)
     for name in {*re.findall(r"\baimonk\.([A-Za-z_]+)\b", text)} - {"plots"}:
         assert name in aimonk.__all__, (path.name, name)
@@ -67,12 +69,35 @@ def test_every_public_name_is_documented_and_import_aimonk_stays_light():
     assert done.stdout.strip() == "[]"
 
 
-def test_ensure_installed_installs_the_checkout_only_when_aimonk_is_not_installed():
-    ran = []
-    assert aimonk.ensure_installed(installed=True, run=ran.append) == [] and ran == []
-    command = aimonk.ensure_installed(installed=False, run=ran.append)
-    assert ran == [command] == [[sys.executable, "-m", "pip", "install", "-q", "-e", f"{ROOT}[notebooks]"]]
+def run_in_a_fresh_kernel(cwd, *sources) -> list[str]:
+    """Each source run in a new IPython kernel started in `cwd`; the text each printed (stdout)."""
+    from jupyter_client.manager import start_new_kernel
 
+    manager, client = start_new_kernel(cwd=str(cwd))
+    try:
+        printed = []
+        for source in sources:
+            reply = client.execute_interactive(source, timeout=120, output_hook=lambda m: printed.append(
+                m["content"].get("text", "")) if m["msg_type"] == "stream" else None)
+            assert reply["content"]["status"] == "ok", reply["content"]
+        return printed
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def test_the_set_up_cell_installs_nothing_where_aimonk_imports_and_names_the_checkout_or_github(tmp_path):
+    """Notebook 02's set-up cell in a fresh kernel outside the repository: aimonk importable, so no pip; the
+    source it would install is the checkout beside the notebook, else the repository's URL."""
+    set_up = code_cells(ROOT / "notebooks" / "02_train.ipynb")[0]
+    pip_line = set_up.splitlines()[-1].strip()
+    (tmp_path / "checkout" / "notebooks").mkdir(parents=True)
+    (tmp_path / "checkout" / "pyproject.toml").write_text("")
+    printed = run_in_a_fresh_kernel(tmp_path, set_up, "import aimonk; print('imported', aimonk.__version__)",
+                                    f"print(get_ipython().var_expand({pip_line!r}))", "import os; "
+                                    "os.chdir('checkout/notebooks')", f"print(get_ipython().var_expand({pip_line!r}))")
+    assert printed == [f"imported {aimonk.__version__}\n", f"%pip install -q git+{REPOSITORY}\n",
+                       "%pip install -q ..\n"]
 
 def test_present_rows_leave_out_the_missing_files():
     assert present_rows(["a", "b", "c", "d"], ["d", "b"]) == [0, 2]
