@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aimonk.files import atomic_path
+from aimonk.files import atomic_path, json_text
 
 
 def cache_root() -> Path | None:
@@ -104,7 +104,7 @@ def store_array(kind: str, key: str, shape, dtype, fill, meta: dict | None = Non
             del writable
         meta = {**(meta or {}), "rows": rows, "digest": digest}
         with atomic_path(folder / f"{key}.json") as temporary:
-            temporary.write_text(json.dumps(meta))
+            temporary.write_text(json_text(meta, indent=None))
     except OSError as error:  # every write of an entry: its header, its data, its metadata
         if not isinstance(error, NoRoom) and error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

@@ -134,9 +134,10 @@ def disk_full(error: Exception, folder: Path) -> bool:
         return False
 
 
-def json_text(value, indent: int | None = 2) -> str:
-    """Strict JSON (RFC 8259): a NaN or infinite number is written as null, never as bare NaN/Infinity."""
-    return json.dumps(_finite(value), indent=indent, allow_nan=False)
+def json_text(value, indent: int | None = 2, ensure_ascii: bool = True) -> str:
+    """Strict JSON (RFC 8259): a NaN or infinite number is written as null, never as bare NaN/Infinity. Every
+    JSON aimonk writes (run files, cache metadata, the labelling journal, ONNX metadata) goes through it."""
+    return json.dumps(_finite(value), indent=indent, allow_nan=False, ensure_ascii=ensure_ascii)
 
 
 def _finite(value):

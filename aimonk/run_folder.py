@@ -6,7 +6,6 @@ renamed into place); what a message says was saved is on disk. Under torchrun on
 from __future__ import annotations
 
 import contextlib
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path

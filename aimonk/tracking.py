@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from pathlib import Path
 
 from aimonk.config import TRACKERS
@@ -82,6 +83,7 @@ class MlflowTracker(Tracker):
 
         uri = mlflow.get_tracking_uri()  # $MLFLOW_TRACKING_URI, else MLflow's own default (sqlite:///mlflow.db here)
         check_reachable(uri)
+        self.failed = False
         try:
             self.client, self.where = MlflowClient(uri), uri
             experiment = self.client.get_experiment_by_name("aimonk")
@@ -94,23 +96,37 @@ class MlflowTracker(Tracker):
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
 
-        self.client.log_batch(self.run_id, params=[Param(name, str(value)) for name, value in params.items()])
+        self.send("the configuration", self.client.log_batch, self.run_id,
+                  params=[Param(name, str(value)) for name, value in params.items()])
 
     def log_metrics(self, metrics: dict, step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(UNSAFE.sub("_", name), float(value), now, step)
-                                                    for name, value in metrics.items()])
+        self.send(f"step {step}'s scores", self.client.log_batch, self.run_id,
+                  metrics=[Metric(UNSAFE.sub("_", name), float(value), now, step) for name, value in metrics.items()])
 
     def log_figure(self, path: Path, step: int = 0) -> None:
-        self.client.log_artifact(self.run_id, str(path), "figures")
+        self.send(Path(path).name, self.client.log_artifact, self.run_id, str(path), "figures")
 
     def log_artifact(self, path: Path) -> None:
-        self.client.log_artifact(self.run_id, str(path))
+        self.send(Path(path).name, self.client.log_artifact, self.run_id, str(path))
 
     def close(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status)
+        self.send("the run's end", self.client.set_terminated, self.run_id, status)
+
+    def send(self, what: str, call, *args, **kwargs) -> None:
+        """One call to the store; the first that fails is said once, in a warning, and ends the tracking, never
+        the run (its files are written as usual)."""
+        if self.failed:
+            return
+        try:
+            call(*args, **kwargs)
+        except Exception as error:  # MLflow's errors for a store that went away are of many kinds
+            self.failed = True
+            warnings.warn(f"--log mlflow: the tracking store {self.where} failed while logging {what} "
+                          f"({first_line(error)}): nothing more is tracked; the run goes on and its files are "
+                          "written as usual", stacklevel=2)
 
 
 def first_line(error: Exception) -> str:

@@ -473,14 +473,15 @@ def test_the_macro_baseline_leaves_out_an_attribute_with_no_known_label_and_says
     assert "'unlabelled'" in note and "baseline are NaN, left out of the macro row" in note
 
 
-def test_json_predictions_are_valid_json_even_for_a_non_finite_probability():
+def test_json_predictions_are_valid_json_even_for_a_non_finite_probability_or_threshold():
     import json
 
     from aimonk.serve.predictions import Predictions
 
-    text = Predictions(["a.jpg"], ["x", "y"], np.array([[np.nan, 0.7]]), [0.5, 0.5]).format("json")
+    text = Predictions(["a.jpg"], ["x", "y"], np.array([[np.nan, 0.7]]), [0.5, np.nan]).format("json")
     [record] = json.loads(text, parse_constant=lambda constant: pytest.fail(f"bare {constant}"))
-    assert record["attributes"]["x"]["probability"] is None and record["attributes"]["y"]["present"] is True
+    assert record["attributes"]["x"]["probability"] is None and record["attributes"]["y"]["probability"] == 0.7
+    assert record["thresholds"] == {"x": 0.5, "y": None}
 
 
 def test_a_filename_longer_than_a_file_name_can_be_is_a_label_file_error(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """Where predict's and export's results go wrong: a full disk, a closed stdout, a reader that goes away, a
-malformed threshold override, two exports to one file at once, a damaged cached graph."""
+malformed threshold override, two exports to one file at once, a damaged cached graph, a kill -9 mid-write."""
 import json
 import os
 import subprocess
@@ -111,3 +111,38 @@ def test_a_damaged_cached_graph_is_rebuilt_with_one_warning(run, demo_dir, tmp_p
     warnings = [line for line in again.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "damaged" in warnings[0] and "rebuilt" in warnings[0], again.stderr
     assert array.read_bytes() == data  # rebuilt whole
+
+
+@pytest.mark.slow
+def test_sigkill_while_the_graph_is_written_leaves_nothing_a_later_predict_uses(run, demo_dir, tmp_path):
+    """A real `kill -9` of a predict at the moment its traced graph's temporary file exists in the cache: no
+    graph is published half-written; the next predict traces again, answers as a whole run does, and removes
+    the dead writer's temporary."""
+    import signal
+    import time
+
+    image = demo_dir / "images" / "image_0.jpg"
+    expected = json.loads(predict_json(run, image, tmp_path / "reference").stdout)
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for attempt in range(5):  # the write takes milliseconds: a kill may come too late, then try again
+        cache = tmp_path / f"cache{attempt}"
+        env["AIMONK_CACHE"] = str(cache)
+        victim = subprocess.Popen([sys.executable, "-m", "aimonk", "predict", str(image), "--model",
+                                   str(run / "model.pt"), "--format", "json", "--device", "cpu"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        graphs, deadline = cache / "graphs", time.monotonic() + 120
+        while victim.poll() is None and time.monotonic() < deadline:
+            if graphs.is_dir() and any(path.name.endswith(".tmp") for path in os.scandir(graphs)):
+                victim.send_signal(signal.SIGKILL)
+                break
+        victim.wait(timeout=60)
+        left = sorted(path.name for path in graphs.iterdir()) if graphs.is_dir() else []
+        if victim.returncode == -signal.SIGKILL and any(name.endswith(".tmp") for name in left):
+            break
+    else:
+        pytest.fail("no kill landed while the graph was being written in 5 tries")
+    assert not any(name.endswith(".npy") for name in left), left  # nothing published half-written
+    again = predict_json(run, image, cache)
+    assert again.returncode == 0 and json.loads(again.stdout) == expected, again.stderr
+    assert "damaged" not in again.stderr
+    assert sorted(path.suffix for path in graphs.iterdir()) == [".json", ".npy"]  # the temporary removed

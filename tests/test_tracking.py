@@ -90,3 +90,35 @@ def test_a_missing_tracking_package_is_one_line_before_any_work(demo_dir, tmp_pa
     assert error == ["aimonk train: error: --log mlflow needs the mlflow-skinny package: pip install mlflow-skinny "
                      "(or aimonk[tracking])"]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_tracking_store_that_breaks_mid_run_is_said_once_and_the_run_finishes_with_its_model(demo_dir, tmp_path,
+                                                                                               monkeypatch):
+    """The MLflow store is damaged after the first epoch (its file overwritten, as a full or failing disk might
+    leave it): one warning saying tracking stopped, training goes on, the model and the run's files are written."""
+    import warnings
+
+    import aimonk
+    from aimonk.training.loop import Callback
+
+    monkeypatch.chdir(tmp_path)
+    for key in [key for key in os.environ if key.startswith("MLFLOW_")]:
+        monkeypatch.delenv(key)
+
+    class DamageTheStore(Callback):
+        def epoch_ended(self, state, record, improved):
+            store = tmp_path / "mlflow.db"
+            if store.read_bytes()[:6] == b"SQLite":
+                store.write_bytes(os.urandom(store.stat().st_size))
+
+    config = aimonk.preset("default", backbone="efficientnet_lite0", image_size=48, head_solver="adam", epochs=3,
+                           val_fraction=0.25, threshold_source="val", log="mlflow")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        aimonk.train(demo_dir, config, tmp_path / "run", progress=False, callbacks=[DamageTheStore()])
+    said = [str(w.message) for w in caught if "--log mlflow" in str(w.message)]
+    assert len(said) == 1 and "nothing more is tracked; the run goes on" in said[0], said
+    assert "sqlite:///mlflow.db" in said[0] or "mlflow.db" in said[0]
+    for name in ("model.pt", "config.json", "history.json", "metrics.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())["epochs"]) == 3

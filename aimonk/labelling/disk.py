@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from aimonk.files import disk_full, remove_stale_temporaries
+from aimonk.files import disk_full, json_text, remove_stale_temporaries
 
 Hook = Callable[[Path], None]
 
@@ -74,7 +74,7 @@ def _sync_folder(folder: Path) -> None:
 
 
 def append_journal(journal: Path, records: list[dict]) -> None:
-    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    text = "".join(json_text(record, indent=None, ensure_ascii=False) + "\n" for record in records)
     with open(journal, "a+b") as out:
         out.seek(0, os.SEEK_END)
         if out.tell():

@@ -8,7 +8,6 @@ neither PyTorch weights nor the checkpoint.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from torch import nn
 from aimonk.decision.rule import DecisionRule
 from aimonk.model.engine import onnx_graph
 from aimonk.model.inference import with_mirror_averaged
-from aimonk.files import atomic_path, refuse_existing
+from aimonk.files import atomic_path, json_text, refuse_existing
 from aimonk.serve.onnx_predictor import METADATA_KEY
 
 
@@ -53,7 +52,7 @@ def export_onnx(predictor, path, overwrite: bool = False) -> Path:
     example = torch.zeros((1, predictor.image_size, predictor.image_size, 3), dtype=torch.uint8)
     graph = onnx.load_from_string(onnx_graph(exportable(predictor), example, "probabilities"))
     entry = graph.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata(predictor))
+    entry.key, entry.value = METADATA_KEY, json_text(metadata(predictor), indent=None)
     with atomic_path(path) as temporary:
         onnx.save(graph, str(temporary))
     return Path(path)

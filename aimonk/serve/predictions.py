@@ -2,7 +2,6 @@
 exported ONNX model predicts with onnxruntime alone."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from aimonk.data.images import load_image_folder
 from aimonk.data.labels import printable, short_name
 from aimonk.decision.rule import DecisionRule
 from aimonk.decision.thresholds import decide
-from aimonk.files import csv_text, refuse_existing, write_text
+from aimonk.files import csv_text, json_text, refuse_existing, write_text
 from aimonk.progress import progress_shown
 
 FORMATS = ("text", "json", "csv")
@@ -55,13 +54,13 @@ class Predictions:
     def to_json(self) -> str:
         records = [
             {"image": image, "thresholds": dict(zip(self.attributes, self.thresholds)),
-             "attributes": {name: {"probability": round(float(p), 4) if np.isfinite(p) else None,
+             "attributes": {name: {"probability": round(float(p), 4),
                                    "present": bool(flag)}
                             for name, p, flag in zip(self.attributes, probs, flags)},
              "present": [name for name, flag in zip(self.attributes, flags) if flag]}
             for image, probs, flags in zip(self.names, self.probabilities, self.present)
         ]
-        return json.dumps(records, indent=2, allow_nan=False) + "\n"  # valid JSON: no bare NaN
+        return json_text(records) + "\n"  # a NaN probability or threshold as null
 
     def to_csv(self) -> str:
         return csv_text(self.to_frame(), index=False)
