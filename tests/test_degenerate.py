@@ -112,3 +112,24 @@ def test_evaluate_on_an_attribute_with_no_positive_says_its_f1_is_undefined(demo
                      r"them", out), out
     metrics = json.loads((tmp_path / "scores" / "metrics.json").read_text())
     assert "Attr4" in json.dumps(metrics) and "undefined (NaN)" in json.dumps(metrics)
+
+
+BROKEN = {"zero-byte": lambda path: path.write_bytes(b""),
+          "truncated": lambda path: path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])}
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+def test_notebook_01s_sample_grid_leaves_out_an_unreadable_image_naming_it(demo_dir, tmp_path, broken):
+    from aimonk.data.eda import explore_folder
+    from aimonk.data.images import DataWarning
+    from aimonk.plots.eda import plot_folder_samples
+    data = labelled_copy(demo_dir, tmp_path, lambda row: row)
+    folder = explore_folder(data)
+    rows = folder.sample(6)
+    bad = data / "images" / folder.labels.filenames[rows[0]]
+    BROKEN[broken](bad)
+    with pytest.warns(DataWarning, match=f"skipped 1 unreadable image.*{re.escape(str(bad))}"):
+        figure = plot_folder_samples(folder, rows, size=32)
+    assert len(figure.axes) == 5
+    captions = [text.get_text() for ax in figure.axes for text in ax.texts]
+    assert bad.name not in captions
