@@ -133,3 +133,19 @@ def test_notebook_01s_sample_grid_leaves_out_an_unreadable_image_naming_it(demo_
     assert len(figure.axes) == 5
     captions = [text.get_text() for ax in figure.axes for text in ax.texts]
     assert bad.name not in captions
+
+
+def test_notebook_04s_first_image_is_the_first_that_decodes(tmp_path):
+    import aimonk
+    from aimonk.data.images import DataWarning
+    from PIL import Image
+    Image.new("RGB", (30, 20), "red").save(tmp_path / "c.png")
+    good = Image.open(tmp_path / "c.png")
+    (tmp_path / "a.jpg").write_bytes(b"")
+    (tmp_path / "b.png").write_bytes((tmp_path / "c.png").read_bytes()[:40])
+    paths = aimonk.list_images(tmp_path)
+    with pytest.warns(DataWarning, match=r"skipped 2 unreadable image\(s\): .*a\.jpg: .*; .*b\.png: ") as seen:
+        path, image = aimonk.first_readable_image(paths)
+    assert len(seen) == 1 and path == tmp_path / "c.png" and image.shape == (good.height, good.width, 3)
+    with pytest.warns(DataWarning), pytest.raises(ValueError, match="none of the 2 image file"):
+        aimonk.first_readable_image(paths[:2])

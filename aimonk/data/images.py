@@ -99,6 +99,22 @@ def readable_images(paths, size: int | None = None) -> tuple[list[np.ndarray], l
     return images, kept
 
 
+def first_readable_image(paths) -> tuple[Path, np.ndarray]:
+    """The first of `paths` that can be decoded, and its image (RGB uint8 at full size); those before it that
+    cannot are named in one warning (a ValueError when none can)."""
+    paths, failures = [Path(path) for path in paths], []
+    for path in paths:
+        image, message = _try_load(path, None)
+        if image is not None:
+            break
+        failures.append(message)
+    if failures:
+        warn_about_data(f"skipped {len(failures)} unreadable image(s): " + "; ".join(failures), paths[0].parent)
+    if len(failures) == len(paths):
+        raise ValueError(f"none of the {len(paths)} image file(s) could be read")
+    return path, image
+
+
 def images_key(paths, size: int) -> str:
     """The cache key of these files decoded at this size (it changes when any file does)."""
     return files_key(paths, "images", size)
