@@ -35,6 +35,7 @@ API = {
     "image_folder": "aimonk.data.eda",
     "list_images": "aimonk.data.images",
     "load_image": "aimonk.data.images",
+    "first_readable_image": "aimonk.data.images",
     "compare_thresholds": "aimonk.evaluation.tables",
     "worst_mistakes": "aimonk.evaluation.tables",
     "mistake_heatmaps": "aimonk.evaluation.folder",

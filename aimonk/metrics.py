@@ -24,6 +24,8 @@ def attribute_metrics(targets: np.ndarray, decisions: np.ndarray, thresholds, at
             precision, recall, f1, _ = precision_recall_fscore_support(
                 truth, predicted, average="binary", zero_division=0
             )
+        if not truth.any():  # no known positive: recall and F1 are undefined (0 would score a perfect model 0)
+            precision, recall, f1 = (0.0 if predicted.any() else np.nan), np.nan, np.nan
         rows.append({"attribute": name, "precision": precision, "recall": recall, "f1": f1,
                      "positives": int(truth.sum()), "known": int(known.sum()), "threshold": thresholds[column]})
     table = pd.DataFrame(rows).set_index("attribute")

@@ -1,8 +1,12 @@
-"""Degenerate input: infinite numbers in a --config refused in one line; every JSON aimonk writes is strict JSON."""
+"""Degenerate input: infinite numbers in a --config refused in one line; every JSON aimonk writes is strict JSON;
+degenerate folders (an attribute with no positive, K = 1, 2-5 images, broken image files, fewer known labels than
+folds) run and say what they did, or stop before any decoding in one line."""
 import json
 import math
 import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aimonk.config import TrainConfig
@@ -73,3 +77,75 @@ def test_a_text_cell_or_label_holding_a_carriage_return_reads_back_from_the_csv(
     text = csv_text(pd.DataFrame({"name": ["a\rb", "c"], "score": [1.5, 2.0]}, index=pd.Index(["x\ry", "z"], name="f")))
     assert list(csv.reader(io.StringIO(text, newline=""))) == [["f", "name", "score"], ["x\ry", "a\rb", "1.5"],
                                                                ["z", "c", "2.0"]]
+
+
+# ---- degenerate folders: an attribute with no positive, K = 1, 2-5 images, broken image files ------------------
+
+def labelled_copy(demo_dir, root, edit) -> Path:
+    """A copy of the demo folder whose labels.txt rows (filename, then the values) pass through `edit`."""
+    import shutil
+
+    copy = Path(shutil.copytree(demo_dir, root / "data"))
+    rows = [line.split() for line in (copy / "labels.txt").read_text().splitlines()]
+    (copy / "labels.txt").write_text("".join(" ".join(edit(row)) + "\n" for row in rows))
+    return copy
+
+
+def test_f1_of_an_attribute_with_no_known_positive_is_undefined_not_zero():
+    from aimonk.metrics import attribute_metrics
+    targets = np.array([[0.0, 1.0], [0.0, 0.0], [0.0, 1.0], [np.nan, 0.0]])
+    perfect = np.array([[0, 1], [0, 0], [0, 1], [1, 0]])  # the NA row's decision is not scored
+    table = attribute_metrics(targets, perfect, 0.5, ["never", "sometimes"])
+    assert table.loc["never", ["precision", "recall", "f1"]].isna().all()
+    assert table.loc["sometimes", "f1"] == 1.0 and table.loc["macro", "f1"] == 1.0  # the mean of what is defined
+    false_alarm = attribute_metrics(targets, perfect | np.array([[1, 0]] * 4), 0.5, ["never", "sometimes"])
+    assert false_alarm.loc["never", "precision"] == 0.0 and np.isnan(false_alarm.loc["never", "f1"])
+
+
+def test_evaluate_on_an_attribute_with_no_positive_says_its_f1_is_undefined(demo_dir, run, tmp_path, capsys):
+    from aimonk.cli import main
+    data = labelled_copy(demo_dir, tmp_path, lambda row: row[:4] + ["0" if row[4] == "1" else row[4]])
+    assert main(["evaluate", str(data), "--model", str(run / "model.pt"), "--out", str(tmp_path / "scores")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"note: attribute 'Attr4' has no positive among the \d+ known labels of the scored images: its "
+                     r"recall and F1 are undefined \(NaN\), left out of the macro row; it was called present on \d+ of "
+                     r"them", out), out
+    metrics = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    assert "Attr4" in json.dumps(metrics) and "undefined (NaN)" in json.dumps(metrics)
+
+
+BROKEN = {"zero-byte": lambda path: path.write_bytes(b""),
+          "truncated": lambda path: path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])}
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+def test_notebook_01s_sample_grid_leaves_out_an_unreadable_image_naming_it(demo_dir, tmp_path, broken):
+    from aimonk.data.eda import explore_folder
+    from aimonk.data.images import DataWarning
+    from aimonk.plots.eda import plot_folder_samples
+    data = labelled_copy(demo_dir, tmp_path, lambda row: row)
+    folder = explore_folder(data)
+    rows = folder.sample(6)
+    bad = data / "images" / folder.labels.filenames[rows[0]]
+    BROKEN[broken](bad)
+    with pytest.warns(DataWarning, match=f"skipped 1 unreadable image.*{re.escape(str(bad))}"):
+        figure = plot_folder_samples(folder, rows, size=32)
+    assert len(figure.axes) == 5
+    captions = [text.get_text() for ax in figure.axes for text in ax.texts]
+    assert bad.name not in captions
+
+
+def test_notebook_04s_first_image_is_the_first_that_decodes(tmp_path):
+    import aimonk
+    from aimonk.data.images import DataWarning
+    from PIL import Image
+    Image.new("RGB", (30, 20), "red").save(tmp_path / "c.png")
+    good = Image.open(tmp_path / "c.png")
+    (tmp_path / "a.jpg").write_bytes(b"")
+    (tmp_path / "b.png").write_bytes((tmp_path / "c.png").read_bytes()[:40])
+    paths = aimonk.list_images(tmp_path)
+    with pytest.warns(DataWarning, match=r"skipped 2 unreadable image\(s\): .*a\.jpg: .*; .*b\.png: ") as seen:
+        path, image = aimonk.first_readable_image(paths)
+    assert len(seen) == 1 and path == tmp_path / "c.png" and image.shape == (good.height, good.width, 3)
+    with pytest.warns(DataWarning), pytest.raises(ValueError, match="none of the 2 image file"):
+        aimonk.first_readable_image(paths[:2])

@@ -83,6 +83,38 @@ def _try_load(path, size):
         return None, printable(f"{path}: {type(error).__name__}: {error}")  # a file name on disk, escaped
 
 
+def readable_images(paths, size: int | None = None) -> tuple[list[np.ndarray], list[int]]:
+    """Each of `paths` decoded (at size x size), skipping those that cannot be read, named in one warning (as
+    cache_images does, without caching: for a few images to show). Returns (images, the indices kept)."""
+    images, kept, failures = [], [], []
+    for index, path in enumerate(paths):
+        array, message = _try_load(path, size)
+        if array is None:
+            failures.append(message)
+        else:
+            images.append(array)
+            kept.append(index)
+    if failures:
+        warn_about_data(f"skipped {len(failures)} unreadable image(s): " + "; ".join(failures), Path(paths[0]).parent)
+    return images, kept
+
+
+def first_readable_image(paths) -> tuple[Path, np.ndarray]:
+    """The first of `paths` that can be decoded, and its image (RGB uint8 at full size); those before it that
+    cannot are named in one warning (a ValueError when none can)."""
+    paths, failures = [Path(path) for path in paths], []
+    for path in paths:
+        image, message = _try_load(path, None)
+        if image is not None:
+            break
+        failures.append(message)
+    if failures:
+        warn_about_data(f"skipped {len(failures)} unreadable image(s): " + "; ".join(failures), paths[0].parent)
+    if len(failures) == len(paths):
+        raise ValueError(f"none of the {len(paths)} image file(s) could be read")
+    return path, image
+
+
 def images_key(paths, size: int) -> str:
     """The cache key of these files decoded at this size (it changes when any file does)."""
     return files_key(paths, "images", size)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from aimonk.decision.calibration import cross_fitted
-from aimonk.decision.thresholds import metrics_decided_by_fold
+from aimonk.decision.thresholds import decide, metrics_decided_by_fold
 from aimonk.model.checkpoint import Checkpoint, Provenance
 from aimonk.data.folder import LabelledImages, find_label_file, load_labelled_folder
 from aimonk.serve.predictor import Predictor
@@ -88,8 +88,9 @@ def evaluate_checkpoint(data, model, subset: str = "auto", thresholds=None, devi
         probabilities = predictor.data_probabilities(data, rows)
         overlap = training_overlap(data, rows, predictor.checkpoint.provenance)
         notes += overlap
-    notes += unscorable(targets, predictor.attributes)
-    table = score(targets, probabilities, predictor.thresholds_or_stored(thresholds), predictor.attributes)
+    deciding = predictor.thresholds_or_stored(thresholds)
+    notes += unscorable(targets, probabilities, deciding, predictor.attributes)
+    table = score(targets, probabilities, deciding, predictor.attributes)
     source = "given by the caller" if thresholds is not None else predictor.rule.source_
     if used == "out-of-fold" and thresholds is None:
         table = decided_by_the_other_folds(table, targets, raw, folds, predictor)
@@ -188,10 +189,21 @@ def training_overlap(data: LabelledImages, rows, provenance: Provenance) -> list
             "contents): their scores are optimistic"]
 
 
-def unscorable(targets: np.ndarray, attributes) -> list[str]:
-    return [f"attribute {name!r} has no known label among the scored images: its metrics and baseline are NaN, "
-            "left out of the macro row"
-            for column, name in enumerate(attributes) if np.isnan(targets[:, column]).all()]
+def unscorable(targets: np.ndarray, probabilities: np.ndarray, thresholds, attributes) -> list[str]:
+    """A note for each attribute the scored images cannot score: no known label, or no known positive (its
+    recall and F1 are then undefined, NaN, and how many images it was called present on is said instead)."""
+    notes, present = [], decide(probabilities, thresholds)
+    for column, name in enumerate(attributes):
+        known = ~np.isnan(targets[:, column])
+        if not known.any():
+            notes.append(f"attribute {name!r} has no known label among the scored images: its metrics and baseline "
+                         "are NaN, left out of the macro row")
+        elif not targets[known, column].any():
+            called = int(present[known, column].sum())
+            notes.append(f"attribute {name!r} has no positive among the {int(known.sum())} known labels of the scored "
+                         "images: its recall and F1 are undefined (NaN), left out of the macro row; it was called "
+                         f"present on {called} of them (false positives)")
+    return notes
 
 
 def mistake_heatmaps(predictor, images: np.ndarray, worst: dict[int, list[int]]) -> dict:

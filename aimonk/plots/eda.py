@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from aimonk.data.images import load_image
+from aimonk.data.images import readable_images
 from aimonk.plots.data import plot_labelled_samples
 
 
@@ -37,7 +37,8 @@ def plot_image_sizes(sizes: pd.DataFrame):
 
 def plot_folder_samples(folder, rows, size: int = 160, columns: int = 6):
     """The images of `rows` of a LabelledFolder (e.g. folder.sample(12)), decoded at size x size, captioned with
-    their labels."""
+    their labels; those that cannot be read are left out, named in a warning."""
+    images, kept = readable_images([folder.image_dir / folder.labels.filenames[row] for row in rows], size)
+    rows = [list(rows)[index] for index in kept]  # an unreadable image is named in a warning and left out
     names = [folder.labels.filenames[row] for row in rows]
-    images = [load_image(folder.image_dir / name, size) for name in names]
-    return plot_labelled_samples(images, names, folder.labels.values[list(rows)], folder.labels.attributes, columns)
+    return plot_labelled_samples(images, names, folder.labels.values[rows], folder.labels.attributes, columns)
