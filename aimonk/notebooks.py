@@ -6,20 +6,15 @@ import contextlib
 import dataclasses
 import difflib
 import json
-import os
-import tempfile
-import threading
-import uuid
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from aimonk.config import TrainConfig, preset
 from aimonk.data.demo import demo_folder
 from aimonk.data.folder import read_label_folder
 from aimonk.files import check_output_folder
+from aimonk.notebook_kernel import (KernelWatch, LinesAboveBar, code_cells, out_of_memory_kills,
+                                    run_lines_shown)
 from aimonk.plots import TRAINING_FIGURES
-from aimonk.progress import LOG_FILE_VARIABLE
 from aimonk.run_folder import TRAIN_OUTPUTS
 
 NOTEBOOKS = ("01_eda.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_predict.ipynb", "05_label.ipynb")
@@ -42,9 +37,10 @@ def notebook_folder() -> Path:
 
 def run_notebooks(parameters: dict, out_dir, notebooks_dir=None, names=NOTEBOOKS, progress: bool = True,
                   kernel_name: str | None = None) -> list[Path]:
-    """Execute each notebook into out_dir, passing the parameters it declares; stop at the first failure."""
+    """Execute each notebook into out_dir, passing the parameters it declares; stop at the first failure (a cell's
+    error, or its kernel dying: NotebookError) or at a stop (KeyboardInterrupt), each saying what is left."""
+    import nbformat
     import papermill
-    from papermill.exceptions import PapermillExecutionError
 
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else notebook_folder()
     out_dir = Path(out_dir)
@@ -56,95 +52,42 @@ def run_notebooks(parameters: dict, out_dir, notebooks_dir=None, names=NOTEBOOKS
     for index, name in enumerate(names, start=1):
         source, target = notebooks_dir / name, out_dir / name
         passed = declared_parameters(parameters, papermill.inspect_notebook(str(source)))
-        try:
-            with run_lines_shown(progress):
-                papermill.execute_notebook(str(source), str(target), parameters=passed, cwd=str(notebooks_dir),
-                                           kernel_name=kernel_name, stderr_file=LinesAboveBar() if progress else None,
-                                           progress_bar={"desc": f"[{index}/{len(names)}] {name}"} if progress
-                                           else False, **local_kernels())
-        except PapermillExecutionError as error:
-            first_line = error.source.strip().splitlines()[0] if error.source.strip() else ""
-            raise NotebookError(
-                f"{name}: cell In [{error.exec_count}] ({first_line!r}) failed with {error.ename}: {error.evalue} "
-                f"(the executed copy with the traceback is {target})"
-            ) from error
+        cells = code_cells(nbformat.read(source, as_version=4), passed)
+        watch = KernelWatch(f"[{index}/{len(names)}] {name}", cells, progress)
+        with run_lines_shown(progress), stopped_said(name, watch, target, executed):
+            papermill.execute_notebook(str(source), str(target), parameters=passed, cwd=str(notebooks_dir),
+                                       kernel_name=kernel_name, stderr_file=LinesAboveBar() if progress else None,
+                                       **watch.execute_options())
         executed.append(target)
     return executed
 
 
-def local_kernels() -> dict:
-    """On POSIX systems, papermill's option for kernels reached over local sockets (IPC, files in the temporary
-    folder) rather than TCP: nothing to encrypt, so no 'Kernel is running over TCP without encryption' warning
-    per notebook. Elsewhere (Windows has no IPC transport) none."""
-    if os.name != "posix":
-        return {}
-    from jupyter_client.manager import KernelManager
-    from traitlets import default
-
-    class LocalKernelManager(KernelManager):
-        @default("transport")
-        def _local_sockets(self) -> str:
-            return "ipc"
-
-        @default("ip")
-        def _socket_prefix(self) -> str:  # short, under the 104-byte socket path limit; its files go at shutdown
-            return str(Path(tempfile.gettempdir()) / f"aimonk-{uuid.uuid4().hex[:12]}")
-
-    return {"kernel_manager_class": LocalKernelManager}
-
-
-class LinesAboveBar:
-    """Lines shown above the notebook's progress bar as they come: what the cells write to stderr (warnings;
-    papermill copies it here), and the aimonk logger's lines of a kernel (run_lines_shown). A line is shown once
-    it is whole."""
-
-    def __init__(self):
-        self.partial = ""
-
-    def write(self, text: str) -> None:
-        *lines, self.partial = (self.partial + text).split("\n")
-        for line in lines:
-            if line.strip():
-                tqdm.write(f"  {line}")
-
-    def flush(self) -> None:
-        pass
-
-
 @contextlib.contextmanager
-def run_lines_shown(shown: bool, every: float = 0.5):
-    """Within it, a notebook's kernel also logs the aimonk logger's lines into a file ($AIMONK_LOG_FILE, which
-    the kernel inherits), which a thread here follows and shows above the bar: a training cell's lines as they
-    come, each a log record, none picked out of the printed text."""
-    if not shown:
-        yield
-        return
-    handle, path = tempfile.mkstemp(prefix="aimonk-log-", suffix=".txt")
-    os.close(handle)
-    before, done, lines = os.environ.get(LOG_FILE_VARIABLE), threading.Event(), LinesAboveBar()
-    os.environ[LOG_FILE_VARIABLE] = path
+def stopped_said(name: str, watch: KernelWatch, target: Path, executed: list[Path]):
+    """Around one notebook's run: a failed cell, a kernel that died, or a stop (Ctrl-C, SIGTERM) said in one line
+    naming the notebook, the cell, and what is left; the kernel never left running."""
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
 
-    def follow() -> None:
-        with open(path, encoding="utf-8", errors="replace") as log:
-            while True:
-                finished = done.is_set()
-                lines.write(log.read())
-                if finished:
-                    return
-                done.wait(every)
-
-    follower = threading.Thread(target=follow, daemon=True)
-    follower.start()
+    left = (f"; the notebooks before it ran to completion ({', '.join(p.name for p in executed)} in "
+            f"{executed[-1].parent})" if executed else "")
+    kills = out_of_memory_kills()
     try:
         yield
+    except PapermillExecutionError as error:
+        first_line = error.source.strip().splitlines()[0] if error.source.strip() else ""
+        raise NotebookError(
+            f"{name}: cell In [{error.exec_count}] ({first_line!r}) failed with {error.ename}: {error.evalue} "
+            f"(the executed copy with the traceback is {target})"
+        ) from error
+    except DeadKernelError:
+        raise NotebookError(f"{name}: {watch.where()}: {watch.how_the_kernel_ended(kills)}; the executed copy up "
+                            f"to that cell is {target}{left}") from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"stopped {name} and its kernel in {watch.where()}; the executed copy up to that "
+                                f"cell is {target}{left}") from None
     finally:
-        done.set()
-        follower.join()
-        if before is None:
-            del os.environ[LOG_FILE_VARIABLE]
-        else:
-            os.environ[LOG_FILE_VARIABLE] = before
-        Path(path).unlink(missing_ok=True)
+        watch.close()
 
 
 def declared_parameters(parameters: dict, declared) -> dict:

@@ -1,5 +1,7 @@
 """The numbered notebooks executed headless by papermill on tiny data, and their committed form."""
+import contextlib
 import json
+import os
 import shutil
 import re
 from pathlib import Path
@@ -126,3 +128,88 @@ def test_notebook_parameters_are_data_typed_by_the_notebooks_default(demo_dir, t
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert f"-p {name} {value}: expected" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "X").exists()
+
+
+# ---- faults: a kernel that dies, a stop (Ctrl-C, SIGTERM) -------------------------------------------------------
+
+def tiny_notebook(path: Path, code: str) -> None:
+    """A notebook of two cells: its parameters, and `code`."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    parameters = nbformat.v4.new_code_cell("value = 1")
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameters, nbformat.v4.new_code_cell(code)]
+    nbformat.write(notebook, path)
+
+
+def notebooks_command(demo_dir, tmp_path, only: str) -> list[str]:
+    """`aimonk notebooks` on the notebooks in tmp_path/notebooks (--notebooks), into tmp_path/out."""
+    import sys
+    return [sys.executable, "-m", "aimonk", "notebooks", "--data", str(demo_dir), "--out", str(tmp_path / "out"),
+            "--notebooks", str(tmp_path / "notebooks"), "--only", only]
+
+
+def test_a_kernel_that_dies_is_said_at_once_naming_the_notebook_the_cell_and_what_is_left(demo_dir, tmp_path):
+    """Its kernel killed (as the out-of-memory killer does), `aimonk notebooks` says so in one line within seconds,
+    exit code 2, where it waited on the dead kernel's silence before."""
+    import subprocess
+    (tmp_path / "notebooks").mkdir()
+    tiny_notebook(tmp_path / "notebooks" / "01_eda.ipynb", "print('fine')")
+    tiny_notebook(tmp_path / "notebooks" / "02_train.ipynb", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    result = subprocess.run(notebooks_command(demo_dir, tmp_path, "01,02"), capture_output=True, text=True,
+                            timeout=90)  # kernels started, each in a few seconds; the death seen within one
+    out = tmp_path / "out"
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "aimonk notebooks: error: 02_train.ipynb: cell 2/2 ('import os, signal'): the kernel was killed by SIGKILL "
+        "(by another process, or the system's out-of-memory killer); the executed copy up to that cell is "
+        f"{out / '02_train.ipynb'}; the notebooks before it ran to completion (01_eda.ipynb in {out})")
+    assert "fine" in str(nbformat.read(out / "01_eda.ipynb", as_version=4).cells[1].outputs)
+    assert nbformat.read(out / "02_train.ipynb", as_version=4).cells[1].source.startswith("import os, signal")
+
+
+def ended(pid: int, within: float = 10) -> bool:
+    """Whether the process ends within `within` seconds (gone, or a zombie whose parent is gone)."""
+    import time
+
+    import psutil
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("stop, code", [pytest.param("SIGINT", 130, marks=pytest.mark.slow), ("SIGTERM", 143)])
+def test_a_stop_says_which_notebook_and_cell_it_stopped_and_leaves_no_kernel_running(demo_dir, tmp_path, stop,
+                                                                                       code):
+    import signal
+    import subprocess
+    import time
+    started = tmp_path / "started"
+    (tmp_path / "notebooks").mkdir()
+    tiny_notebook(tmp_path / "notebooks" / "01_eda.ipynb", f"import os, pathlib, time\n"
+                  f"pathlib.Path({str(started)!r}).write_text(str(os.getpid()))\ntime.sleep(300)")
+    process = subprocess.Popen(notebooks_command(demo_dir, tmp_path, "01"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (started.is_file() and started.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(getattr(signal, stop))
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == code and "Traceback" not in err, err
+        assert err.strip().splitlines()[-1] == (
+            "aimonk notebooks: stopped 01_eda.ipynb and its kernel in cell 2/2 ('import os, pathlib, time'); the "
+            f"executed copy up to that cell is {tmp_path / 'out' / '01_eda.ipynb'}")
+        assert (tmp_path / "out" / "01_eda.ipynb").is_file()
+        assert ended(int(started.read_text())), "the kernel is left running"
+    finally:  # a failed test leaves nothing running
+        process.kill()
+        if started.is_file() and started.read_text():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(started.read_text()), signal.SIGKILL)
