@@ -68,3 +68,5 @@ def test_a_styled_table_shows_integer_columns_whole_and_no_row_numbers():
     assert ">3<" not in page and ">7<" not in page and 'class="row_heading' not in page
     named = styled(rows.set_index("epoch")).to_html()
     assert 'class="row_heading' in named and ">epoch<" in named
+    mixed = styled(pd.Series({"backbone": "<b>x</b>", "lr": 0.003, "head_c": 1e-4, "tta": True}).to_frame()).to_html()
+    assert ">0.003<" in mixed and ">0.0001<" in mixed and ">True<" in mixed and "&lt;b&gt;x&lt;/b&gt;" in mixed
