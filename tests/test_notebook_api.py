@@ -60,6 +60,22 @@ def test_a_notebook_uses_only_public_names_and_sets_up_in_three_lines(path):
         assert name in plots.__all__, (path.name, name)
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_code_line_of_a_notebook_fits_100_characters(path):
+    """Longer lines are cut off where the notebook is read: JupyterLab's default width, the docs' pages."""
+    long = [(number, line) for number, source in enumerate(code_cells(path), 1)
+            for line in source.splitlines() if len(line) > 100]
+    assert not long, f"{path.name}: code cell, line over 100 characters: {long}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_table_a_notebook_displays_is_styled(path):
+    """Through aimonk.plots.styled (numbers rounded by kind, no index of row numbers) or a Styler of its own:
+    never a raw frame's floats (0.203905) or a pandas index beside an epoch column."""
+    shown = [line.strip() for source in code_cells(path) for line in source.splitlines() if "display(" in line]
+    assert all(line.startswith(("display(plots.styled(", "display(patterns.style.")) for line in shown), shown
+
+
 def test_every_public_name_is_documented_and_import_aimonk_stays_light():
     for name in aimonk.__all__:
         assert name == "__version__" or inspect.getdoc(getattr(aimonk, name)), name

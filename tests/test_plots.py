@@ -53,3 +53,20 @@ def test_notebook_tables_format_each_number_by_its_kind_and_show_nan_as_a_dash()
     assert "0.544" in page and "20.4%" in page and ">12<" in page and "—" in page
     assert "0.5435949" not in page and "nan" not in page.lower() and "&lt;b&gt;Attr1&lt;/b&gt;" in page
     assert rounded(["a", "b"], [0.5435949237285387, 0.2]) == "a 0.54, b 0.20"
+
+
+def test_a_styled_table_shows_integer_columns_whole_and_no_row_numbers():
+    """A history's epochs or a frame of rows (02's learning table, 03's label issues, 04's predictions) shows its
+    own columns, not a pandas index of row numbers beside them; a named index (attribute, epoch) stays."""
+    import pandas as pd
+
+    from aimonk.plots import styled
+
+    rows = pd.DataFrame({"epoch": [1, 2], "train_loss": [0.69314718, 0.5], "given": [1, 0]}, index=[3, 7])
+    page = styled(rows).to_html()
+    assert ">0.693<" in page and ">1<" in page and ">0<" in page and "1.000" not in page and "0.000" not in page
+    assert ">3<" not in page and ">7<" not in page and 'class="row_heading' not in page
+    named = styled(rows.set_index("epoch")).to_html()
+    assert 'class="row_heading' in named and ">epoch<" in named
+    mixed = styled(pd.Series({"backbone": "<b>x</b>", "lr": 0.003, "head_c": 1e-4, "tta": True}).to_frame()).to_html()
+    assert ">0.003<" in mixed and ">0.0001<" in mixed and ">True<" in mixed and "&lt;b&gt;x&lt;/b&gt;" in mixed

@@ -1,5 +1,7 @@
 """A run's scores in metrics.json, and the same run tracked by TensorBoard and MLflow, read back with their own
 readers (aimonk.tracking)."""
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -13,13 +15,21 @@ pytestmark = pytest.mark.filterwarnings("ignore::aimonk.data.images.DataWarning"
 TINY = ["--backbone", "efficientnet_lite0", "--image-size", "48"]
 
 
-def test_train_writes_its_scores_and_tensorboard_events(demo_dir, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tensorboard_run(demo_dir, tmp_path_factory):
+    """A head-only run trained with `--log tensorboard`: (its folder, what the command printed)."""
+    out, printed = tmp_path_factory.mktemp("tracked") / "run", io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["train", str(demo_dir), "--out", str(out), *TINY, "--threshold-folds", "2", "--log",
+                     "tensorboard"]) == 0
+    return out, printed.getvalue()
+
+
+def test_train_writes_its_scores_and_tensorboard_events(tensorboard_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out = tmp_path / "run"
-    assert main(["train", str(demo_dir), "--out", str(out), *TINY, "--threshold-folds", "2", "--log",
-                 "tensorboard"]) == 0
-    assert f"scores in {out / 'metrics.json'}" in capsys.readouterr().out
+    out, printed = tensorboard_run
+    assert f"scores in {out / 'metrics.json'}" in printed
     measured = json.loads((out / "metrics.json").read_text())
     assert measured["measured"].startswith("out-of-fold: each of the 57 training images")
     rows = {row["attribute"]: row for row in measured["metrics"]}
@@ -32,6 +42,23 @@ def test_train_writes_its_scores_and_tensorboard_events(demo_dir, tmp_path, caps
     assert len(events.Scalars("train/loss")) > 1  # every L-BFGS evaluation of the one solve
     assert {"loss_curve", "out_of_fold"} <= set(events.Tags()["images"])
     assert "config/text_summary" in events.Tags()["tensors"]  # the configuration, as text
+
+
+def test_tensorboard_logdir_run_shows_the_runs_scalars_and_pictures(tensorboard_run):
+    """What `tensorboard --logdir RUN` serves: TensorBoard's own multiplexer over the run folder, as its
+    scalar and image dashboards list them."""
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+
+    out, _ = tensorboard_run
+    served = EventMultiplexer().AddRunsFromDirectory(str(out)).Reload()
+    assert list(served.Runs()) == ["tensorboard"]  # the one run, found under RUN
+    scalars = served.PluginRunToTagToContent("scalars")["tensorboard"]
+    assert {"train/loss", "out_of_fold/f1/macro", "out_of_fold/f1/Attr1", "out_of_fold/f1/Attr4"} <= set(scalars)
+    measured = {row["attribute"]: row for row in json.loads((out / "metrics.json").read_text())["metrics"]}
+    [last] = served.Tensors("tensorboard", "out_of_fold/f1/macro")[-1:]
+    assert float(last.tensor_proto.float_val[0]) == pytest.approx(measured["macro"]["f1"], abs=1e-6)
+    assert {"loss_curve", "out_of_fold"} <= set(served.PluginRunToTagToContent("images")["tensorboard"])
+    assert "config/text_summary" in served.PluginRunToTagToContent("text")["tensorboard"]
 
 
 def without_mlflow_variables() -> dict:
