@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from aimonk.config import TrainConfig
 from aimonk.files import json_text
@@ -138,7 +139,6 @@ def test_notebook_01s_sample_grid_leaves_out_an_unreadable_image_naming_it(demo_
 def test_notebook_04s_first_image_is_the_first_that_decodes(tmp_path):
     import aimonk
     from aimonk.data.images import DataWarning
-    from PIL import Image
     Image.new("RGB", (30, 20), "red").save(tmp_path / "c.png")
     good = Image.open(tmp_path / "c.png")
     (tmp_path / "a.jpg").write_bytes(b"")
@@ -149,3 +149,52 @@ def test_notebook_04s_first_image_is_the_first_that_decodes(tmp_path):
     assert len(seen) == 1 and path == tmp_path / "c.png" and image.shape == (good.height, good.width, 3)
     with pytest.warns(DataWarning), pytest.raises(ValueError, match="none of the 2 image file"):
         aimonk.first_readable_image(paths[:2])
+
+
+def small_folder(root: Path, count: int, rows=None) -> Path:
+    """`count` images (40x40 noise) with labels.txt: header `filename a b`, a = 0 1 0 1 ..., b its opposite
+    (or the given value rows)."""
+    (root / "images").mkdir(parents=True)
+    generator = np.random.default_rng(count)
+    rows = rows or [[str(i % 2), str((i + 1) % 2)] for i in range(count)]
+    lines = ["filename a b"]
+    for i, values in enumerate(rows):
+        Image.fromarray(generator.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / "images" / f"im{i}.jpg")
+        lines.append(" ".join([f"im{i}.jpg", *values]))
+    (root / "labels.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+LITE0 = ["--backbone", "efficientnet_lite0", "--image-size", "48"]
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+@pytest.mark.parametrize("command, option", [("train", "--threshold-folds 5"), ("evaluate", "--cv 5")])
+def test_fewer_images_than_folds_stop_before_any_image_is_decoded(tmp_path, capsys, count, command, option):
+    from test_bad_inputs import decoded_images, fails
+    data = small_folder(tmp_path / "data", count)
+    args = [command, data, "--out", tmp_path / "run", *LITE0] + (["--cv", "5"] if command == "evaluate" else [])
+    fails(capsys, args, option, f"more folds than the {count} images of {data / 'labels.txt'}", f"at most {count}",
+          unchanged=[data], unread=decoded_images(data))
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_attribute_whose_only_positive_is_missing_on_disk_stops_before_decoding(tmp_path, capsys):
+    from test_bad_inputs import decoded_images, fails
+    data = small_folder(tmp_path / "data", 6, [["1", "0"], ["0", "0"]] * 3)
+    with (data / "labels.txt").open("a") as labels:
+        labels.write("gone.jpg 1 1\n")  # b's only positive, listed but not on disk
+    fails(capsys, ["train", data, "--out", tmp_path / "run", *LITE0, "--threshold-folds", "2"], "attribute 'b'",
+          "0 positive and 6 negative known labels among the 6 listed images on disk", unchanged=[data],
+          unread=decoded_images(data))
+
+
+def test_an_attribute_whose_only_positive_is_unreadable_is_named_with_the_readable_count(tmp_path, capsys):
+    data = small_folder(tmp_path / "data", 6, [["1", "0"], ["0", "0"]] * 2 + [["1", "1"], ["0", "0"]])
+    (data / "images" / "im4.jpg").write_bytes(b"")
+    from aimonk.cli import main
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), *LITE0, "--threshold-folds", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "im4.jpg" in err and "Traceback" not in err
+    assert re.search(r"error: .*attribute 'b' has 0 positive and 5 negative known labels among the 5 images that "
+                     r"could be read", err), err
