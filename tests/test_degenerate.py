@@ -115,8 +115,22 @@ def test_evaluate_on_an_attribute_with_no_positive_says_its_f1_is_undefined(demo
     assert "Attr4" in json.dumps(metrics) and "undefined (NaN)" in json.dumps(metrics)
 
 
+def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
+    """A PNG of a few dozen bytes whose header says width x height (900 megapixels): PIL's decompression-bomb
+    guard refuses to open it (DecompressionBombError)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
 BROKEN = {"zero-byte": lambda path: path.write_bytes(b""),
-          "truncated": lambda path: path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])}
+          "truncated": lambda path: path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2]),
+          "decompression bomb": lambda path: path.write_bytes(bomb_png())}
 
 
 @pytest.mark.parametrize("broken", BROKEN)
@@ -198,3 +212,20 @@ def test_an_attribute_whose_only_positive_is_unreadable_is_named_with_the_readab
     assert "im4.jpg" in err and "Traceback" not in err
     assert re.search(r"error: .*attribute 'b' has 0 positive and 5 negative known labels among the 5 images that "
                      r"could be read", err), err
+
+
+def test_an_image_header_of_a_decompression_bomb_is_an_unreadable_size_not_a_stop(tmp_path):
+    from aimonk.data.eda import image_sizes
+    (tmp_path / "bomb.png").write_bytes(bomb_png())
+    Image.new("RGB", (3, 2)).save(tmp_path / "small.png")
+    sizes = image_sizes(tmp_path, ["bomb.png", "small.png"])
+    assert sizes["mode"].tolist() == ["unreadable", "RGB"] and sizes["width"].tolist()[1] == 3
+
+
+def test_picking_a_dataset_image_that_does_not_decode_in_the_app_says_so(run, tmp_path):
+    from aimonk.serve.predictor import Predictor
+    from aimonk.widgets import PredictionApp
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    app = PredictionApp(Predictor.load(run / "model.pt", device="cpu"), [tmp_path / "empty.jpg"])
+    app.picker.value = app.picker.options[1][1]
+    assert "Cannot read empty.jpg" in app.result.value and app.name is None
