@@ -229,3 +229,17 @@ def test_picking_a_dataset_image_that_does_not_decode_in_the_app_says_so(run, tm
     app = PredictionApp(Predictor.load(run / "model.pt", device="cpu"), [tmp_path / "empty.jpg"])
     app.picker.value = app.picker.options[1][1]
     assert "Cannot read empty.jpg" in app.result.value and app.name is None
+
+
+def test_notebook_03s_sample_grid_keeps_one_caption_line_per_attribute_whatever_the_names():
+    """Issue 31, point 3: a name holding a newline split an image's caption into more lines than it has colours,
+    and notebook 03 stopped at its sample predictions with IndexError."""
+    from aimonk.plots.evaluation import plot_sample_predictions
+    attributes = ["two\nlines", "<b>bold</b>", "a$^$b", "x" * 300]
+    names = ["one\nimage.jpg", "two\rimage.jpg"]
+    targets = np.array([[1.0, 0.0, np.nan, 1.0], [0.0, 1.0, 1.0, np.nan]])
+    figure = plot_sample_predictions(np.zeros((2, 8, 8, 3), np.uint8), names, targets, np.full((2, 4), 0.7), [0.5] * 4,
+                                     attributes)
+    for ax in figure.axes:
+        assert len(ax.texts) == 1 + len(attributes)
+        assert all("\n" not in text.get_text() and "\r" not in text.get_text() for text in ax.texts)
