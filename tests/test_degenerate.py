@@ -238,8 +238,23 @@ def test_notebook_03s_sample_grid_keeps_one_caption_line_per_attribute_whatever_
     attributes = ["two\nlines", "<b>bold</b>", "a$^$b", "x" * 300]
     names = ["one\nimage.jpg", "two\rimage.jpg"]
     targets = np.array([[1.0, 0.0, np.nan, 1.0], [0.0, 1.0, 1.0, np.nan]])
-    figure = plot_sample_predictions(np.zeros((2, 8, 8, 3), np.uint8), names, targets, np.full((2, 4), 0.7), [0.5] * 4,
-                                     attributes)
+    figure = plot_sample_predictions(np.zeros((2, 8, 8, 3), np.uint8), names, targets, np.full((2, 4), 0.7),
+                                     [0.5] * 4, attributes)
     for ax in figure.axes:
         assert len(ax.texts) == 1 + len(attributes)
         assert all("\n" not in text.get_text() and "\r" not in text.get_text() for text in ax.texts)
+
+
+def test_a_threshold_with_one_class_held_out_is_said_to_be_left_at_half_never_called_tuned():
+    """Issue 31: thresholds were silently 0.5 when the held-out images hold one class, the rule saying 'tuned'."""
+    from aimonk.decision.rule import DecisionRule
+    from aimonk.decision.thresholds import HeldOut
+    targets = np.array([[1.0, 1.0, np.nan], [0.0, 1.0, np.nan], [1.0, 1.0, np.nan], [0.0, np.nan, np.nan]])
+    held_out = HeldOut(targets, np.array([[0.9, 0.8, 0.5], [0.2, 0.7, 0.5], [0.8, 0.9, 0.5], [0.3, 0.6, 0.5]]),
+                       "the 4 validation images")
+    with pytest.warns(UserWarning, match=r"thresholds left at 0.5 \(nothing to tune on\) for always \(no negative "
+                                         r"among the 3 known held-out labels\), unknown \(no known label among the 0"):
+        rule = DecisionRule("f1", "none").fit(held_out, ["varies", "always", "unknown"])
+    assert rule.thresholds[1:] == [0.5, 0.5] and rule.thresholds[0] != 0.5
+    assert rule.source_.startswith("tuned (f1) on the 4 validation images; left at 0.5 (nothing to tune on) for "
+                                   "always (no negative")
