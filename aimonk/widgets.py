@@ -137,15 +137,23 @@ class PredictionApp:
             try:
                 image = decode_upload(bytes(upload["content"]))
             except Exception as error:  # any undecodable upload
-                self.result.value = f"<b style='color:#c62828'>Cannot read {html.escape(upload['name'])}: " \
-                                    f"{html.escape(str(error))}</b>"
+                self.cannot_read(upload["name"], error)
                 return
             self.picker.value = ""  # the dataset list no longer names the image shown before
             self.show(image, upload["name"])
 
     def _on_pick(self, change) -> None:
         if change["new"]:
-            self.show(load_image(change["new"]), Path(change["new"]).name)
+            name = Path(change["new"]).name
+            try:
+                image = load_image(change["new"])
+            except Exception as error:  # a dataset file that does not decode (zero-byte, truncated, too large)
+                self.cannot_read(name, error)
+                return
+            self.show(image, name)
+
+    def cannot_read(self, name: str, error: Exception) -> None:
+        self.result.value = f"<b style='color:#c62828'>Cannot read {html.escape(name)}: {html.escape(str(error))}</b>"
 
     def snapshot(self) -> bytes:
         """A static PNG of what the app shows: the image and each attribute's probability against its threshold."""

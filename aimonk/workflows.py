@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from aimonk.config import FINAL_MODELS, TrainConfig, preset
-from aimonk.data.folder import LabelledImages, load_labelled_folder, read_label_folder
+from aimonk.data.folder import (LabelledImages, check_trainable_on_disk, load_labelled_folder, present_rows,
+                                read_label_folder)
 from aimonk.decision.rule import DecisionRule
 from aimonk.decision.thresholds import metrics_decided_by_fold
 from aimonk.distributed import Processes
@@ -61,7 +62,6 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
             note_pretrained_size(model, config)
             warn_frozen_random_features(config)
             data = training_images(data, config, processes, labels)
-            check_folds(data, config)
             if resumed is not None:
                 check_same_data(data, resumed, Path(out))
             rows = split_rows(config, data, (resumed["rows"]["train"], resumed["rows"]["val"]) if resumed else None)
@@ -173,25 +173,33 @@ def training_processes(config: TrainConfig) -> Processes:
     return processes
 
 
-def training_images(data, config: TrainConfig, processes: Processes, labels=None) -> LabelledImages:
-    """The labelled folder decoded for training (the main process decodes into the cache first)."""
+def training_images(data, config: TrainConfig, processes: Processes, labels=None,
+                    folds: int | None = None) -> LabelledImages:
+    """The labelled folder decoded for training (the main process decodes into the cache first), its folds
+    (--cv `folds`, and --threshold-folds) checked against its images before decoding and again after."""
     if isinstance(data, LabelledImages):
         if data.images.shape[1] != config.image_size:
             raise ValueError(f"the images were decoded at {data.images.shape[1]}px, the configuration trains at "
                              f"{config.image_size}px: load the folder at --image-size {config.image_size}")
+        check_folds(len(data), data.labels.source, config, folds)
         return data
+    labels = labels or read_label_folder(data, config.unknown_as_na)
+    table, _, missing = labels
+    check_trainable_on_disk(table, missing)  # the labels first: no fold count helps an attribute with one class
+    check_folds(len(present_rows(table.filenames, missing)), table.source, config, folds, " on disk" if missing else "")
     with processes.main_first():
-        return load_labelled_folder(data, config.image_size, config.unknown_as_na, trainable=True, labels=labels)
+        data = load_labelled_folder(data, config.image_size, config.unknown_as_na, trainable=True, labels=labels)
+    check_folds(len(data), table.source, config, folds, " that could be read" if data.unreadable else "")
+    return data
 
 
-def check_folds(data: LabelledImages, config: TrainConfig, folds: int | None = None) -> None:
-    """Before any training: no more folds than images (--cv, and --threshold-folds where thresholds are
-    cross-validated)."""
+def check_folds(images: int, source, config: TrainConfig, folds: int | None = None, which: str = "") -> None:
+    """No more folds than images (--cv, and --threshold-folds where thresholds are cross-validated)."""
     asked = [("--cv", folds), ("--threshold-folds", config.threshold_folds if config.threshold_source == "cv" else None)]
     for option, count in asked:
-        if count is not None and count > len(data):
-            raise ValueError(f"{option} {count} asks for more folds than the {len(data)} images of "
-                             f"{data.labels.source}: at most {len(data)}")
+        if count is not None and count > images:
+            raise ValueError(f"{option} {count} asks for more folds than the {images} images{which} of {source}: at "
+                             f"most {images}")
 
 
 def log_notes(data: LabelledImages) -> None:
@@ -253,8 +261,7 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
     with progress_shown(progress):
         processes = training_processes(config)
         with RunFolder(out, CV_OUTPUTS, overwrite=overwrite, main=processes.main) as folder:
-            data = training_images(data, config, processes)
-            check_folds(data, config, folds)
+            data = training_images(data, config, processes, folds=folds)
             log.info(f"{folds}-fold cross-validation of {config.backbone} on {len(data)} images"
                      + (f" -> {out}" if out else "")
                      + (f"; folds spread over {processes.world} processes" if processes.distributed else ""))

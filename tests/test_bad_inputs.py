@@ -177,7 +177,8 @@ def test_no_readable_image(tmp_path, capsys):
     data = image_folder(tmp_path)
     for path in (data / "images").iterdir():
         path.write_bytes(b"not an image")
-    fails(capsys, ["train", data, "--out", tmp_path / "run", *TINY], "no readable images", unchanged=[data])
+    fails(capsys, ["train", data, "--out", tmp_path / "run", *TINY, "--threshold-folds", "2"],
+          "no readable images", unchanged=[data])
 
 
 def test_attribute_known_on_too_few_images_is_named_before_decoding(tmp_path, capsys):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from aimonk.config import TrainConfig
 from aimonk.files import json_text
@@ -114,8 +115,22 @@ def test_evaluate_on_an_attribute_with_no_positive_says_its_f1_is_undefined(demo
     assert "Attr4" in json.dumps(metrics) and "undefined (NaN)" in json.dumps(metrics)
 
 
+def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
+    """A PNG of a few dozen bytes whose header says width x height (900 megapixels): PIL's decompression-bomb
+    guard refuses to open it (DecompressionBombError)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
 BROKEN = {"zero-byte": lambda path: path.write_bytes(b""),
-          "truncated": lambda path: path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])}
+          "truncated": lambda path: path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2]),
+          "decompression bomb": lambda path: path.write_bytes(bomb_png())}
 
 
 @pytest.mark.parametrize("broken", BROKEN)
@@ -138,7 +153,6 @@ def test_notebook_01s_sample_grid_leaves_out_an_unreadable_image_naming_it(demo_
 def test_notebook_04s_first_image_is_the_first_that_decodes(tmp_path):
     import aimonk
     from aimonk.data.images import DataWarning
-    from PIL import Image
     Image.new("RGB", (30, 20), "red").save(tmp_path / "c.png")
     good = Image.open(tmp_path / "c.png")
     (tmp_path / "a.jpg").write_bytes(b"")
@@ -149,3 +163,98 @@ def test_notebook_04s_first_image_is_the_first_that_decodes(tmp_path):
     assert len(seen) == 1 and path == tmp_path / "c.png" and image.shape == (good.height, good.width, 3)
     with pytest.warns(DataWarning), pytest.raises(ValueError, match="none of the 2 image file"):
         aimonk.first_readable_image(paths[:2])
+
+
+def small_folder(root: Path, count: int, rows=None) -> Path:
+    """`count` images (40x40 noise) with labels.txt: header `filename a b`, a = 0 1 0 1 ..., b its opposite
+    (or the given value rows)."""
+    (root / "images").mkdir(parents=True)
+    generator = np.random.default_rng(count)
+    rows = rows or [[str(i % 2), str((i + 1) % 2)] for i in range(count)]
+    lines = ["filename a b"]
+    for i, values in enumerate(rows):
+        Image.fromarray(generator.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / "images" / f"im{i}.jpg")
+        lines.append(" ".join([f"im{i}.jpg", *values]))
+    (root / "labels.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+LITE0 = ["--backbone", "efficientnet_lite0", "--image-size", "48"]
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+@pytest.mark.parametrize("command, option", [("train", "--threshold-folds 5"), ("evaluate", "--cv 5")])
+def test_fewer_images_than_folds_stop_before_any_image_is_decoded(tmp_path, capsys, count, command, option):
+    from test_bad_inputs import decoded_images, fails
+    data = small_folder(tmp_path / "data", count)
+    args = [command, data, "--out", tmp_path / "run", *LITE0] + (["--cv", "5"] if command == "evaluate" else [])
+    fails(capsys, args, option, f"more folds than the {count} images of {data / 'labels.txt'}", f"at most {count}",
+          unchanged=[data], unread=decoded_images(data))
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_attribute_whose_only_positive_is_missing_on_disk_stops_before_decoding(tmp_path, capsys):
+    from test_bad_inputs import decoded_images, fails
+    data = small_folder(tmp_path / "data", 6, [["1", "0"], ["0", "0"]] * 3)
+    with (data / "labels.txt").open("a") as labels:
+        labels.write("gone.jpg 1 1\n")  # b's only positive, listed but not on disk
+    fails(capsys, ["train", data, "--out", tmp_path / "run", *LITE0, "--threshold-folds", "2"], "attribute 'b'",
+          "0 positive and 6 negative known labels among the 6 listed images on disk", unchanged=[data],
+          unread=decoded_images(data))
+
+
+def test_an_attribute_whose_only_positive_is_unreadable_is_named_with_the_readable_count(tmp_path, capsys):
+    data = small_folder(tmp_path / "data", 6, [["1", "0"], ["0", "0"]] * 2 + [["1", "1"], ["0", "0"]])
+    (data / "images" / "im4.jpg").write_bytes(b"")
+    from aimonk.cli import main
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), *LITE0, "--threshold-folds", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "im4.jpg" in err and "Traceback" not in err
+    assert re.search(r"error: .*attribute 'b' has 0 positive and 5 negative known labels among the 5 images that "
+                     r"could be read", err), err
+
+
+def test_an_image_header_of_a_decompression_bomb_is_an_unreadable_size_not_a_stop(tmp_path):
+    from aimonk.data.eda import image_sizes
+    (tmp_path / "bomb.png").write_bytes(bomb_png())
+    Image.new("RGB", (3, 2)).save(tmp_path / "small.png")
+    sizes = image_sizes(tmp_path, ["bomb.png", "small.png"])
+    assert sizes["mode"].tolist() == ["unreadable", "RGB"] and sizes["width"].tolist()[1] == 3
+
+
+def test_picking_a_dataset_image_that_does_not_decode_in_the_app_says_so(run, tmp_path):
+    from aimonk.serve.predictor import Predictor
+    from aimonk.widgets import PredictionApp
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    app = PredictionApp(Predictor.load(run / "model.pt", device="cpu"), [tmp_path / "empty.jpg"])
+    app.picker.value = app.picker.options[1][1]
+    assert "Cannot read empty.jpg" in app.result.value and app.name is None
+
+
+def test_notebook_03s_sample_grid_keeps_one_caption_line_per_attribute_whatever_the_names():
+    """Issue 31, point 3: a name holding a newline split an image's caption into more lines than it has colours,
+    and notebook 03 stopped at its sample predictions with IndexError."""
+    from aimonk.plots.evaluation import plot_sample_predictions
+    attributes = ["two\nlines", "<b>bold</b>", "a$^$b", "x" * 300]
+    names = ["one\nimage.jpg", "two\rimage.jpg"]
+    targets = np.array([[1.0, 0.0, np.nan, 1.0], [0.0, 1.0, 1.0, np.nan]])
+    figure = plot_sample_predictions(np.zeros((2, 8, 8, 3), np.uint8), names, targets, np.full((2, 4), 0.7),
+                                     [0.5] * 4, attributes)
+    for ax in figure.axes:
+        assert len(ax.texts) == 1 + len(attributes)
+        assert all("\n" not in text.get_text() and "\r" not in text.get_text() for text in ax.texts)
+
+
+def test_a_threshold_with_one_class_held_out_is_said_to_be_left_at_half_never_called_tuned():
+    """Issue 31: thresholds were silently 0.5 when the held-out images hold one class, the rule saying 'tuned'."""
+    from aimonk.decision.rule import DecisionRule
+    from aimonk.decision.thresholds import HeldOut
+    targets = np.array([[1.0, 1.0, np.nan], [0.0, 1.0, np.nan], [1.0, 1.0, np.nan], [0.0, np.nan, np.nan]])
+    held_out = HeldOut(targets, np.array([[0.9, 0.8, 0.5], [0.2, 0.7, 0.5], [0.8, 0.9, 0.5], [0.3, 0.6, 0.5]]),
+                       "the 4 validation images")
+    with pytest.warns(UserWarning, match=r"thresholds left at 0.5 \(nothing to tune on\) for always \(no negative "
+                                         r"among the 3 known held-out labels\), unknown \(no known label among the 0"):
+        rule = DecisionRule("f1", "none").fit(held_out, ["varies", "always", "unknown"])
+    assert rule.thresholds[1:] == [0.5, 0.5] and rule.thresholds[0] != 0.5
+    assert rule.source_.startswith("tuned (f1) on the 4 validation images; left at 0.5 (nothing to tune on) for "
+                                   "always (no negative")

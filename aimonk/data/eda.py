@@ -49,7 +49,7 @@ def image_sizes(image_dir, filenames) -> pd.DataFrame:
         try:
             with Image.open(path) as image:
                 rows.append({"filename": name, "width": image.width, "height": image.height, "mode": image.mode})
-        except (OSError, ValueError):
+        except (OSError, ValueError, Image.DecompressionBombError):  # the last: a header of over 179 megapixels
             rows.append({"filename": name, "width": np.nan, "height": np.nan, "mode": "unreadable"})
     return pd.DataFrame(rows)
 

@@ -130,15 +130,21 @@ def present_rows(filenames, missing) -> list[int]:
     return [row for row, name in enumerate(filenames) if name not in absent]
 
 
+def check_trainable_on_disk(table: LabelTable, missing: list[str]) -> None:
+    """Every attribute learnable from the labels of the listed images on disk (before any is decoded)."""
+    present = present_rows(table.filenames, missing)
+    check_trainable(table.subset(present), f" among the {len(present)} listed images on disk" if missing else "")
+
+
 def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, progress: bool | None = None,
                          trainable: bool = False, labels=None) -> LabelledImages:
     """Read the labels and decode every present, readable image once at image_size x image_size.
     trainable: first check that every attribute can be learned (before any image is decoded); labels: what
     read_label_folder(data) gave, where it was read already."""
     table, image_dir, missing = labels or read_label_folder(data, unknown_as_na)
-    if trainable:
-        check_trainable(table)
     present = present_rows(table.filenames, missing)
+    if trainable:
+        check_trainable_on_disk(table, missing)
     paths = [image_dir / table.filenames[i] for i in present]
     key = images_key(paths, image_size)
     with progress_shown(progress):
@@ -147,5 +153,7 @@ def load_labelled_folder(data, image_size: int, unknown_as_na: bool = False, pro
     unreadable = [table.filenames[i] for i in sorted(set(present) - set(rows))]
     if not rows:
         raise ValueError(f"no readable images for {table.source} in {image_dir}")
+    if trainable and unreadable:
+        check_trainable(table.subset(rows), f" among the {len(rows)} images that could be read")
     return LabelledImages(images, table.subset(rows), image_dir, missing, unreadable,
                           images_key=key)

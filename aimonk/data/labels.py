@@ -258,14 +258,15 @@ def _build_table(path, rows, attributes, unknown_as_na) -> LabelTable:
     return table
 
 
-def check_trainable(table: LabelTable) -> None:
-    """Every attribute needs a known positive and a known negative to learn from; else an error naming it."""
+def check_trainable(table: LabelTable, among: str = "") -> None:
+    """Every attribute needs a known positive and a known negative to learn from; else an error naming it
+    (among: which of the listed images `table` holds, e.g. " among the 37 listed images on disk")."""
     for column, name in enumerate(table.attributes):
         positive, negative = int((table.values[:, column] == 1).sum()), int((table.values[:, column] == 0).sum())
         if not positive or not negative:
             raise LabelFileError(table.source, None, f"attribute {name!r} has {positive} positive and {negative} "
-                                                     "negative known labels; training needs at least one of each "
-                                                     "(label more images or drop the column)")
+                                                     f"negative known labels{among}; training needs at least one of "
+                                                     "each (label more images or drop the column)")
 
 
 def summarize(values: np.ndarray, attributes: list[str]) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aimonk.config import CALIBRATIONS, TrainConfig, parse_strategy
+from aimonk.data.labels import short_name
 from aimonk.decision.calibration import EPSILON, Calibration, fit_calibration, sigmoid
 from aimonk.decision.thresholds import HeldOut, decide, tune_thresholds
 
@@ -37,7 +38,8 @@ class DecisionRule:
         """Fit the calibration map on the held-out predictions (none for 'none'), then tune the thresholds on
         the calibrated ones. An attribute whose precision or recall floor gives a threshold that decides every
         known held-out image the same way (a common attribute meets precision:P by calling everything PRESENT)
-        is named in source_ and in a warning: such a threshold tells nothing about an image."""
+        is named in source_ and in a warning: such a threshold tells nothing about an image; so is one whose
+        held-out labels hold one class only, whose threshold stays 0.5."""
         floor = parse_strategy(self.strategy)[1] is not None
         mapping = fit_calibration(held_out.targets, held_out.probabilities, self.calibration)
         probabilities = mapping(held_out.probabilities) if mapping else held_out.probabilities
@@ -45,6 +47,12 @@ class DecisionRule:
         self.calibration_ = mapping
         self.thresholds_ = tune_thresholds(held_out.targets, probabilities, self.strategy)
         self.source_ = f"tuned ({self.strategy}) on {held_out.description}{after}"
+        untuned = one_class_only(held_out.targets, attributes)
+        if untuned:  # tune_thresholds leaves them at 0.5: said, never passed off as tuned
+            note = "left at 0.5 (nothing to tune on) for " + ", ".join(untuned)
+            self.source_ += f"; {note}"
+            warnings.warn(f"thresholds {note}: label more images of the missing class, or choose "
+                          "--threshold-source cv (every image held out once)", UserWarning, stacklevel=2)
         same = floor and one_decision_for_all(held_out.targets, probabilities, self.thresholds_, attributes)
         if same:
             note = (f"{self.strategy} decides every known held-out image the same way for "
@@ -104,6 +112,19 @@ class DecisionRule:
                                   checked_numbers(stored.get("bias"), attributes, "calibration biases"))
         return cls(str(values.get("strategy", "f1")), str(values.get("calibration", "none")), mapping, thresholds,
                    str(values.get("source", "")))
+
+
+def one_class_only(targets: np.ndarray, attributes=None) -> list[str]:
+    """'NAME (no positive among the N known held-out labels)' for each attribute whose known held-out labels
+    hold one class or none: its threshold cannot be tuned."""
+    names = list(attributes) if attributes is not None else [f"attribute {k + 1}" for k in range(targets.shape[1])]
+    found = []
+    for column, name in enumerate(names):
+        truth = targets[~np.isnan(targets[:, column]), column]
+        if len(truth) == 0 or truth.min() == truth.max():
+            lacking = "known label" if len(truth) == 0 else "negative" if truth.min() == 1 else "positive"
+            found.append(f"{short_name(name)} (no {lacking} among the {len(truth)} known held-out labels)")
+    return found
 
 
 def one_decision_for_all(targets: np.ndarray, probabilities: np.ndarray, thresholds: np.ndarray,
