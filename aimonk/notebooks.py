@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import difflib
 import json
+import logging
 from pathlib import Path
 
 from aimonk.config import TrainConfig, preset
@@ -15,6 +16,7 @@ from aimonk.files import check_output_folder
 from aimonk.notebook_kernel import (KernelWatch, LinesAboveBar, code_cells, out_of_memory_kills,
                                     run_lines_shown)
 from aimonk.plots import TRAINING_FIGURES
+from aimonk.progress import logger_level
 from aimonk.run_folder import TRAIN_OUTPUTS
 
 NOTEBOOKS = ("01_eda.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_predict.ipynb", "05_label.ipynb")
@@ -73,7 +75,8 @@ def stopped_said(name: str, watch: KernelWatch, target: Path, executed: list[Pat
             f"{executed[-1].parent})" if executed else "")
     kills = out_of_memory_kills()
     try:
-        yield
+        with logger_level(logging.getLogger("papermill"), logging.CRITICAL):  # said once, in the line below
+            yield
     except PapermillExecutionError as error:
         first_line = error.source.strip().splitlines()[0] if error.source.strip() else ""
         raise NotebookError(
