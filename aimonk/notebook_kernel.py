@@ -33,6 +33,7 @@ class KernelWatch:
         self.cell, self.process, self.started, self.busy = None, None, 0, False
         self.description, self.total, self.began = description, code_cells, time.monotonic()
         self.shown, self.live = shown, shown and sys.stderr.isatty()
+        self.kernel_log = tempfile.TemporaryFile()  # the kernel process's own lines (its cells' are in the notebook)
         # in a terminal a line redrawn each second; elsewhere (a log file) it once, when the notebook ends
         self.bar = tqdm(total=code_cells, desc=description, bar_format=LINE, disable=not self.live, file=sys.stderr)
         self.stop = threading.Event()
@@ -68,6 +69,7 @@ class KernelWatch:
             with contextlib.suppress(OSError):
                 os.killpg(self.process.pid, signal.SIGKILL) if ON_POSIX else self.process.kill()
             self.process.wait()
+        self.kernel_log.close()
 
     def kernel_manager_class(self):
         from jupyter_client.localinterfaces import localhost
@@ -91,13 +93,16 @@ class KernelWatch:
                 return str(Path(tempfile.gettempdir()) / f"aimonk-{uuid.uuid4().hex[:12]}") if ON_POSIX else localhost()
 
             async def start_kernel(self, **options):
-                await super().start_kernel(**options)
+                await super().start_kernel(**{"stderr": watch.kernel_log, **options})
                 watch.process = getattr(self.provisioner, "process", None)
 
             async def shutdown_kernel(self, now: bool = False, restart: bool = False):
                 await super().shutdown_kernel(now=now or watch.busy, restart=restart)
 
         return WatchedKernelManager
+
+    def ended(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
 
     def where(self) -> str:
         """The running cell as `cell k/M ('its first line')`, k counting the cells the kernel ran."""
@@ -107,6 +112,13 @@ class KernelWatch:
         return f"cell {self.started}/{self.total} ({lines[0] if lines else ''!r})"
 
     def how_the_kernel_ended(self, out_of_memory_kills_before: int | None) -> str:
+        """How the kernel's process ended, with the last line it wrote itself (ipykernel's log, a failed start)."""
+        self.kernel_log.seek(0)
+        lines = [line for line in self.kernel_log.read().decode(errors="replace").splitlines() if line.strip()]
+        return self.exit_status(out_of_memory_kills_before) + (f" (its last line: {lines[-1].strip()!r})"
+                                                                if lines else "")
+
+    def exit_status(self, out_of_memory_kills_before: int | None) -> str:
         code = self.process.poll() if self.process is not None else None
         if code is None:
             return "the kernel died"

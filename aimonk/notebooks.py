@@ -83,14 +83,20 @@ def stopped_said(name: str, watch: KernelWatch, target: Path, executed: list[Pat
             f"{name}: cell In [{error.exec_count}] ({first_line!r}) failed with {error.ename}: {error.evalue} "
             f"(the executed copy with the traceback is {target})"
         ) from error
-    except DeadKernelError:
-        raise NotebookError(f"{name}: {watch.where()}: {watch.how_the_kernel_ended(kills)}; the executed copy up "
-                            f"to that cell is {target}{left}") from None
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"stopped {name} and its kernel in {watch.where()}; the executed copy up to that "
-                                f"cell is {target}{left}") from None
+        raise KeyboardInterrupt(f"stopped {name} and its kernel {'in ' if watch.cell is not None else ''}"
+                                f"{watch.where()}; {executed_copy(target)}{left}") from None
+    except RuntimeError as error:  # DeadKernelError, or jupyter_client's: a kernel that would not start or answer
+        if not isinstance(error, DeadKernelError) and not watch.ended():
+            raise NotebookError(f"{name}: {error}{left}") from None
+        died = f"{name}: {watch.where()}: {watch.how_the_kernel_ended(kills)}; {executed_copy(target)}{left}"
+        raise NotebookError(died) from None
     finally:
         watch.close()
+
+
+def executed_copy(target: Path) -> str:
+    return f"the executed copy up to that cell is {target}" if target.is_file() else "no executed copy written"
 
 
 def declared_parameters(parameters: dict, declared) -> dict:
