@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from aimonk.progress import LOG_FILE_VARIABLE
 
 ON_POSIX = os.name == "posix"
+LINE = "{desc}: cell {n}/{total} [{elapsed}]"  # no estimate of the time left: cells differ by hours
 
 
 class KernelWatch:
@@ -29,10 +31,13 @@ class KernelWatch:
 
     def __init__(self, description: str, code_cells: int, shown: bool, tick: float = 1.0):
         self.cell, self.process, self.started, self.busy = None, None, 0, False
-        self.bar = tqdm(total=code_cells, desc=description, bar_format="{desc}: cell {n}/{total} [{elapsed}]",
-                        disable=not shown, file=sys.stderr)
+        self.description, self.total, self.began = description, code_cells, time.monotonic()
+        self.shown, self.live = shown, shown and sys.stderr.isatty()
+        self.kernel_log = tempfile.TemporaryFile()  # the kernel process's own lines (its cells' are in the notebook)
+        # in a terminal a line redrawn each second; elsewhere (a log file) it once, when the notebook ends
+        self.bar = tqdm(total=code_cells, desc=description, bar_format=LINE, disable=not self.live, file=sys.stderr)
         self.stop = threading.Event()
-        if shown and sys.stderr.isatty():  # the elapsed time moves in a terminal; a log file gets one line per cell
+        if self.live:
             threading.Thread(target=self.tick, args=(tick,), daemon=True).start()
 
     def execute_options(self) -> dict:
@@ -42,7 +47,7 @@ class KernelWatch:
 
     def cell_started(self, cell, cell_index: int) -> None:
         self.cell, self.started, self.busy = cell, self.started + 1, True
-        self.bar.total = max(self.bar.total, self.started)
+        self.total = self.bar.total = max(self.total, self.started)
         self.bar.n = self.started
         self.bar.refresh()
 
@@ -57,10 +62,14 @@ class KernelWatch:
         """The line stays as it ended; a kernel still running (a stop while its cell ran) is killed."""
         self.stop.set()
         self.bar.close()
+        if self.shown and not self.live:
+            tqdm.write(tqdm.format_meter(self.started, self.total, time.monotonic() - self.began,
+                                         prefix=self.description, bar_format=LINE), file=sys.stderr)
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(OSError):
                 os.killpg(self.process.pid, signal.SIGKILL) if ON_POSIX else self.process.kill()
             self.process.wait()
+        self.kernel_log.close()
 
     def kernel_manager_class(self):
         from jupyter_client.localinterfaces import localhost
@@ -84,7 +93,7 @@ class KernelWatch:
                 return str(Path(tempfile.gettempdir()) / f"aimonk-{uuid.uuid4().hex[:12]}") if ON_POSIX else localhost()
 
             async def start_kernel(self, **options):
-                await super().start_kernel(**options)
+                await super().start_kernel(**{"stderr": watch.kernel_log, **options})
                 watch.process = getattr(self.provisioner, "process", None)
 
             async def shutdown_kernel(self, now: bool = False, restart: bool = False):
@@ -92,14 +101,24 @@ class KernelWatch:
 
         return WatchedKernelManager
 
+    def ended(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
     def where(self) -> str:
         """The running cell as `cell k/M ('its first line')`, k counting the cells the kernel ran."""
         if self.cell is None:
             return "before its first cell"
         lines = self.cell.source.strip().splitlines()
-        return f"cell {self.started}/{self.bar.total} ({lines[0] if lines else ''!r})"
+        return f"cell {self.started}/{self.total} ({lines[0] if lines else ''!r})"
 
     def how_the_kernel_ended(self, out_of_memory_kills_before: int | None) -> str:
+        """How the kernel's process ended, with the last line it wrote itself (ipykernel's log, a failed start)."""
+        self.kernel_log.seek(0)
+        lines = [line for line in self.kernel_log.read().decode(errors="replace").splitlines() if line.strip()]
+        return self.exit_status(out_of_memory_kills_before) + (f" (its last line: {lines[-1].strip()!r})"
+                                                                if lines else "")
+
+    def exit_status(self, out_of_memory_kills_before: int | None) -> str:
         code = self.process.poll() if self.process is not None else None
         if code is None:
             return "the kernel died"

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import difflib
 import json
+import logging
 from pathlib import Path
 
 from aimonk.config import TrainConfig, preset
@@ -15,6 +16,7 @@ from aimonk.files import check_output_folder
 from aimonk.notebook_kernel import (KernelWatch, LinesAboveBar, code_cells, out_of_memory_kills,
                                     run_lines_shown)
 from aimonk.plots import TRAINING_FIGURES
+from aimonk.progress import logger_level
 from aimonk.run_folder import TRAIN_OUTPUTS
 
 NOTEBOOKS = ("01_eda.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_predict.ipynb", "05_label.ipynb")
@@ -73,21 +75,28 @@ def stopped_said(name: str, watch: KernelWatch, target: Path, executed: list[Pat
             f"{executed[-1].parent})" if executed else "")
     kills = out_of_memory_kills()
     try:
-        yield
+        with logger_level(logging.getLogger("papermill"), logging.CRITICAL):  # said once, in the line below
+            yield
     except PapermillExecutionError as error:
         first_line = error.source.strip().splitlines()[0] if error.source.strip() else ""
         raise NotebookError(
             f"{name}: cell In [{error.exec_count}] ({first_line!r}) failed with {error.ename}: {error.evalue} "
             f"(the executed copy with the traceback is {target})"
         ) from error
-    except DeadKernelError:
-        raise NotebookError(f"{name}: {watch.where()}: {watch.how_the_kernel_ended(kills)}; the executed copy up "
-                            f"to that cell is {target}{left}") from None
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"stopped {name} and its kernel in {watch.where()}; the executed copy up to that "
-                                f"cell is {target}{left}") from None
+        raise KeyboardInterrupt(f"stopped {name} and its kernel {'in ' if watch.cell is not None else ''}"
+                                f"{watch.where()}; {executed_copy(target)}{left}") from None
+    except RuntimeError as error:  # DeadKernelError, or jupyter_client's: a kernel that would not start or answer
+        if not isinstance(error, DeadKernelError) and not watch.ended():
+            raise NotebookError(f"{name}: {error}{left}") from None
+        died = f"{name}: {watch.where()}: {watch.how_the_kernel_ended(kills)}; {executed_copy(target)}{left}"
+        raise NotebookError(died) from None
     finally:
         watch.close()
+
+
+def executed_copy(target: Path) -> str:
+    return f"the executed copy up to that cell is {target}" if target.is_file() else "no executed copy written"
 
 
 def declared_parameters(parameters: dict, declared) -> dict:

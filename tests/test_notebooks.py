@@ -160,10 +160,14 @@ def test_a_kernel_that_dies_is_said_at_once_naming_the_notebook_the_cell_and_wha
                             timeout=90)  # kernels started, each in a few seconds; the death seen within one
     out = tmp_path / "out"
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        "aimonk notebooks: error: 02_train.ipynb: cell 2/2 ('import os, signal'): the kernel was killed by SIGKILL "
-        "(by another process, or the system's out-of-memory killer); the executed copy up to that cell is "
-        f"{out / '02_train.ipynb'}; the notebooks before it ran to completion (01_eda.ipynb in {out})")
+    first, second, error = result.stderr.strip().splitlines()  # a log file gets each notebook's line once, at its end
+    assert re.fullmatch(r"\[1/2\] 01_eda.ipynb: cell 2/2 \[00:\d\d\]", first), result.stderr
+    assert re.fullmatch(r"\[2/2\] 02_train.ipynb: cell 2/2 \[00:\d\d\]", second), result.stderr
+    said = re.escape("aimonk notebooks: error: 02_train.ipynb: cell 2/2 ('import os, signal'): the kernel was "
+                     "killed by SIGKILL (by another process, or the system's out-of-memory killer)")
+    left = re.escape(f"; the executed copy up to that cell is {out / '02_train.ipynb'}; the notebooks before it ran "
+                     f"to completion (01_eda.ipynb in {out})")
+    assert re.fullmatch(said + r"( \(its last line: .*\))?" + left, error), error  # what the kernel wrote, if any
     assert "fine" in str(nbformat.read(out / "01_eda.ipynb", as_version=4).cells[1].outputs)
     assert nbformat.read(out / "02_train.ipynb", as_version=4).cells[1].source.startswith("import os, signal")
 
@@ -213,3 +217,46 @@ def test_a_stop_says_which_notebook_and_cell_it_stopped_and_leaves_no_kernel_run
         if started.is_file() and started.read_text():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(started.read_text()), signal.SIGKILL)
+
+
+def test_in_a_terminal_each_notebook_shows_its_running_cell_and_time_and_the_kernels_lines_whole_above(demo_dir,
+                                                                                                      tmp_path):
+    """`[i/N] name: cell k/M [elapsed]` redrawn each second (no estimate of the time left, which a long cell
+    made absurd), the kernel's lines each whole above it."""
+    import fcntl
+    import struct
+    import subprocess
+    import termios
+    (tmp_path / "notebooks").mkdir()
+    tiny_notebook(tmp_path / "notebooks" / "01_eda.ipynb",
+                  "import sys, time\nprint('a line from the kernel', file=sys.stderr)\ntime.sleep(3)")
+    terminal, side = os.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 120 columns, as a window has
+    process = subprocess.Popen(notebooks_command(demo_dir, tmp_path, "01"), stdout=side, stderr=side,
+                               stdin=subprocess.DEVNULL)
+    os.close(side)
+    shown = b""
+    with contextlib.suppress(OSError):  # the terminal closes with the process
+        while chunk := os.read(terminal, 65536):
+            shown += chunk
+    os.close(terminal)
+    assert process.wait(timeout=60) == 0, shown
+    frames = shown.decode().replace("\r\n", "\n").replace("\r", "\n").splitlines()
+    lines = [frame for frame in frames if frame.strip()]
+    assert "  a line from the kernel" in lines, lines
+    times = {frame for frame in lines if re.fullmatch(r"\[1/1\] 01_eda.ipynb: cell 2/2 \[00:0\d\]", frame)}
+    assert len(times) >= 3, lines  # the time moves while the cell runs
+    assert lines[-1].startswith("executed 1 notebook(s) into "), lines
+
+
+def test_a_kernel_that_fails_at_its_start_is_said_with_its_exit_code_and_last_line(tmp_path, monkeypatch):
+    import sys
+    spec = tmp_path / "kernels" / "kernels" / "exits"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-c", "raise SystemExit('no kernel here')", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "exits", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "kernels"))
+    tiny_notebook(tmp_path / "01_x.ipynb", "x = 1")
+    said = "01_x.ipynb: before its first cell: the kernel exited with code 1 (its last line: 'no kernel here'); "
+    with pytest.raises(NotebookError, match=re.escape(said)):
+        run_notebooks({}, tmp_path / "out", tmp_path, names=["01_x.ipynb"], progress=False, kernel_name="exits")
