@@ -27,7 +27,7 @@ LINE = "{desc}: cell {n}/{total} [{elapsed}]"  # no estimate of the time left: c
 
 class KernelWatch:
     """What papermill needs to run one notebook here (execute_options) and what happened in it: the cell running
-    (`cell`, its In [n] once the kernel took it) and the kernel's process (`process`, how it ended)."""
+    (`cell`, the `started`-th of `total`), and the kernel's process (`process`, how it ended) and own lines."""
 
     def __init__(self, description: str, code_cells: int, shown: bool, tick: float = 1.0):
         self.cell, self.process, self.started, self.busy = None, None, 0, False
