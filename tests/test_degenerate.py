@@ -258,3 +258,13 @@ def test_a_threshold_with_one_class_held_out_is_said_to_be_left_at_half_never_ca
     assert rule.thresholds[1:] == [0.5, 0.5] and rule.thresholds[0] != 0.5
     assert rule.source_.startswith("tuned (f1) on the 4 validation images; left at 0.5 (nothing to tune on) for "
                                    "always (no negative")
+
+
+def test_an_attribute_with_fewer_known_positives_than_threshold_folds_trains_with_a_note(tmp_path, capsys):
+    from aimonk.cli import main
+    data = small_folder(tmp_path / "data", 6, [["1", "1"], ["0", "0"], ["1", "NA"], ["0", "0"], ["1", "0"], ["0", "NA"]])
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), *LITE0, "--threshold-folds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert ("note: attribute 'b' has 1 positive known label(s) for --threshold-folds 3: at least 2 of the folds hold "
+            "none, so its out-of-fold scores and threshold rest on very few images") in out
+    assert "attribute 'a'" not in out and (tmp_path / "run" / "model.pt").is_file()
