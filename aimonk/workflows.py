@@ -19,6 +19,7 @@ import pandas as pd
 from aimonk.config import FINAL_MODELS, TrainConfig, preset
 from aimonk.data.folder import (LabelledImages, check_trainable_on_disk, load_labelled_folder, present_rows,
                                 read_label_folder)
+from aimonk.data.split import scarce_class_notes
 from aimonk.decision.rule import DecisionRule
 from aimonk.decision.thresholds import metrics_decided_by_fold
 from aimonk.distributed import Processes
@@ -66,7 +67,8 @@ def train(data, config: TrainConfig | None = None, out=None, *, resume: bool = F
                 check_same_data(data, resumed, Path(out))
             rows = split_rows(config, data, (resumed["rows"]["train"], resumed["rows"]["val"]) if resumed else None)
             log.info(describe_start(config, data, rows, out, resumed, processes))
-            log_notes(data)
+            log_notes(data, config.threshold_folds if config.threshold_source == "cv" else None,
+                      "--threshold-folds", rows[0])
             run.start_training(config, data, rows, len(resumed["state"]["history"]["iteration_loss"]) if resumed else 0)
             try:
                 result = fit(config, data, rows, model=model, resume=resumed, processes=processes,
@@ -202,8 +204,11 @@ def check_folds(images: int, source, config: TrainConfig, folds: int | None = No
                              f"most {images}")
 
 
-def log_notes(data: LabelledImages) -> None:
-    for note in data.notes():
+def log_notes(data: LabelledImages, folds: int | None = None, option: str = "", rows=None) -> None:
+    """The data's notes, and with `folds` those on attributes with fewer known positives or negatives (among
+    `rows`, by default all) than folds."""
+    values = data.values if rows is None else data.values[rows]
+    for note in data.notes() + (scarce_class_notes(values, data.attributes, folds, option) if folds else []):
         log.info(f"note: {note}")
 
 
@@ -265,7 +270,7 @@ def cross_validate(data, config: TrainConfig | None = None, folds: int = 5, out=
             log.info(f"{folds}-fold cross-validation of {config.backbone} on {len(data)} images"
                      + (f" -> {out}" if out else "")
                      + (f"; folds spread over {processes.world} processes" if processes.distributed else ""))
-            log_notes(data)
+            log_notes(data, folds, "--cv")
             cv = run_folds(config, data, folds, keep_models=final == "ensemble", processes=processes,
                            callbacks=callbacks)
             rule = DecisionRule.of(config).fit(out_of_fold(cv), cv.attributes)

@@ -258,3 +258,48 @@ def test_a_threshold_with_one_class_held_out_is_said_to_be_left_at_half_never_ca
     assert rule.thresholds[1:] == [0.5, 0.5] and rule.thresholds[0] != 0.5
     assert rule.source_.startswith("tuned (f1) on the 4 validation images; left at 0.5 (nothing to tune on) for "
                                    "always (no negative")
+
+
+def test_an_attribute_with_fewer_known_positives_than_threshold_folds_trains_with_a_note(tmp_path, capsys):
+    from aimonk.cli import main
+    data = small_folder(tmp_path / "data", 6, [["1", "1"], ["0", "0"], ["1", "NA"], ["0", "0"], ["1", "0"], ["0", "NA"]])
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), *LITE0, "--threshold-folds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert ("note: attribute 'b' has 1 positive known label(s) for --threshold-folds 3: at least 2 of the folds hold "
+            "none, so its out-of-fold scores and threshold rest on very few images") in out
+    assert "attribute 'a'" not in out and (tmp_path / "run" / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("label_file", ["labels.csv", "labels.txt"])
+def test_one_attribute_trains_evaluates_and_predicts(tmp_path, capsys, label_file):
+    from aimonk.cli import main
+    data = small_folder(tmp_path / "data", 6, [[str(i % 2), "0"] for i in range(6)])
+    rows = [line.split()[:2] for line in (data / "labels.txt").read_text().splitlines()]
+    (data / "labels.txt").unlink()
+    (data / label_file).write_text("".join((",".join(row) if label_file.endswith(".csv") else " ".join(row)) + "\n"
+                                           for row in [["filename", "only"], *rows[1:]]))
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--out", str(run), *LITE0, "--threshold-folds", "2"]) == 0
+    assert main(["evaluate", str(data), "--model", str(run / "model.pt")]) == 0
+    assert main(["predict", str(data / "images"), "--model", str(run / "model.pt"), "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "on 6 images, 1 attributes" in out and re.search(r"^only +[\d.]+ +[\d.]+ +[\d.]+ +3 +6 ", out, re.M), out
+    assert "image,only_probability,only" in out and out.count("im5.jpg,") == 1
+
+
+def test_broken_and_tiny_images_are_skipped_by_name_once_or_trained_on(tmp_path, capsys):
+    from aimonk.cli import main
+    data = small_folder(tmp_path / "data", 10)
+    images = sorted((data / "images").glob("*.jpg"))
+    for (kind, breaks), path in zip(BROKEN.items(), images):
+        breaks(path)
+    Image.new("RGB", (1, 1), "red").save(images[3])  # 1x1 pixel: read, and scaled up like any other
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--out", str(run), *LITE0, "--threshold-folds", "2"]) == 0
+    assert main(["predict", str(data / "images"), "--model", str(run / "model.pt"), "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    assert f"on {len(images) - 3} images" in out and f"{images[3].name}," in out
+    assert err.count("warning: skipped 3 unreadable image(s): ") == 2  # one line from train, one from predict
+    for path in images[:3]:
+        assert err.count(f"{path}: ") == 2 and f"{path.name}," not in out
+    assert "Traceback" not in err

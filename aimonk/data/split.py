@@ -6,6 +6,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStrati
 from sklearn.model_selection import train_test_split
 
 from aimonk.config import SPLITS
+from aimonk.data.labels import short_name
 
 
 def stratification_matrix(values: np.ndarray) -> np.ndarray:
@@ -38,3 +39,18 @@ def kfold_splits(values: np.ndarray, folds: int, seed: int):
     """[(train indices, validation indices)] for multilabel-stratified K folds."""
     splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [(np.sort(a), np.sort(b)) for a, b in splitter.split(np.zeros(len(values)), stratification_matrix(values))]
+
+
+def scarce_class_notes(values: np.ndarray, attributes, folds: int, option: str) -> list[str]:
+    """A note for each attribute with fewer known positives (or negatives) than `folds`: some folds hold none of
+    them, so its out-of-fold scores and thresholds rest on very few images (option: e.g. '--threshold-folds')."""
+    notes = []
+    for column, name in enumerate(attributes):
+        known = values[~np.isnan(values[:, column]), column]
+        positive, negative = int(known.sum()), int(len(known) - known.sum())
+        fewer, kind = min((positive, "positive"), (negative, "negative"))
+        if fewer < folds:
+            notes.append(f"attribute {short_name(name)!r} has {fewer} {kind} known label(s) for {option} {folds}: at "
+                         f"least {folds - fewer} of the folds hold none, so its out-of-fold scores and threshold rest "
+                         "on very few images")
+    return notes
