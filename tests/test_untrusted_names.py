@@ -137,6 +137,23 @@ def test_a_300_character_name_is_read_and_the_text_report_cuts_it(tmp_path):
     assert json.loads(predictions(table.attributes).to_json())[0]["attributes"][LONG]  # the data keep the name
 
 
+def test_summary_and_the_runs_result_lines_cut_a_300_character_name(tmp_path, capsys):
+    from aimonk.cli import main
+    from aimonk.decision.rule import DecisionRule
+    from aimonk.training.run import describe_out_of_fold, describe_rule
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels.csv").write_text(f"filename,red,{LONG}\na.jpg,1,0\nb.jpg,0,1\n")
+    assert main(["summary", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    assert LONG not in shown and short_name(LONG) in shown
+    rule = DecisionRule()
+    rule.thresholds_, rule.source_ = np.array([0.4, 0.6]), "tuned"
+    frame = pd.DataFrame({"f1": [0.5, 0.7]}, index=["red", LONG])
+    for line in (describe_rule(rule, ["red", LONG]), describe_out_of_fold(frame)):
+        assert LONG not in line and short_name(LONG) in line, line
+
+
 def test_the_text_report_escapes_a_file_name_from_disk():
     # Control characters in names from a label file are refused at read; a file name found on disk (predict on
     # a folder) is printed with them escaped, never raw.

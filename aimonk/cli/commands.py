@@ -17,7 +17,7 @@ INTERRUPTED, TERMINATED = 130, 143  # the shell's codes for SIGINT and SIGTERM
 
 def cmd_summary(args) -> int:
     from aimonk.data.folder import read_label_folder
-    from aimonk.data.labels import summarize
+    from aimonk.data.labels import short_name, summarize
 
     table, image_dir, missing = read_label_folder(args.data, args.unknown_as_na)
     summary = summarize(table.values, table.attributes)
@@ -28,7 +28,7 @@ def cmd_summary(args) -> int:
     else:
         print(f"{table.source}: {len(table)} labelled images, {len(table.attributes)} attributes, "
               f"{len(missing)} missing in {image_dir}")
-        print(summary.to_string(formatters={"positive_rate": "{:.1%}".format}))
+        print(summary.rename(index=short_name).to_string(formatters={"positive_rate": "{:.1%}".format}))
     return 0
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from aimonk.config import TrainConfig
 from aimonk.data.folder import LabelledImages
+from aimonk.data.labels import short_name
 from aimonk.decision.rule import DecisionRule
 from aimonk.decision.thresholds import HeldOut, metrics_at
 from aimonk.distributed import Processes
@@ -113,12 +114,12 @@ def held_out_predictions(config: TrainConfig, data: LabelledImages, result: Trai
 
 
 def describe_rule(rule: DecisionRule, attributes) -> str:
-    return "thresholds " + ", ".join(f"{name} {value:.3f}" for name, value in zip(attributes, rule.thresholds)) \
-        + f": {rule.source_}"
+    pairs = ", ".join(f"{short_name(name)} {value:.3f}" for name, value in zip(attributes, rule.thresholds))
+    return f"thresholds {pairs}: {rule.source_}"
 
 
 def describe_out_of_fold(metrics: pd.DataFrame) -> str:
     """The out-of-fold F1 per attribute and macro, each fold decided by thresholds tuned on the others: how
     good the recipe is on images it did not learn from, printed as the run ends."""
     return ("out-of-fold F1 (each fold decided by thresholds from the other folds): "
-            + ", ".join(f"{name} {value:.3f}" for name, value in metrics["f1"].items()))
+            + ", ".join(f"{short_name(name)} {value:.3f}" for name, value in metrics["f1"].items()))
