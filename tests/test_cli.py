@@ -1,5 +1,6 @@
 """End to end through the command line: demo data -> train -> evaluate -> predict."""
 import json
+import re
 import subprocess
 import sys
 
@@ -50,7 +51,9 @@ def test_evaluate_on_the_validation_split(demo_dir, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "(val rows)" in text and "always_present_f1" in text and "macro" in text
     report = json.loads((tmp_path / "scores" / "metrics.json").read_text())
-    assert report["measured"].startswith("8 images (val rows) of ")
+    held_out, trained_on = map(int, re.search(r"^(\d+) images \(val rows\) of .* out-of-fold predictions of (\d+) "
+                                              "images", report["measured"]).groups())
+    assert held_out + trained_on == 57 and 0 < held_out < 57 * 0.25  # 15% of the 57 present, stratified
     assert [r["attribute"] for r in report["metrics"]] == ["Attr1", "Attr2", "Attr3", "Attr4", "macro"]
     assert "no header" in report["notes"][2] and "note: labels.txt has no header" in text
     assert report["notes"][1].startswith("3 image(s) listed in ") and "note: 3 image(s) listed in " in text
