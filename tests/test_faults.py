@@ -469,7 +469,7 @@ def test_the_macro_baseline_leaves_out_an_attribute_with_no_known_label_and_says
     probabilities = np.array([[0.9, 0.5], [0.2, 0.5], [0.8, 0.5]], dtype=np.float32)
     table = score(targets, probabilities, [0.5, 0.5], ["seen", "unlabelled"])
     assert np.isnan(table.loc["unlabelled", "always_present_f1"]) and table.loc["macro", "always_present_f1"] == pytest.approx(0.8)
-    [note] = unscorable(targets, ["seen", "unlabelled"])
+    [note] = unscorable(targets, probabilities, [0.5, 0.5], ["seen", "unlabelled"])
     assert "'unlabelled'" in note and "baseline are NaN, left out of the macro row" in note
 
 
