@@ -134,6 +134,7 @@ def test_importing_aimonk_loads_no_pytorch():
     assert done.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_the_readme_python_example_runs_as_written(demo_dir, tmp_path):
     """The README's "From Python" block, run as it stands in a folder whose data/my_clothes is the demo data."""
     readme = (ROOT / "README.md").read_text()

@@ -259,12 +259,18 @@ def test_version(capsys):
 
 
 def test_random_weights_with_a_frozen_backbone_warn_once_and_name_the_way_to_learn(demo_dir, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "aimonk", "train", str(demo_dir), "--out", str(tmp_path / "r"),
-                           "--weights", "none", "--image-size", "48", "--threshold-folds", "2"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    warned = [line for line in done.stderr.splitlines() if "--weights none" in line]
-    assert warned == ["warning: --weights none with a frozen backbone: only the head learns, on random features "
+    """Said as the run starts, before any image is decoded (the run is stopped at its first fit)."""
+    import warnings
+
+    import aimonk
+    from conftest import Interrupt
+
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(KeyboardInterrupt):  # as Ctrl-C stops it
+        warnings.simplefilter("always")
+        aimonk.train(demo_dir, aimonk.preset("default", weights="none", image_size=48), tmp_path / "r",
+                     progress=False, callbacks=[Interrupt(1, on="fit_started")])
+    warned = [str(w.message) for w in caught if "--weights none" in str(w.message)]
+    assert warned == ["--weights none with a frozen backbone: only the head learns, on random features "
                       "that say little about the images; train the whole network (--preset finetune --weights none, "
                       "or --freeze 0) to learn from scratch"]
 

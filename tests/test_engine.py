@@ -75,6 +75,7 @@ def test_the_mirror_flips_arrays_and_tensors_alike_and_averages_the_two_sides():
     assert engine.mirror_averaged(torch.tensor([1.0, 3.0])).tolist() == [1.0, 3.0]
 
 
+@pytest.mark.slow
 def test_a_graph_is_traced_once_per_weights_and_kept_for_later_models(images, seed, monkeypatch, tmp_path):
     monkeypatch.setenv("AIMONK_CACHE", str(tmp_path / "cache"))
     with traces() as traced:

@@ -204,6 +204,7 @@ def test_ctrl_c_claims_only_what_is_on_disk(demo_dir, tmp_path, interrupt, said)
 
 # ---- signals ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_as_ctrl_c_does_with_exit_code_143(demo_dir, tmp_path):
     import signal
     import subprocess

@@ -112,10 +112,10 @@ def test_a_wheel_ships_the_notebooks(tmp_path):
     assert "aimonk/data/folder.py" in names and "aimonk/cli/commands.py" in names  # the whole package
 
 
-def test_notebook_parameters_are_data_typed_by_the_notebooks_default(demo_dir, tmp_path):
+def test_notebook_parameters_are_data_typed_by_the_notebooks_default(demo_dir, tmp_path, capsys):
     """A text parameter keeps quotes, newlines and code as text; `-p options '[1,2]'` is one line naming it."""
-    import subprocess
-    import sys
+    from aimonk.cli import main
+
     hostile = "\"; import os; os.system('touch X') #\nsecond line"
     from aimonk.notebooks import declared_defaults, typed_value
     defaults = declared_defaults(NOTEBOOKS, NOTEBOOK_DIR)
@@ -123,10 +123,10 @@ def test_notebook_parameters_are_data_typed_by_the_notebooks_default(demo_dir, t
     assert typed_value("data_dir", "[1, 2]", defaults["data_dir"]) == "[1, 2]"
     assert typed_value("overwrite", "true", defaults["overwrite"]) is True
     for name, value in (("options", "[1,2]"), ("overwrite", "1"), ("samples", "many")):
-        result = subprocess.run([sys.executable, "-m", "aimonk", "notebooks", "--data", str(demo_dir), "--out",
-                                 str(tmp_path / name), "-p", name, value], capture_output=True, text=True)
-        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-        assert f"-p {name} {value}: expected" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        code = main(["notebooks", "--data", str(demo_dir), "--out", str(tmp_path / name), "-p", name, value])
+        said = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in said, said
+        assert f"-p {name} {value}: expected" in said and len(said.strip().splitlines()) == 1
     assert not (tmp_path / "X").exists()
 
 
@@ -188,7 +188,8 @@ def ended(pid: int, within: float = 10) -> bool:
     return False
 
 
-@pytest.mark.parametrize("stop, code", [pytest.param("SIGINT", 130, marks=pytest.mark.slow), ("SIGTERM", 143)])
+@pytest.mark.parametrize("stop, code", [pytest.param("SIGINT", 130, marks=pytest.mark.slow),
+                                         pytest.param("SIGTERM", 143, marks=pytest.mark.slow)])
 def test_a_stop_says_which_notebook_and_cell_it_stopped_and_leaves_no_kernel_running(demo_dir, tmp_path, stop,
                                                                                        code):
     import signal
@@ -219,6 +220,7 @@ def test_a_stop_says_which_notebook_and_cell_it_stopped_and_leaves_no_kernel_run
                 os.kill(int(started.read_text()), signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_in_a_terminal_each_notebook_shows_its_running_cell_and_time_and_the_kernels_lines_whole_above(demo_dir,
                                                                                                       tmp_path):
     """`[i/N] name: cell k/M [elapsed]` redrawn each second (no estimate of the time left, which a long cell

@@ -65,6 +65,7 @@ def test_export_prints_names_escaped(run, tmp_path, capsys):
     assert "\x1b" not in printed and "\x07" not in printed and "odd\\x1b]0;TITLE\\x07name.onnx" in printed
 
 
+@pytest.mark.slow
 def test_two_exports_to_one_file_at_once_one_writes_and_the_other_says_why(run, tmp_path):
     out = tmp_path / "m.onnx"
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -88,7 +89,7 @@ def predict_json(run, image, cache) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+@pytest.mark.parametrize("damage", ["truncated", pytest.param("garbage", marks=pytest.mark.slow)])
 def test_a_damaged_cached_graph_is_rebuilt_with_one_warning(run, demo_dir, tmp_path, damage):
     """A graph cut short where the cache keeps it (<cache>/graphs/KEY.npy, as a killed write would leave it
     without atomic writes), or garbage with a matching checksum: never used, rebuilt, one warning."""

@@ -101,14 +101,14 @@ def test_a_run_by_epochs_is_tracked_in_mlflow_and_stock_mlflow_finds_it_with_its
 
 
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:9", "nosuchscheme://x/y"])
-def test_an_unusable_tracking_uri_is_one_line_before_any_work(demo_dir, tmp_path, uri):
+def test_an_unusable_tracking_uri_is_one_line_before_any_work(demo_dir, tmp_path, uri, monkeypatch, capsys):
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "aimonk", "train", str(demo_dir), "--out", str(out), *TINY,
-                           "--log", "mlflow"], cwd=tmp_path, env={**without_mlflow_variables(),
-                                                                  "MLFLOW_TRACKING_URI": uri},
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    [line] = done.stderr.strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["train", str(demo_dir), "--out", str(out), *TINY, "--log", "mlflow"]) == 2
+    said = capsys.readouterr().err
+    assert "Traceback" not in said, said
+    [line] = said.strip().splitlines()
     assert line.startswith("aimonk train: error: --log mlflow: the tracking ") and uri in line
     assert not (out / "model.pt").exists()
 

@@ -33,6 +33,7 @@ def test_history_records_every_iteration_and_epoch(trained_run, data, tiny_confi
     assert saved.history == result.history and saved.rule is not None and not (out / "last.pt").exists()
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss(data, tiny_config, tmp_path):
     config = tiny_config.replace(epochs=3, weights="imagenet", lr=1e-3, augment="none")
     result = fit(config, data)
@@ -74,6 +75,7 @@ class SpoilAfterFirstEpoch(Callback):
             self.spoiled_head = state.model.head[-1].bias.detach().clone()
 
 
+@pytest.mark.slow
 def test_early_stopping(data, tiny_config):
     spoil = SpoilAfterFirstEpoch()
     config = tiny_config.replace(epochs=6, patience=2, lr=1e-8, ema=0.0)
@@ -119,6 +121,7 @@ def test_keep_last_and_tta(data, tiny_config):
     assert result.best_epoch == 2 and result.val_probabilities.shape == (len(result.val_rows), 4)
 
 
+@pytest.mark.slow
 def test_compiled_training_updates_the_returned_model(data, tiny_config):
     from aimonk.runtime import seed_everything
 
@@ -144,6 +147,7 @@ class Averages(Callback):
         self.seen.append(state.average)
 
 
+@pytest.mark.slow
 def test_weight_average_is_what_is_kept(data, tiny_config):
     averages = Averages()
     config = tiny_config.replace(epochs=2, ema=0.9, augment="none", keep="last")
@@ -164,7 +168,7 @@ def test_weight_average_decay_must_be_a_fraction(tiny_config):
         WeightAverage(model_of("resnet18", 2, weights="none"), 1.5)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_strong_augmentation_is_reproducible_with_the_same_seed(data, tiny_config, workers):
     """The finetune preset (strong albumentations augmentation) twice with one seed: the same losses and
     weights, with loader workers too; another seed differs."""
@@ -177,6 +181,7 @@ def test_strong_augmentation_is_reproducible_with_the_same_seed(data, tiny_confi
         assert torch.equal(value, second.model.state_dict()[key]), key
 
 
+@pytest.mark.slow
 def test_a_run_interrupted_and_resumed_ends_as_an_uninterrupted_one(data, tiny_config, tmp_path):
     """Strong augmentation, oversampling, a cosine schedule and weight averaging: every random and optimiser
     state must come back for the weights and metrics to match exactly."""
@@ -201,6 +206,7 @@ def test_a_run_interrupted_and_resumed_ends_as_an_uninterrupted_one(data, tiny_c
     assert not (tmp_path / "parts" / "last.pt").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_resumed_run_names_the_epoch_its_checkpoint_holds(data, tiny_config, tmp_path):
     config = tiny_config.replace(epochs=4, seed=5)
     with pytest.raises(TrainingInterrupted) as first:
