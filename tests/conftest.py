@@ -174,17 +174,27 @@ def opened_under(paths, *folders) -> list[str]:
                                           os.path.realpath(path).startswith(root + os.sep) for root in roots)]
 
 
+NOTEBOOK_ANSWERS = [["image_0.jpg", "Attr1", 0], ["image_1.jpg", "Attr2", "unknown"], ["image_2.jpg", "Attr3", "skip"]]
+
+
 @pytest.fixture(scope="session")
 def executed_notebooks(demo_dir, tmp_path_factory):
-    """The numbered notebooks executed once by papermill on tiny settings (as `aimonk notebooks` runs them):
-    the folder holding the executed copies, for the tests that need an executed run (the docs build)."""
+    """The numbered notebooks executed once by papermill on tiny settings, as `aimonk notebooks` runs them (its
+    progress shown; notebook 05 given NOTEBOOK_ANSWERS for a copy of the demo folder), for the slow tests that
+    need an executed run (the end-to-end checks, the docs build): (the folder of the executed copies, what the
+    run wrote to stdout, to stderr, the demo's labels before)."""
+    import io
     import shutil
 
     from aimonk.notebooks import run_notebooks
 
     out = tmp_path_factory.mktemp("executed_notebooks")
-    data = shutil.copytree(demo_dir, out / "data")  # notebook 05 may write answers into its labels file
+    data = shutil.copytree(demo_dir, out / "data")  # notebook 05 writes its answers into this labels file
+    original = (data / "labels.txt").read_text().splitlines()
     parameters = {"data_dir": str(data), "out_dir": str(out), "figures_dir": str(out / "figures"),
-                  "epochs": 1, "image_size": 48, "batch_size": 16, "device": "cpu", "samples": 6, "cv_folds": 2}
-    run_notebooks(parameters, out, Path(__file__).resolve().parents[1] / "notebooks", progress=False)
-    return out
+                  "epochs": 1, "image_size": 48, "batch_size": 16, "device": "cpu", "samples": 6, "cv_folds": 2,
+                  "answers": NOTEBOOK_ANSWERS}
+    said, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(said), contextlib.redirect_stderr(errors):
+        executed = run_notebooks(parameters, out, Path(__file__).resolve().parents[1] / "notebooks", progress=True)
+    return out, executed, said.getvalue(), errors.getvalue(), original

@@ -64,7 +64,7 @@ def test_the_links_of_each_docs_page_resolve(page):
 @pytest.mark.slow
 def test_the_site_builds_strict_and_shows_notebook_figures_and_the_api(executed_notebooks, tmp_path):
     site = tmp_path / "site"
-    env = {**os.environ, "AIMONK_DOCS_RUN": str(executed_notebooks), "NO_MKDOCS_2_WARNING": "1",
+    env = {**os.environ, "AIMONK_DOCS_RUN": str(executed_notebooks[0]), "NO_MKDOCS_2_WARNING": "1",
            "PYTHONPATH": str(ROOT)}
     built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
                            cwd=ROOT, env=env, capture_output=True, text=True)

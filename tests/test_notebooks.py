@@ -28,19 +28,13 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell(name):
 
 
 @pytest.mark.slow
-def test_all_notebooks_run_end_to_end(demo_dir, tmp_path, capfd):
-    """As `aimonk notebooks` runs them: each named by its progress bar, the training cell's lines shown as it runs;
-    notebook 05 writes the answers it is given into the labels file (of a copy of the demo folder)."""
+def test_all_notebooks_run_end_to_end(executed_notebooks):
+    """As `aimonk notebooks` runs them (the executed_notebooks fixture, shared with the docs build): each named by
+    its progress line, the training cell's lines shown as it runs; notebook 05 writes the answers it is given
+    (conftest.NOTEBOOK_ANSWERS) into the labels file (of a copy of the demo folder)."""
+    tmp_path, executed, out, err, original = executed_notebooks
     figures, data = tmp_path / "figures", tmp_path / "data"
-    shutil.copytree(demo_dir, data)
-    original = (data / "labels.txt").read_text().splitlines()
-    answers = [["image_0.jpg", "Attr1", 0], ["image_1.jpg", "Attr2", "unknown"], ["image_2.jpg", "Attr3", "skip"]]
-    parameters = {"data_dir": str(data), "out_dir": str(tmp_path), "figures_dir": str(figures),
-                  "epochs": 1, "image_size": 48, "batch_size": 16, "device": "cpu", "samples": 6, "cv_folds": 2,
-                  "answers": answers}
-    executed = run_notebooks(parameters, tmp_path, NOTEBOOK_DIR, progress=True)
     assert [p.name for p in executed] == list(NOTEBOOKS)
-    out, err = capfd.readouterr()
     assert "[2/5] 02_train.ipynb" in err and "[5/5] 05_label.ipynb" in err
     assert "\n  linear probe solved (" in out and "\n  note: 3 image(s) listed in " in out and "\n  thresholds " in out
     assert "Executing Cell" not in out + err and "without encryption" not in out + err  # no kernel-transport warning
