@@ -74,10 +74,12 @@ def test_a_head_trained_by_epochs_under_ddp_matches_one_process(data, tmp_path):
     aimonk(["train", data, "--out", tmp_path / "two", *recipe], tmp_path / "cache2", processes=2)
     single, double = epochs(tmp_path / "one"), epochs(tmp_path / "two")
     assert len(single) == len(double) == 3
-    for a, b in zip(single, double):
-        assert b["val_macro_f1"] == pytest.approx(a["val_macro_f1"], abs=1e-4)
+    for a, b in zip(single, double):  # the validation loss, over every probability, is the close check: F1 at
+        # 0.5 moves by a whole image's decision when one probability sits within float noise of 0.5 (the demo's
+        # weak signals put some there), and the two processes see the training batches in another order
         assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-4)
-        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=0.01)
+        assert b["val_macro_f1"] == pytest.approx(a["val_macro_f1"], abs=0.05)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=0.02)
     assert single[-1]["train_loss"] < single[0]["train_loss"]  # it learned, so agreeing says something
 
 
