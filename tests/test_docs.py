@@ -83,6 +83,9 @@ def test_the_site_builds_strict_and_shows_notebook_figures_and_the_api(executed_
         page.wait_for_load_state("load")
         widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
         assert len(widths) >= 4 and all(w > 0 for w in widths), widths  # the figures, each one loaded
+        page.goto((site / "notebooks" / "04_predict" / "index.html").as_uri())
+        page.wait_for_load_state("load")
+        assert page.locator("img[alt='the prediction app']").count() == 1  # the app's picture, not an empty view
         page.goto((site / "api" / "index.html").as_uri())
         headings = page.locator("h2").all_inner_texts()
         assert {"aimonk.train", "aimonk.evaluate", "aimonk.load_predictor", "aimonk.TrainConfig"} <= {
@@ -101,3 +104,23 @@ def test_every_fenced_block_of_the_readme_is_closed_and_holds_commands_only():
         for line in re.sub(r"\\\n\s*", "", block).splitlines():
             if line.strip() and not line.startswith("#"):
                 assert line.split()[0] in programs, line  # prose swallowed by an unclosed fence shows here
+
+
+def test_the_site_shows_a_widgets_picture_where_no_kernel_holds_it(tmp_path):
+    """docs/hooks/executed.py stages each executed notebook for its page: an output holding a widget's view and
+    a picture of it keeps the picture (a static page has no kernel for the view: it showed an empty Out[5])."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("executed_hook", ROOT / "docs" / "hooks" / "executed.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    widget = {"application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "image/png": "iVBOR",
+              "text/plain": "App"}
+    notebook = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "execute_result", "data": widget},
+                                                             {"output_type": "stream", "text": "hi"}]}]}
+    (tmp_path / "in.ipynb").write_text(json.dumps(notebook))
+    hook.static_copy(tmp_path / "in.ipynb", tmp_path / "out.ipynb")
+    [shown, stream] = json.loads((tmp_path / "out.ipynb").read_text())["cells"][0]["outputs"]
+    assert set(shown["data"]) == {"image/png", "text/plain"} and stream == {"output_type": "stream", "text": "hi"}
+

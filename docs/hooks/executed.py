@@ -1,6 +1,7 @@
 """mkdocs hook: the site's notebook pages are the executed notebooks of a `make demo` run (runs/demo, or the
 folder named by $AIMONK_DOCS_RUN), and its pictures the repository's figures/; both are added to the build
 without copying anything into docs/ (the committed notebooks stay without outputs)."""
+import json
 import os
 import re
 import shutil
@@ -30,7 +31,7 @@ def on_files(files, config):
     staged = Path(tempfile.mkdtemp(prefix="aimonk-docs-"))  # mkdocs-jupyter reads plain files of a src_dir
     (staged / "notebooks").mkdir()
     for name in NOTEBOOKS:
-        shutil.copyfile(run / name, staged / "notebooks" / name)
+        static_copy(run / name, staged / "notebooks" / name)
         files.append(File(f"notebooks/{name}", str(staged), config["site_dir"], config["use_directory_urls"]))
     for figure in sorted((ROOT / "figures").glob("*.png")):
         files.append(File.generated(config, f"figures/{figure.name}", abs_src_path=str(figure)))
@@ -38,6 +39,19 @@ def on_files(files, config):
 
 
 staged = None
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def static_copy(source: Path, target: Path) -> None:
+    """The executed notebook as a static page shows it: an output that holds a live widget's view and a picture
+    of it (the prediction app's snapshot) keeps the picture only, since no kernel holds the widget there."""
+    notebook = json.loads(source.read_text(encoding="utf-8"))
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET in data and "image/png" in data:
+                del data[WIDGET]
+    target.write_text(json.dumps(notebook), encoding="utf-8")
 
 
 def on_post_build(config):
