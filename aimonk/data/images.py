@@ -83,6 +83,13 @@ def _try_load(path, size):
         return None, printable(f"{path}: {type(error).__name__}: {error}")  # a file name on disk, escaped
 
 
+def warn_unreadable(failures: list[str], paths) -> None:
+    """The images that could not be decoded (each `_try_load`'s message), named in one warning about the folder
+    of `paths`."""
+    if failures:
+        warn_about_data(f"skipped {len(failures)} unreadable image(s): " + "; ".join(failures), Path(paths[0]).parent)
+
+
 def readable_images(paths, size: int | None = None) -> tuple[list[np.ndarray], list[int]]:
     """Each of `paths` decoded (at size x size), skipping those that cannot be read, named in one warning (as
     cache_images does, without caching: for a few images to show). Returns (images, the indices kept)."""
@@ -94,8 +101,7 @@ def readable_images(paths, size: int | None = None) -> tuple[list[np.ndarray], l
         else:
             images.append(array)
             kept.append(index)
-    if failures:
-        warn_about_data(f"skipped {len(failures)} unreadable image(s): " + "; ".join(failures), Path(paths[0]).parent)
+    warn_unreadable(failures, paths)
     return images, kept
 
 
@@ -108,8 +114,7 @@ def first_readable_image(paths) -> tuple[Path, np.ndarray]:
         if image is not None:
             break
         failures.append(message)
-    if failures:
-        warn_about_data(f"skipped {len(failures)} unreadable image(s): " + "; ".join(failures), paths[0].parent)
+    warn_unreadable(failures, paths)
     if len(failures) == len(paths):
         raise ValueError(f"none of the {len(paths)} image file(s) could be read")
     return path, image
@@ -152,9 +157,7 @@ def cache_images(paths: list[Path], size: int, workers: int = 4, key: str | None
                              {"kept": kept, "failures": failures, "source": str(Path(paths[0]).parent.resolve()),
                               "what": f"{len(paths)} images at {size}px"})
     images, meta = cached
-    if meta["failures"]:
-        warn_about_data(f"skipped {len(meta['failures'])} unreadable image(s): " + "; ".join(meta["failures"]),
-                        Path(paths[0]).parent)
+    warn_unreadable(meta["failures"], paths)
     return images, meta["kept"]
 
 

@@ -114,10 +114,15 @@ class DecisionRule:
                    str(values.get("source", "")))
 
 
+def attribute_names(attributes, count: int) -> list[str]:
+    """The attributes' names, or 'attribute 1', 'attribute 2', ... where none are given."""
+    return list(attributes) if attributes is not None else [f"attribute {k + 1}" for k in range(count)]
+
+
 def one_class_only(targets: np.ndarray, attributes=None) -> list[str]:
     """'NAME (no positive among the N known held-out labels)' for each attribute whose known held-out labels
     hold one class or none: its threshold cannot be tuned."""
-    names = list(attributes) if attributes is not None else [f"attribute {k + 1}" for k in range(targets.shape[1])]
+    names = attribute_names(attributes, targets.shape[1])
     found = []
     for column, name in enumerate(names):
         truth = targets[~np.isnan(targets[:, column]), column]
@@ -131,7 +136,7 @@ def one_decision_for_all(targets: np.ndarray, probabilities: np.ndarray, thresho
                          attributes=None) -> list[tuple[str, str]]:
     """(attribute, PRESENT or ABSENT) for each attribute whose threshold decides all its known rows alike,
     where those rows hold both classes (with one class only, every threshold does)."""
-    names = list(attributes) if attributes is not None else [f"attribute {k + 1}" for k in range(targets.shape[1])]
+    names = attribute_names(attributes, targets.shape[1])
     decisions, same = decide(probabilities, thresholds), []
     for column, name in enumerate(names):
         known = ~np.isnan(targets[:, column])

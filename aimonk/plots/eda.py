@@ -38,7 +38,8 @@ def plot_image_sizes(sizes: pd.DataFrame):
 def plot_folder_samples(folder, rows, size: int = 160, columns: int = 6):
     """The images of `rows` of a LabelledFolder (e.g. folder.sample(12)), decoded at size x size, captioned with
     their labels; those that cannot be read are left out, named in a warning."""
+    rows = list(rows)
     images, kept = readable_images([folder.image_dir / folder.labels.filenames[row] for row in rows], size)
-    rows = [list(rows)[index] for index in kept]  # an unreadable image is named in a warning and left out
+    rows = [rows[index] for index in kept]  # an unreadable image is named in a warning and left out
     names = [folder.labels.filenames[row] for row in rows]
     return plot_labelled_samples(images, names, folder.labels.values[rows], folder.labels.attributes, columns)
