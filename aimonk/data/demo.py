@@ -6,12 +6,8 @@ files are missing, and everything is deterministic in the seed. labels.txt names
 header line (`filename coloured long_sleeves striped emblem`); header=False writes the reference's
 header-less form, where they are Attr1..Attr4 by position.
 
-It is hard on purpose, as real photographs are, so that no model scores a perfect F1: LABEL_NOISE of the
-known labels are flipped (an annotator's slips); OCCLUSION_RATE of the images have an object in front of
-part of the garment (a sleeve or the emblem may be hidden); the signal is weak in some images (pale
-colours, faint or fine stripes, three-quarter sleeves, a small or dull emblem); and DISTRACTOR_RATE of the
-images carry a distractor (a striped or coloured background, a star beside the garment, a round badge
-on the chest where an emblem would be); lighting, blur and noise vary.
+It is hard on purpose, as real photographs are: label noise, occluders, weak signals and distractors, as
+HARD says (the sentence the folder's README.md carries).
 """
 from __future__ import annotations
 
