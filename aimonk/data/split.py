@@ -50,7 +50,8 @@ def scarce_class_notes(values: np.ndarray, attributes, folds: int, option: str) 
         positive, negative = int(known.sum()), int(len(known) - known.sum())
         fewer, kind = min((positive, "positive"), (negative, "negative"))
         if fewer < folds:
+            empty = folds - fewer
             notes.append(f"attribute {short_name(name)!r} has {fewer} {kind} known label(s) for {option} {folds}: at "
-                         f"least {folds - fewer} of the folds hold none, so its out-of-fold scores and threshold rest "
-                         "on very few images")
+                         f"least {empty} of the folds {'holds' if empty == 1 else 'hold'} none, so its out-of-fold "
+                         "scores and threshold rest on very few images")
     return notes
